@@ -1,0 +1,333 @@
+//! ConnectionActor: one per client connection on the HTTP or gRPC front door, started when
+//! the connection opens and stopped when it closes. Front-door handlers turn a request into
+//! one of the messages below and hand the reply back; everything the request means — checks,
+//! consistency, routing to Raft or the store — happens here.
+
+use std::net::SocketAddr;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::cluster::{ClusterActor, DescribeCluster, DescribeNode, LatestMetrics, Readiness};
+use crate::command::{Command, Member};
+use crate::error::{CeteError, CeteResult};
+use crate::node::{ClusterInfo, NodeInfo};
+use crate::raft::{AddMember, ClientWrite, LinearizableRead, RaftActor, RemoveMember, TakeSnapshot, WriteRejection};
+use crate::store::{ReadKey, ScanPrefix, Stats, StoreActor, StoredValue, WatcherCount};
+use crate::watch::{Change, WatchActor};
+
+/// The node-wide actors and limits every connection talks to.
+#[derive(Clone)]
+pub struct NodeHandles {
+    pub raft: Addr<RaftActor>,
+    pub store: Addr<StoreActor>,
+    pub cluster: Addr<ClusterActor>,
+    pub max_value_bytes: usize,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Sees every write acknowledged before the read began (the default).
+    #[default]
+    Linearizable,
+    /// Answered from this node's applied state at once; may miss the latest writes.
+    Serializable,
+}
+
+pub struct ConnectionActor {
+    handles: NodeHandles,
+    door: &'static str,
+    peer: Option<SocketAddr>,
+}
+
+impl ConnectionActor {
+    pub fn new(handles: NodeHandles, door: &'static str, peer: Option<SocketAddr>) -> Self {
+        ConnectionActor { handles, door, peer }
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // HTTP/2 multiplexes many requests on one connection; handlers return at once, so a
+        // deep mailbox only absorbs bursts.
+        ctx.set_mailbox_capacity(1024);
+        log::debug!("{} connection from {:?} opened", self.door, self.peer);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        log::debug!("{} connection from {:?} closed", self.door, self.peer);
+    }
+}
+
+fn check_key(key: &str) -> CeteResult<()> {
+    if key.is_empty() {
+        return Err(CeteError::InvalidArgument("the key must not be empty".into()));
+    }
+    Ok(())
+}
+
+fn rejection_to_error(rejection: WriteRejection) -> CeteError {
+    match rejection {
+        WriteRejection::Failed(e) => e,
+        WriteRejection::NotLeader { leader: Some(leader) } => {
+            CeteError::Unavailable(format!("leader {} could not be reached from this node", leader.name))
+        }
+        WriteRejection::NotLeader { leader: None } => {
+            CeteError::Unavailable("no leader: the cluster is electing one or has lost its quorum".into())
+        }
+    }
+}
+
+async fn write(handles: NodeHandles, command: Command) -> CeteResult<()> {
+    handles.raft.send(ClientWrite(command)).await?.map_err(rejection_to_error)?;
+    Ok(())
+}
+
+async fn read_barrier(handles: &NodeHandles, consistency: Consistency) -> CeteResult<()> {
+    match consistency {
+        Consistency::Linearizable => handles.raft.send(LinearizableRead).await?.map_err(rejection_to_error),
+        Consistency::Serializable => Ok(()),
+    }
+}
+
+/// Read one key; `NotFound` when it is missing.
+#[derive(Message)]
+#[rtype(result = "CeteResult<StoredValue>")]
+pub struct KvGet {
+    pub key: String,
+    pub consistency: Consistency,
+}
+
+impl Handler<KvGet> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<StoredValue>>;
+
+    fn handle(&mut self, msg: KvGet, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        Box::pin(async move {
+            check_key(&msg.key)?;
+            read_barrier(&handles, msg.consistency).await?;
+            handles.store.send(ReadKey(msg.key.clone())).await??.ok_or_else(|| CeteError::NotFound(format!("key {:?} not found", msg.key)))
+        })
+    }
+}
+
+/// Every key under a prefix, with its value, in key order.
+#[derive(Message)]
+#[rtype(result = "CeteResult<Vec<(String, Bytes)>>")]
+pub struct KvScan {
+    pub prefix: String,
+    pub consistency: Consistency,
+}
+
+impl Handler<KvScan> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<Vec<(String, Bytes)>>>;
+
+    fn handle(&mut self, msg: KvScan, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        Box::pin(async move {
+            read_barrier(&handles, msg.consistency).await?;
+            handles.store.send(ScanPrefix(msg.prefix)).await?
+        })
+    }
+}
+
+/// Store a value (acknowledged once durable on a quorum and applied).
+#[derive(Message)]
+#[rtype(result = "CeteResult<()>")]
+pub struct KvPut {
+    pub key: String,
+    pub value: Bytes,
+    pub content_type: Option<String>,
+}
+
+impl Handler<KvPut> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<()>>;
+
+    fn handle(&mut self, msg: KvPut, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        Box::pin(async move {
+            check_key(&msg.key)?;
+            if msg.value.len() > handles.max_value_bytes {
+                return Err(CeteError::TooLarge {
+                    what: "the value".into(),
+                    size: msg.value.len(),
+                    limit: handles.max_value_bytes,
+                });
+            }
+            write(handles, Command::Set { key: msg.key, value: msg.value, content_type: msg.content_type }).await
+        })
+    }
+}
+
+/// Delete a key (deleting a missing key succeeds).
+#[derive(Message)]
+#[rtype(result = "CeteResult<()>")]
+pub struct KvDelete {
+    pub key: String,
+}
+
+impl Handler<KvDelete> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<()>>;
+
+    fn handle(&mut self, msg: KvDelete, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        Box::pin(async move {
+            check_key(&msg.key)?;
+            write(handles, Command::Delete { key: msg.key }).await
+        })
+    }
+}
+
+/// This node's addresses and state.
+#[derive(Message)]
+#[rtype(result = "CeteResult<NodeInfo>")]
+pub struct NodeStatus;
+
+impl Handler<NodeStatus> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<NodeInfo>>;
+
+    fn handle(&mut self, _: NodeStatus, _: &mut Self::Context) -> Self::Result {
+        let cluster = self.handles.cluster.clone();
+        Box::pin(async move { Ok(cluster.send(DescribeNode).await?) })
+    }
+}
+
+/// Every member with its state, and the leader.
+#[derive(Message)]
+#[rtype(result = "CeteResult<ClusterInfo>")]
+pub struct ClusterStatus;
+
+impl Handler<ClusterStatus> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<ClusterInfo>>;
+
+    fn handle(&mut self, _: ClusterStatus, _: &mut Self::Context) -> Self::Result {
+        let cluster = self.handles.cluster.clone();
+        Box::pin(async move { Ok(cluster.send(DescribeCluster).await?) })
+    }
+}
+
+/// Whether this node can serve: a leader is known.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct ReadyCheck;
+
+impl Handler<ReadyCheck> for ConnectionActor {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, _: ReadyCheck, _: &mut Self::Context) -> Self::Result {
+        let cluster = self.handles.cluster.clone();
+        Box::pin(async move { cluster.send(Readiness).await.unwrap_or(false) })
+    }
+}
+
+/// Take a Raft snapshot now.
+#[derive(Message)]
+#[rtype(result = "CeteResult<()>")]
+pub struct Snapshot;
+
+impl Handler<Snapshot> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<()>>;
+
+    fn handle(&mut self, _: Snapshot, _: &mut Self::Context) -> Self::Result {
+        let raft = self.handles.raft.clone();
+        Box::pin(async move { raft.send(TakeSnapshot).await? })
+    }
+}
+
+/// Add node `id` at the given addresses to the cluster.
+#[derive(Message)]
+#[rtype(result = "CeteResult<()>")]
+pub struct JoinNode {
+    pub id: String,
+    pub node: NodeInfo,
+}
+
+impl Handler<JoinNode> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<()>>;
+
+    fn handle(&mut self, msg: JoinNode, _: &mut Self::Context) -> Self::Result {
+        let raft = self.handles.raft.clone();
+        Box::pin(async move {
+            if msg.id.is_empty() {
+                return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
+            }
+            if msg.node.raft_address.is_empty() {
+                return Err(CeteError::InvalidArgument(format!("node {} needs a raft_address", msg.id)));
+            }
+            let member = Member { name: msg.id, raft_address: msg.node.raft_address, metadata: msg.node.metadata };
+            raft.send(AddMember(member)).await?.map_err(rejection_to_error)
+        })
+    }
+}
+
+/// Remove node `id` from the cluster.
+#[derive(Message)]
+#[rtype(result = "CeteResult<()>")]
+pub struct LeaveNode {
+    pub id: String,
+}
+
+impl Handler<LeaveNode> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<()>>;
+
+    fn handle(&mut self, msg: LeaveNode, _: &mut Self::Context) -> Self::Result {
+        let raft = self.handles.raft.clone();
+        Box::pin(async move {
+            if msg.id.is_empty() {
+                return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
+            }
+            raft.send(RemoveMember(msg.id)).await?.map_err(rejection_to_error)
+        })
+    }
+}
+
+/// Open a watch stream of every change applied on this node under `prefix`.
+#[derive(Message)]
+#[rtype(result = "mpsc::Receiver<CeteResult<Change>>")]
+pub struct OpenWatch {
+    pub prefix: String,
+}
+
+impl Handler<OpenWatch> for ConnectionActor {
+    type Result = MessageResult<OpenWatch>;
+
+    fn handle(&mut self, msg: OpenWatch, _: &mut Self::Context) -> Self::Result {
+        MessageResult(WatchActor::spawn(&self.handles.store, msg.prefix))
+    }
+}
+
+/// The Prometheus text exposition of this node's metrics.
+#[derive(Message)]
+#[rtype(result = "CeteResult<String>")]
+pub struct RenderMetrics;
+
+impl Handler<RenderMetrics> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<String>>;
+
+    fn handle(&mut self, _: RenderMetrics, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        Box::pin(async move {
+            let raft = handles.cluster.send(LatestMetrics).await?;
+            let stats = handles.store.send(Stats).await??;
+            let watchers = handles.store.send(WatcherCount).await?;
+            Ok(crate::metrics::render(&raft, stats, watchers))
+        })
+    }
+}
+
+/// The connection has closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseConnection;
+
+impl Handler<CloseConnection> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseConnection, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,45 @@
+//! The one error type of Cete's domain. Front doors map it once: to an HTTP status with a
+//! JSON body, and to a gRPC status.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything that can go wrong serving a request, by what the client should make of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum CeteError {
+    /// The request itself is wrong (empty key, malformed body, bad address): HTTP 400.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The key or node does not exist: HTTP 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// A value or body over the configured limit: HTTP 413.
+    #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { what: String, size: usize, limit: usize },
+    /// The request conflicts with the cluster's state (e.g. joining a node that holds data): HTTP 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// No leader, not ready, shutting down, or overloaded; retrying later may work: HTTP 503.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A real fault inside the node (storage, a bug): HTTP 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CeteError {
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        CeteError::Internal(format!("{context}: {err}"))
+    }
+
+    pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Self {
+        CeteError::Unavailable(format!("{context}: {err}"))
+    }
+}
+
+impl From<actix::MailboxError> for CeteError {
+    fn from(err: actix::MailboxError) -> Self {
+        CeteError::unavailable("the node is busy or shutting down", err)
+    }
+}
+
+pub type CeteResult<T> = Result<T, CeteError>;

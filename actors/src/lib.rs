@@ -1,0 +1,28 @@
+//! Cete's actor system.
+//!
+//! Every piece of state has one owner, and the owners talk only by typed messages:
+//! - [`store::StoreActor`] owns the redb database of applied key-value state;
+//! - [`raft::RaftActor`] owns the openraft instance (writes, linearizable reads, membership);
+//! - [`cluster::ClusterActor`] knows the nodes, their live states and the leader;
+//! - [`connection::ConnectionActor`] is one client connection on a front door;
+//! - [`watch::WatchActor`] is one watch stream.
+//!
+//! openraft's storage and network ([`log_store`], [`state_machine`], [`network`]) are adapters
+//! that turn openraft's calls into messages to those owners or RPCs to peers.
+
+pub mod address;
+pub mod cluster;
+pub mod command;
+pub mod connection;
+pub mod error;
+pub mod log_store;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod raft;
+pub mod state_machine;
+pub mod store;
+pub mod system;
+pub mod watch;
+
+pub use error::{CeteError, CeteResult};

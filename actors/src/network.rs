@@ -1,0 +1,130 @@
+//! openraft's network, as an adapter: Raft RPCs travel to a peer's `--raft-address` over the
+//! `cete.raft.Raft` gRPC service, each request and reply MessagePack-encoded inside a
+//! `RaftPayload` (openraft owns those types; protobuf only frames them).
+//!
+//! A peer's channel is created lazily and reconnects by itself, so a peer that is down
+//! simply shows up as `Unreachable` until it is back.
+
+use cete_proto::raft::raft_client::RaftClient;
+use cete_proto::raft::RaftPayload;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use crate::address::dial_uri;
+use crate::command::{decode, encode, Member, NodeId, TypeConfig};
+
+/// Creates a [`PeerRaftClient`] per peer, sharing the node's TLS settings.
+#[derive(Clone, Default)]
+pub struct Network {
+    tls: Option<ClientTlsConfig>,
+}
+
+impl Network {
+    pub fn new(tls: Option<ClientTlsConfig>) -> Self {
+        Network { tls }
+    }
+}
+
+/// Builds a lazily connecting channel to `address` (a peer's raft or gRPC address).
+pub fn peer_channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, tonic::transport::Error> {
+    let mut endpoint = Endpoint::from_shared(dial_uri(address, tls.is_some()))?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(std::time::Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone())?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerRaftClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerRaftClient {
+        let client = match peer_channel(&node.raft_address, self.tls.as_ref()) {
+            Ok(channel) => Ok(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
+            Err(e) => Err(format!("bad raft address {:?} of {}: {e}", node.raft_address, node.name)),
+        };
+        PeerRaftClient { target, member: node.clone(), client }
+    }
+}
+
+/// The Raft RPC client for one peer.
+pub struct PeerRaftClient {
+    target: NodeId,
+    member: Member,
+    client: Result<RaftClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+impl PeerRaftClient {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: &'static str,
+        request: &Req,
+    ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(client) => client,
+            Err(msg) => return Err(RPCError::Unreachable(Unreachable::new(&TransportError(msg.clone())))),
+        };
+        let data = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = tonic::Request::new(RaftPayload { data: data.into() });
+        let reply = match rpc {
+            "append_entries" => client.append_entries(payload).await,
+            "vote" => client.vote(payload).await,
+            _ => client.install_snapshot(payload).await,
+        };
+        let reply = reply.map_err(|status| {
+            let err = TransportError(format!("{} at {}: {}", self.member.name, self.member.raft_address, status.message()));
+            match status.code() {
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => RPCError::Unreachable(Unreachable::new(&err)),
+                _ => RPCError::Network(NetworkError::new(&err)),
+            }
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.member.clone(), e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerRaftClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        self.call("append_entries", &rpc).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>> {
+        self.call("install_snapshot", &rpc).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        self.call("vote", &rpc).await
+    }
+}

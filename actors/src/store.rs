@@ -1,0 +1,370 @@
+//! StoreActor: the owner of the applied key-value state, a redb database in the data directory.
+//!
+//! It applies committed log entries (in batches, one transaction per batch), answers reads,
+//! opens consistent views for snapshots, installs received snapshots, and tells watchers what
+//! changed. It runs on an arbiter of its own so that disk work never stalls other actors.
+//!
+//! Durability: applied state is committed without fsync. That is safe because the Raft log is
+//! durable before anything is applied: after a crash redb rolls back to its last durable
+//! commit, `last_applied` rolls back with it (same transaction), and openraft re-applies the
+//! rest from the log. A durable commit is made every second, before every snapshot (the log
+//! is purged only behind a snapshot) and on stop.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use openraft::EntryPayload;
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership};
+use crate::error::{CeteError, CeteResult};
+use crate::watch::{Change, WatchEvent};
+
+/// Keys to stored records (see [`StoredValue::encode`]).
+pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+/// `last_applied` and `last_membership`, updated in the same transaction as the data.
+const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+const LAST_APPLIED: &str = "last_applied";
+const LAST_MEMBERSHIP: &str = "last_membership";
+
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// A value as stored: the bytes and the media type they were given with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredValue {
+    pub value: Bytes,
+    pub content_type: Option<String>,
+}
+
+impl StoredValue {
+    /// Record layout: `[u16 LE content-type length][content type][value]`.
+    fn encode(value: &[u8], content_type: Option<&str>) -> Vec<u8> {
+        let ct = content_type.unwrap_or("").as_bytes();
+        let ct_len = ct.len().min(u16::MAX as usize);
+        let mut record = Vec::with_capacity(2 + ct_len + value.len());
+        record.extend_from_slice(&(ct_len as u16).to_le_bytes());
+        record.extend_from_slice(&ct[..ct_len]);
+        record.extend_from_slice(value);
+        record
+    }
+
+    pub(crate) fn decode(record: &[u8]) -> CeteResult<Self> {
+        let corrupt = || CeteError::Internal("corrupt record in the store".into());
+        let len_bytes: [u8; 2] = record.get(..2).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?;
+        let ct_len = u16::from_le_bytes(len_bytes) as usize;
+        let ct = record.get(2..2 + ct_len).ok_or_else(corrupt)?;
+        let content_type = if ct.is_empty() { None } else { Some(String::from_utf8_lossy(ct).into_owned()) };
+        Ok(StoredValue { value: Bytes::copy_from_slice(&record[2 + ct_len..]), content_type })
+    }
+}
+
+pub struct StoreActor {
+    db: Arc<Database>,
+    /// Commits made since the last durable one.
+    dirty: bool,
+    watchers: Vec<Recipient<WatchEvent>>,
+}
+
+impl StoreActor {
+    pub fn open(path: &Path) -> CeteResult<Self> {
+        let db = Database::create(path).map_err(|e| CeteError::internal("cannot open the store", e))?;
+        let txn = db.begin_write().map_err(|e| CeteError::internal("store", e))?;
+        txn.open_table(KV).map_err(|e| CeteError::internal("store", e))?;
+        txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
+        txn.commit().map_err(|e| CeteError::internal("store", e))?;
+        Ok(StoreActor { db: Arc::new(db), dirty: false, watchers: Vec::new() })
+    }
+
+    fn make_durable(&mut self) -> CeteResult<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(|e| CeteError::internal("store", e))?;
+        txn.set_durability(Durability::Immediate).map_err(|e| CeteError::internal("store", e))?;
+        txn.commit().map_err(|e| CeteError::internal("store flush", e))?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> CeteResult<(Vec<CommandResponse>, Vec<Change>)> {
+        let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("apply: {e}"));
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut changes = Vec::new();
+        let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
+        txn.set_durability(Durability::None).map_err(|e| fail(&e))?;
+        {
+            let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
+            let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
+            let mut last_applied = None;
+            let mut previous_membership: Option<StoredMembership> = None;
+            for entry in entries {
+                last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => responses.push(CommandResponse::Nothing),
+                    EntryPayload::Normal(command) => {
+                        apply_command(&mut kv, &command).map_err(|e| fail(&e))?;
+                        changes.push(Change::from_command(command));
+                        responses.push(CommandResponse::Applied);
+                    }
+                    EntryPayload::Membership(membership) => {
+                        let before = match previous_membership.take() {
+                            Some(m) => m,
+                            None => read_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default(),
+                        };
+                        let stored = StoredMembership::new(Some(entry.log_id), membership);
+                        changes.extend(Change::membership_diff(&before, &stored));
+                        meta.insert(LAST_MEMBERSHIP, encode(&stored).map_err(|e| fail(&e))?.as_slice())
+                            .map_err(|e| fail(&e))?;
+                        previous_membership = Some(stored);
+                        responses.push(CommandResponse::Nothing);
+                    }
+                }
+            }
+            if let Some(log_id) = last_applied {
+                meta.insert(LAST_APPLIED, encode(&log_id).map_err(|e| fail(&e))?.as_slice()).map_err(|e| fail(&e))?;
+            }
+        }
+        txn.commit().map_err(|e| fail(&e))?;
+        self.dirty = true;
+        Ok((responses, changes))
+    }
+
+    fn applied_state(&self) -> CeteResult<(Option<LogId>, StoredMembership)> {
+        let txn = self.db.begin_read().map_err(|e| CeteError::internal("store", e))?;
+        let meta = txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
+        Ok((read_meta(&meta, LAST_APPLIED)?, read_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default()))
+    }
+
+    fn publish(&mut self, changes: Vec<Change>) {
+        if self.watchers.is_empty() || changes.is_empty() {
+            return;
+        }
+        let changes = Arc::new(changes);
+        // A watcher whose mailbox is full is too slow: it is told so and dropped rather than
+        // allowed to stall applies or grow memory.
+        self.watchers.retain(|watcher| match watcher.try_send(WatchEvent::Changes(changes.clone())) {
+            Ok(()) => true,
+            Err(SendError::Full(_)) => {
+                watcher.do_send(WatchEvent::Overflowed);
+                false
+            }
+            Err(SendError::Closed(_)) => false,
+        });
+    }
+}
+
+fn apply_command(kv: &mut redb::Table<&str, &[u8]>, command: &Command) -> Result<(), redb::StorageError> {
+    match command {
+        Command::Set { key, value, content_type } => {
+            let record = StoredValue::encode(value, content_type.as_deref());
+            kv.insert(key.as_str(), record.as_slice())?;
+        }
+        Command::Delete { key } => {
+            kv.remove(key.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+fn read_meta<T: serde::de::DeserializeOwned>(table: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> CeteResult<Option<T>> {
+    match table.get(key).map_err(|e| CeteError::internal("store", e))? {
+        Some(bytes) => decode(bytes.value()).map(Some).map_err(|e| CeteError::internal("store metadata", e)),
+        None => Ok(None),
+    }
+}
+
+impl Actor for StoreActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(DURABLE_EVERY, |store, _| {
+            if let Err(e) = store.make_durable() {
+                log::error!("periodic store flush failed: {e}");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Err(e) = self.make_durable() {
+            log::error!("final store flush failed: {e}");
+        }
+    }
+}
+
+/// Apply committed entries, in order, as one transaction; one response per entry.
+#[derive(Message)]
+#[rtype(result = "CeteResult<Vec<CommandResponse>>")]
+pub struct ApplyEntries(pub Vec<Entry>);
+
+impl Handler<ApplyEntries> for StoreActor {
+    type Result = CeteResult<Vec<CommandResponse>>;
+
+    fn handle(&mut self, msg: ApplyEntries, _: &mut Self::Context) -> Self::Result {
+        let (responses, changes) = self.apply(msg.0)?;
+        self.publish(changes);
+        Ok(responses)
+    }
+}
+
+/// The last applied log id and membership, as openraft needs them at start-up.
+#[derive(Message)]
+#[rtype(result = "CeteResult<(Option<LogId>, StoredMembership)>")]
+pub struct AppliedState;
+
+impl Handler<AppliedState> for StoreActor {
+    type Result = CeteResult<(Option<LogId>, StoredMembership)>;
+
+    fn handle(&mut self, _: AppliedState, _: &mut Self::Context) -> Self::Result {
+        self.applied_state()
+    }
+}
+
+/// Read one key from the applied state.
+#[derive(Message)]
+#[rtype(result = "CeteResult<Option<StoredValue>>")]
+pub struct ReadKey(pub String);
+
+impl Handler<ReadKey> for StoreActor {
+    type Result = CeteResult<Option<StoredValue>>;
+
+    fn handle(&mut self, msg: ReadKey, _: &mut Self::Context) -> Self::Result {
+        let txn = self.db.begin_read().map_err(|e| CeteError::internal("read", e))?;
+        let kv = txn.open_table(KV).map_err(|e| CeteError::internal("read", e))?;
+        match kv.get(msg.0.as_str()).map_err(|e| CeteError::internal("read", e))? {
+            Some(record) => StoredValue::decode(record.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Every key starting with a prefix, in key order, with its value.
+#[derive(Message)]
+#[rtype(result = "CeteResult<Vec<(String, Bytes)>>")]
+pub struct ScanPrefix(pub String);
+
+impl Handler<ScanPrefix> for StoreActor {
+    type Result = CeteResult<Vec<(String, Bytes)>>;
+
+    fn handle(&mut self, msg: ScanPrefix, _: &mut Self::Context) -> Self::Result {
+        let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("scan: {e}"));
+        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
+        let kv = txn.open_table(KV).map_err(|e| fail(&e))?;
+        let mut pairs = Vec::new();
+        for item in kv.range::<&str>(msg.0.as_str()..).map_err(|e| fail(&e))? {
+            let (key, record) = item.map_err(|e| fail(&e))?;
+            if !key.value().starts_with(msg.0.as_str()) {
+                break;
+            }
+            pairs.push((key.value().to_string(), StoredValue::decode(record.value())?.value));
+        }
+        Ok(pairs)
+    }
+}
+
+/// A consistent, durable view of the applied state to build a snapshot from. Reading it does
+/// not hold up applies: redb read transactions see a fixed version while writes go on.
+pub struct SnapshotView {
+    pub txn: ReadTransaction,
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+}
+
+#[derive(Message)]
+#[rtype(result = "CeteResult<SnapshotView>")]
+pub struct OpenSnapshotView;
+
+impl Handler<OpenSnapshotView> for StoreActor {
+    type Result = CeteResult<SnapshotView>;
+
+    fn handle(&mut self, _: OpenSnapshotView, _: &mut Self::Context) -> Self::Result {
+        // The log will be purged behind this snapshot, so what it covers must survive a crash.
+        self.make_durable()?;
+        let (last_applied, last_membership) = self.applied_state()?;
+        let txn = self.db.begin_read().map_err(|e| CeteError::internal("snapshot", e))?;
+        Ok(SnapshotView { txn, last_applied, last_membership })
+    }
+}
+
+/// Replace the whole applied state with a received snapshot's pairs, durably.
+#[derive(Message)]
+#[rtype(result = "CeteResult<()>")]
+pub struct ReplaceState {
+    pub pairs: Vec<(String, Vec<u8>)>,
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+}
+
+impl Handler<ReplaceState> for StoreActor {
+    type Result = CeteResult<()>;
+
+    fn handle(&mut self, msg: ReplaceState, _: &mut Self::Context) -> Self::Result {
+        let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("install snapshot: {e}"));
+        let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
+        txn.set_durability(Durability::Immediate).map_err(|e| fail(&e))?;
+        {
+            let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
+            kv.retain(|_, _| false).map_err(|e| fail(&e))?;
+            for (key, record) in &msg.pairs {
+                kv.insert(key.as_str(), record.as_slice()).map_err(|e| fail(&e))?;
+            }
+            let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
+            meta.insert(LAST_APPLIED, encode(&msg.last_applied).map_err(|e| fail(&e))?.as_slice())
+                .map_err(|e| fail(&e))?;
+            meta.insert(LAST_MEMBERSHIP, encode(&msg.last_membership).map_err(|e| fail(&e))?.as_slice())
+                .map_err(|e| fail(&e))?;
+        }
+        txn.commit().map_err(|e| fail(&e))?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Key count and file size, for metrics.
+#[derive(Message)]
+#[rtype(result = "CeteResult<StoreStats>")]
+pub struct Stats;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    pub keys: u64,
+}
+
+impl Handler<Stats> for StoreActor {
+    type Result = CeteResult<StoreStats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
+        let txn = self.db.begin_read().map_err(|e| CeteError::internal("stats", e))?;
+        let kv = txn.open_table(KV).map_err(|e| CeteError::internal("stats", e))?;
+        Ok(StoreStats { keys: kv.len().map_err(|e| CeteError::internal("stats", e))? })
+    }
+}
+
+/// Start telling `watcher` about every applied change.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<WatchEvent>);
+
+impl Handler<Subscribe> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+        self.watchers.push(msg.0);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct WatcherCount;
+
+impl Handler<WatcherCount> for StoreActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: WatcherCount, _: &mut Self::Context) -> usize {
+        self.watchers.retain(|w| w.connected());
+        self.watchers.len()
+    }
+}

@@ -1,0 +1,93 @@
+//! Starting a node's actor system: open the two redb databases, build openraft on top of the
+//! storage adapters, and start the StoreActor, RaftActor and ClusterActor.
+//!
+//! Data directory layout: `raft.redb` (log and vote), `store.redb` (applied state) and
+//! `snapshots/`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tonic::transport::ClientTlsConfig;
+
+use crate::cluster::ClusterActor;
+use crate::command::{node_id, Member, Raft};
+use crate::connection::NodeHandles;
+use crate::error::{CeteError, CeteResult};
+use crate::log_store::LogStore;
+use crate::network::Network;
+use crate::raft::RaftActor;
+use crate::state_machine::StateMachine;
+use crate::store::StoreActor;
+
+/// What a node needs to know to start.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub me: Member,
+    pub data_directory: PathBuf,
+    /// Build a snapshot (and purge the log behind it) every this many applied entries.
+    pub snapshot_every: u64,
+    pub max_value_bytes: usize,
+    /// TLS for node-to-node connections, when the node runs with a certificate.
+    pub peer_tls: Option<ClientTlsConfig>,
+}
+
+/// A running node's actors, plus the arbiter the StoreActor runs on.
+pub struct RunningNode {
+    pub handles: NodeHandles,
+    /// The Raft handle, for the node-to-node service to deliver RPCs to.
+    pub raft: Raft,
+    store_arbiter: Arbiter,
+}
+
+impl RunningNode {
+    /// Stops Raft first (no more applies), then the store (which makes its state durable).
+    pub async fn shutdown(self) {
+        let _ = self.handles.raft.send(crate::raft::Shutdown).await;
+        self.store_arbiter.stop();
+        let _ = self.store_arbiter.join();
+    }
+}
+
+/// openraft's timing and snapshot policy for Cete.
+fn raft_config(settings: &NodeSettings) -> CeteResult<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: "cete".into(),
+        // As etcd: heartbeats every 100 ms, elections after 1-2 s of silence.
+        heartbeat_interval: 100,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 1000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+        // Keep a tail of the log so a briefly lagging follower catches up without a snapshot.
+        max_in_snapshot_log_to_keep: settings.snapshot_every.min(1000),
+        ..Default::default()
+    };
+    config.validate().map_err(|e| CeteError::InvalidArgument(format!("raft configuration: {e}")))
+}
+
+/// Opens the data directory and starts the node's actors. Must run inside the actix system.
+pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
+    let dir = &settings.data_directory;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CeteError::internal(&format!("cannot create data directory {}", dir.display()), e))?;
+
+    let store = StoreActor::open(&dir.join("store.redb"))?;
+    let store_arbiter = Arbiter::new();
+    let store = StoreActor::start_in_arbiter(&store_arbiter.handle(), move |_| store);
+
+    let log_store = LogStore::open(&dir.join("raft.redb")).map_err(|e| CeteError::internal("raft log", e))?;
+    let state_machine = StateMachine::new(store.clone(), dir.join("snapshots"))
+        .map_err(|e| CeteError::internal("snapshot directory", e))?;
+    let config = Arc::new(raft_config(&settings)?);
+    let network = Network::new(settings.peer_tls.clone());
+    let raft = Raft::new(node_id(&settings.me.name), config, network, log_store, state_machine)
+        .await
+        .map_err(|e| CeteError::internal("cannot start raft", e))?;
+
+    let cluster = ClusterActor::new(settings.me.clone(), raft.clone()).start();
+    let raft_actor = RaftActor::new(raft.clone(), settings.me.clone()).start();
+    let handles = NodeHandles { raft: raft_actor, store, cluster, max_value_bytes: settings.max_value_bytes };
+    Ok(RunningNode { handles, raft, store_arbiter })
+}

@@ -1,0 +1,159 @@
+//! Watch streams: one [`WatchActor`] per client stream, fed by the StoreActor with every change
+//! it applies, forwarding the ones under the stream's prefix to a bounded channel that the
+//! front door turns into a gRPC or HTTP stream.
+//!
+//! Backpressure is explicit: a consumer that falls behind its buffer is dropped with an
+//! error, so a slow or vanished client can neither stall applies nor grow memory.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::command::{Command, StoredMembership};
+use crate::error::CeteError;
+use crate::node::Metadata;
+use crate::store::{StoreActor, Subscribe};
+
+/// How many changes a watch stream may hold for its client before it is dropped.
+pub const WATCH_BUFFER: usize = 4096;
+
+/// One applied change, as watchers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Set { key: String, value: Bytes },
+    Delete { key: String },
+    Join { id: String, metadata: Metadata },
+    Leave { id: String },
+}
+
+impl Change {
+    pub(crate) fn from_command(command: Command) -> Self {
+        match command {
+            Command::Set { key, value, .. } => Change::Set { key, value },
+            Command::Delete { key } => Change::Delete { key },
+        }
+    }
+
+    /// Join and Leave events for the members that differ between two memberships.
+    pub(crate) fn membership_diff(before: &StoredMembership, after: &StoredMembership) -> Vec<Change> {
+        let old: std::collections::BTreeMap<_, _> = before.nodes().map(|(_, m)| (m.name.clone(), m.clone())).collect();
+        let new: std::collections::BTreeMap<_, _> = after.nodes().map(|(_, m)| (m.name.clone(), m.clone())).collect();
+        let joined = new
+            .iter()
+            .filter(|(name, _)| !old.contains_key(*name))
+            .map(|(name, m)| Change::Join { id: name.clone(), metadata: m.metadata.clone() });
+        let left = old.keys().filter(|name| !new.contains_key(*name)).map(|name| Change::Leave { id: name.clone() });
+        joined.chain(left).collect()
+    }
+
+    fn matches(&self, prefix: &str) -> bool {
+        match self {
+            Change::Set { key, .. } | Change::Delete { key } => key.starts_with(prefix),
+            // Membership changes are not keys; a key filter lets them through only when empty.
+            Change::Join { .. } | Change::Leave { .. } => prefix.is_empty(),
+        }
+    }
+}
+
+/// What the StoreActor sends a watcher.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub enum WatchEvent {
+    /// The changes of one applied batch, shared by every watcher.
+    Changes(Arc<Vec<Change>>),
+    /// The watcher's mailbox was full: it has been unsubscribed.
+    Overflowed,
+}
+
+/// One watch stream.
+pub struct WatchActor {
+    prefix: String,
+    client: mpsc::Sender<Result<Change, CeteError>>,
+}
+
+impl WatchActor {
+    /// Starts a watcher subscribed to `store`; the receiver is the client's stream.
+    pub fn spawn(store: &Addr<StoreActor>, prefix: String) -> mpsc::Receiver<Result<Change, CeteError>> {
+        let (client, stream) = mpsc::channel(WATCH_BUFFER);
+        let watcher = WatchActor { prefix, client }.start();
+        store.do_send(Subscribe(watcher.recipient()));
+        stream
+    }
+
+    fn drop_slow_client(&mut self, ctx: &mut Context<Self>) {
+        let _ = self.client.try_send(Err(CeteError::Unavailable(
+            "watch stream dropped: the client did not keep up with the changes".into(),
+        )));
+        ctx.stop();
+    }
+}
+
+impl Actor for WatchActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+impl Handler<WatchEvent> for WatchActor {
+    type Result = ();
+
+    fn handle(&mut self, event: WatchEvent, ctx: &mut Self::Context) {
+        let changes = match event {
+            WatchEvent::Changes(changes) => changes,
+            WatchEvent::Overflowed => return self.drop_slow_client(ctx),
+        };
+        for change in changes.iter().filter(|c| c.matches(&self.prefix)) {
+            match self.client.try_send(Ok(change.clone())) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => return self.drop_slow_client(ctx),
+                Err(mpsc::error::TrySendError::Closed(_)) => return ctx.stop(),
+            }
+        }
+    }
+}
+
+impl Change {
+    /// The gRPC shape: an Event whose `data` packs the request that made the change.
+    pub fn to_proto(&self) -> cete_proto::kvs::WatchResponse {
+        use cete_proto::kvs::{event, DeleteMetadataRequest, DeleteRequest, Event, SetMetadataRequest, SetRequest};
+        use prost::Message;
+        fn pack(name: &str, message: impl Message) -> prost_types::Any {
+            prost_types::Any { type_url: cete_proto::type_url(name), value: message.encode_to_vec() }
+        }
+        let (kind, data) = match self {
+            Change::Set { key, value } => {
+                (event::Type::Set, pack("SetRequest", SetRequest { key: key.clone(), value: value.clone() }))
+            }
+            Change::Delete { key } => (event::Type::Delete, pack("DeleteRequest", DeleteRequest { key: key.clone() })),
+            Change::Join { id, metadata } => (
+                event::Type::Join,
+                pack("SetMetadataRequest", SetMetadataRequest { id: id.clone(), metadata: Some(metadata.clone().into()) }),
+            ),
+            Change::Leave { id } => {
+                (event::Type::Leave, pack("DeleteMetadataRequest", DeleteMetadataRequest { id: id.clone() }))
+            }
+        };
+        cete_proto::kvs::WatchResponse { event: Some(Event { r#type: kind as i32, data: Some(data) }) }
+    }
+
+    /// The JSON-lines shape (`cete watch`, `GET /v1/watch`): `{"type":"Set","data":{...}}`.
+    /// Values are shown as UTF-8 text, lossily for binary values.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Change::Set { key, value } => serde_json::json!({
+                "type": "Set",
+                "data": {"key": key, "value": String::from_utf8_lossy(value)},
+            }),
+            Change::Delete { key } => serde_json::json!({"type": "Delete", "data": {"key": key}}),
+            Change::Join { id, metadata } => serde_json::json!({
+                "type": "Join",
+                "data": {"id": id, "metadata": metadata},
+            }),
+            Change::Leave { id } => serde_json::json!({"type": "Leave", "data": {"id": id}}),
+        }
+    }
+}

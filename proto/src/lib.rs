@@ -1,0 +1,22 @@
+//! Cete's protobuf surface, generated from `proto/*.proto` at build time.
+//!
+//! `kvs` is the public API (package `kvs`, service `KVS`) that existing Cete clients speak;
+//! `raft` is the node-to-node service on `--raft-address`.
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod kvs {
+    tonic::include_proto!("kvs");
+}
+
+pub mod raft {
+    tonic::include_proto!("cete.raft");
+}
+
+/// The encoded descriptor set of every Cete proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+/// The type URL under which a message is packed into `google.protobuf.Any`.
+pub fn type_url(message: &str) -> String {
+    format!("type.googleapis.com/kvs.{message}")
+}

@@ -1,0 +1,187 @@
+//! The command line of the `cete` binary: one subcommand per file in this directory.
+//!
+//! `cete start` runs a node; its flags live in [`crate::config`] and `main` handles it. Every
+//! other subcommand is a small gRPC client of a running node: it dials `--grpc-address`
+//! ([`dial`]), makes one call (or follows the watch stream) and prints the answer for people
+//! and scripts. Failures come back as one-line errors for `main` to print.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+
+mod cluster;
+mod delete;
+mod dial;
+mod get;
+mod healthcheck;
+mod join;
+mod leave;
+mod metrics;
+mod node;
+mod scan;
+mod set;
+mod snapshot;
+mod version;
+mod watch;
+
+/// Cete: a strongly consistent, Raft-replicated key-value store.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cete", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run a node
+    Start(crate::config::StartArgs),
+    /// Print this node as JSON
+    Node(ClientArgs),
+    /// Print the cluster as JSON
+    Cluster(ClientArgs),
+    /// Print liveness and readiness as JSON; exit non-zero when not ready
+    Healthcheck(ClientArgs),
+    /// Store a value (read from stdin when VALUE is omitted)
+    Set(set::SetArgs),
+    /// Print the raw value of a key
+    Get(get::GetArgs),
+    /// Delete a key
+    Delete(delete::DeleteArgs),
+    /// List keys and values under a prefix, one JSON object per line
+    Scan(scan::ScanArgs),
+    /// Add the node listening on GRPC_ADDRESS to the cluster, under the name ID
+    Join(join::JoinArgs),
+    /// Remove a node from the cluster
+    Leave(leave::LeaveArgs),
+    /// Make the node take a Raft snapshot now
+    Snapshot(ClientArgs),
+    /// Stream every change (set, delete, join, leave) as JSON lines
+    Watch(ClientArgs),
+    /// Print the Prometheus metrics text
+    Metrics(ClientArgs),
+    /// Print the version
+    Version,
+}
+
+/// How a client subcommand reaches a node. Flags only: clients read no environment or file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// gRPC address of the node; `:9000` means this host
+    #[arg(
+        long,
+        visible_alias = "grpc-addr",
+        value_name = "ADDRESS",
+        default_value = ":9000"
+    )]
+    pub grpc_address: String,
+
+    /// CA certificate (PEM) to verify the node's TLS certificate with; enables TLS
+    #[arg(long, value_name = "FILE")]
+    pub certificate_file: Option<PathBuf>,
+
+    /// The name the node's certificate was issued for [default: localhost for `:port`,
+    /// else the host dialled]
+    #[arg(long, value_name = "NAME")]
+    pub common_name: Option<String>,
+}
+
+/// Runs a client subcommand and returns the process's exit code.
+///
+/// `main` matches [`Command::Start`] first and runs the node itself; handed `Start`, this
+/// returns an error rather than starting a node from the wrong place. An `Err` is a one-line
+/// message meant for stderr (print it with `{:#}`), after which the process exits with 1.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Start(_) => {
+            anyhow::bail!("`cete start` is run by main, not by the client commands")
+        }
+        Command::Node(args) => node::run(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
+        Command::Healthcheck(args) => healthcheck::run(args).await,
+        Command::Set(args) => set::run(args).await,
+        Command::Get(args) => get::run(args).await,
+        Command::Delete(args) => delete::run(args).await,
+        Command::Scan(args) => scan::run(args).await,
+        Command::Join(args) => join::run(args).await,
+        Command::Leave(args) => leave::run(args).await,
+        Command::Snapshot(args) => snapshot::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
+        Command::Metrics(args) => metrics::run(args).await,
+        Command::Version => version::run(),
+    }
+}
+
+/// Writes `bytes` to stdout and flushes them, so a reader sees each line as it comes.
+///
+/// Returns `false` when the reader has closed the pipe (`cete watch | head -1`): that ends the
+/// output but is not a failure. Nothing here uses `println!`, which panics on a closed pipe.
+fn emit(bytes: &[u8]) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(err) => Err(anyhow!("cannot write to stdout: {err}")),
+    }
+}
+
+/// Prints `value` as pretty JSON followed by a newline.
+fn emit_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|err| anyhow!("cannot encode the answer as JSON: {err}"))?;
+    text.push('\n');
+    emit(text.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn grpc_addr_is_an_alias_and_the_default_is_local() {
+        let Command::Node(args) = Cli::parse_from(["cete", "node", "--grpc-addr", ":9001"]).command
+        else {
+            panic!("not node");
+        };
+        assert_eq!(args.grpc_address, ":9001");
+        let Command::Node(args) = Cli::parse_from(["cete", "node"]).command else {
+            panic!("not node");
+        };
+        assert_eq!(args.grpc_address, ":9000");
+    }
+
+    #[test]
+    fn join_takes_an_id_and_the_new_node_address() {
+        let cli = Cli::parse_from(["cete", "join", "--grpc-address", ":9000", "node2", ":9001"]);
+        let Command::Join(args) = cli.command else {
+            panic!("not join");
+        };
+        assert_eq!(
+            (args.id.as_str(), args.node_grpc_address.as_str()),
+            ("node2", ":9001")
+        );
+        assert_eq!(args.client.grpc_address, ":9000");
+    }
+
+    #[test]
+    fn set_value_is_optional_and_scan_prefix_defaults_to_everything() {
+        let Command::Set(args) = Cli::parse_from(["cete", "set", "k"]).command else {
+            panic!("not set");
+        };
+        assert!(args.value.is_none());
+        let Command::Scan(args) = Cli::parse_from(["cete", "scan"]).command else {
+            panic!("not scan");
+        };
+        assert_eq!(args.prefix, "");
+    }
+}

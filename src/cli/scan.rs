@@ -1,0 +1,85 @@
+//! `cete scan [PREFIX]`: list the keys under a prefix with their values, one JSON object per
+//! line (`{"key":"k","value":"v"}`), in key order, ready for `jq`.
+
+use std::process::ExitCode;
+
+use cete_proto::kvs::{ScanRequest, ScanResponse};
+use serde_json::{json, Value};
+
+use super::dial::status_error;
+use super::{emit, ClientArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// The key prefix; every key when omitted
+    #[arg(default_value = "")]
+    pub prefix: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.client.connect().await?;
+    let request = ScanRequest {
+        prefix: args.prefix,
+    };
+    let response = client
+        .scan(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut lines = String::new();
+    for line in lines_of(response) {
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    emit(lines.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One JSON object per entry. Values are shown as text (invalid UTF-8 replaced); `cete get`
+/// gives the exact bytes. A server that fills only `values` (field 1, the Go server's
+/// shape) still gets its values listed, without keys.
+fn lines_of(response: ScanResponse) -> Vec<Value> {
+    if response.pairs.is_empty() {
+        return response
+            .values
+            .iter()
+            .map(|value| json!({ "value": String::from_utf8_lossy(value) }))
+            .collect();
+    }
+    response
+        .pairs
+        .iter()
+        .map(|pair| json!({ "key": pair.key, "value": String::from_utf8_lossy(&pair.value) }))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use cete_proto::kvs::KeyValuePair;
+
+    use super::*;
+
+    #[test]
+    fn pairs_become_key_value_lines() {
+        let response = ScanResponse {
+            values: vec![b"v1".to_vec().into()],
+            pairs: vec![KeyValuePair {
+                key: "k1".into(),
+                value: b"v1".to_vec().into(),
+            }],
+        };
+        let lines: Vec<String> = lines_of(response).iter().map(Value::to_string).collect();
+        assert_eq!(lines, [r#"{"key":"k1","value":"v1"}"#]);
+    }
+
+    #[test]
+    fn values_alone_are_still_listed() {
+        let response = ScanResponse {
+            values: vec![b"v1".to_vec().into()],
+            pairs: vec![],
+        };
+        assert_eq!(lines_of(response)[0].to_string(), r#"{"value":"v1"}"#);
+    }
+}

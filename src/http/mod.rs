@@ -1,0 +1,77 @@
+//! The HTTP front door (actix-web): API.md's REST paths, plus `/v1/watch` (NDJSON) and
+//! `/v1/scan`.
+//!
+//! Every connection gets its own ConnectionActor, started on the worker that accepted it and
+//! stopped when the connection's extensions are dropped. Handlers parse, send the actor one
+//! message, and map the reply; [`HttpError`] maps the domain error to a status and a JSON body.
+
+mod error;
+mod routes;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::dev::{Extensions, Service};
+use actix_web::{web, App, HttpServer};
+use cete_actors::connection::{CloseConnection, ConnectionActor, NodeHandles};
+use cete_actors::metrics::{LATENCY, REQUESTS};
+use futures::FutureExt;
+
+pub use self::error::HttpError;
+
+/// The connection's actor, kept in the connection's extensions; dropping it (when the
+/// connection closes) stops the actor.
+pub struct HttpConnection {
+    pub actor: Addr<ConnectionActor>,
+}
+
+impl Drop for HttpConnection {
+    fn drop(&mut self) {
+        self.actor.do_send(CloseConnection);
+    }
+}
+
+fn on_connect(handles: &NodeHandles, io: &dyn std::any::Any, extensions: &mut Extensions) {
+    let peer: Option<SocketAddr> =
+        io.downcast_ref::<actix_web::rt::net::TcpStream>().and_then(|stream| stream.peer_addr().ok());
+    let actor = ConnectionActor::new(handles.clone(), "http", peer).start();
+    extensions.insert(HttpConnection { actor });
+}
+
+/// Binds `listen` and returns the server, ready to be awaited (and stopped by its handle).
+pub fn serve(
+    listen: SocketAddr,
+    handles: NodeHandles,
+    tls: Option<rustls::ServerConfig>,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let max_value_bytes = handles.max_value_bytes;
+    let connect_handles = handles.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(routes::Limits { max_value_bytes }))
+            .wrap_fn(|req, service| {
+                let endpoint = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+                let started = Instant::now();
+                service.call(req).map(move |result| {
+                    if let Ok(response) = &result {
+                        let status = response.status();
+                        REQUESTS.with_label_values(&["http", &endpoint, status.as_str()]).inc();
+                        LATENCY.with_label_values(&["http", &endpoint]).observe(started.elapsed().as_secs_f64());
+                    }
+                    result
+                })
+            })
+            .configure(routes::configure)
+    })
+    .on_connect(move |io, extensions| on_connect(&connect_handles, io, extensions))
+    .keep_alive(Duration::from_secs(75))
+    .client_request_timeout(Duration::from_secs(30))
+    .disable_signals()
+    .shutdown_timeout(5);
+    let server = match tls {
+        Some(config) => server.bind_rustls_0_23(listen, config)?,
+        None => server.bind(listen)?,
+    };
+    Ok(server.run())
+}

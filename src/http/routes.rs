@@ -1,0 +1,221 @@
+//! The HTTP routes. Each handler parses the request, sends its connection's actor one message
+//! and maps the reply.
+
+use actix::Addr;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use cete_actors::connection::*;
+use cete_actors::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use cete_actors::node::NodeInfo;
+use cete_actors::CeteError;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{HttpConnection, HttpError};
+
+/// The largest JSON body accepted for membership requests.
+const MAX_JSON_BYTES: usize = 64 * 1024;
+
+pub struct Limits {
+    pub max_value_bytes: usize,
+}
+
+type Answer = Result<HttpResponse, HttpError>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/liveness_check").get(liveness).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/readiness_check").get(readiness).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/node").get(node).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/cluster").get(cluster).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v1/cluster/{id}")
+                .put(join)
+                .delete(leave)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/v1/snapshot").get(snapshot).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v1/data/{key:.*}")
+                .get(get_value)
+                .put(put_value)
+                .delete(delete_value)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/v1/scan").get(scan).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/watch").get(watch).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/metrics").get(metrics).default_service(web::to(method_not_allowed)))
+        .default_service(web::to(not_found));
+}
+
+fn connection(req: &HttpRequest) -> Result<Addr<ConnectionActor>, HttpError> {
+    req.conn_data::<HttpConnection>()
+        .map(|c| c.actor.clone())
+        .ok_or_else(|| HttpError(CeteError::Internal("request without a connection".into())))
+}
+
+#[derive(Deserialize, Default)]
+struct ReadQuery {
+    consistency: Option<String>,
+    prefix: Option<String>,
+}
+
+fn read_query(req: &HttpRequest) -> Result<(Consistency, String), HttpError> {
+    let query = web::Query::<ReadQuery>::from_query(req.query_string())
+        .map_err(|e| CeteError::InvalidArgument(format!("bad query string: {e}")))?
+        .into_inner();
+    let consistency = match query.consistency.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("linearizable") => Consistency::Linearizable,
+        Some("serializable") => Consistency::Serializable,
+        Some(other) => {
+            return Err(CeteError::InvalidArgument(format!(
+                "consistency must be linearizable or serializable, not {other:?}"
+            ))
+            .into())
+        }
+    };
+    Ok((consistency, query.prefix.unwrap_or_default()))
+}
+
+/// Reads the body, refusing it as soon as it is over `limit` bytes.
+async fn read_body(mut payload: web::Payload, req: &HttpRequest, limit: usize, what: &str) -> Result<Bytes, HttpError> {
+    let too_large = |size| HttpError(CeteError::TooLarge { what: what.to_string(), size, limit });
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(size) = declared.filter(|size| *size > limit) {
+        return Err(too_large(size));
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| CeteError::InvalidArgument(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(body.len() + chunk.len()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+async fn liveness() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "alive": true }))
+}
+
+async fn readiness(req: HttpRequest) -> Answer {
+    let ready = connection(&req)?.send(ReadyCheck).await.unwrap_or(false);
+    let mut answer = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    Ok(answer.json(serde_json::json!({ "ready": ready })))
+}
+
+async fn node(req: HttpRequest) -> Answer {
+    let node = connection(&req)?.send(NodeStatus).await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "node": node })))
+}
+
+async fn cluster(req: HttpRequest) -> Answer {
+    let cluster = connection(&req)?.send(ClusterStatus).await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "cluster": cluster })))
+}
+
+async fn join(req: HttpRequest, id: web::Path<String>, payload: web::Payload) -> Answer {
+    let body = read_body(payload, &req, MAX_JSON_BYTES, "the join request").await?;
+    let node: NodeInfo = serde_json::from_slice(&body)
+        .map_err(|e| CeteError::InvalidArgument(format!("the body must be a node as JSON: {e}")))?;
+    connection(&req)?.send(JoinNode { id: id.into_inner(), node }).await??;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn leave(req: HttpRequest, id: web::Path<String>) -> Answer {
+    connection(&req)?.send(LeaveNode { id: id.into_inner() }).await??;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn snapshot(req: HttpRequest) -> Answer {
+    connection(&req)?.send(Snapshot).await??;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// What to serve a value as when it was stored without a media type: a sniffed binary
+/// format, else text when it is UTF-8, else raw bytes.
+fn detect_content_type(value: &[u8]) -> String {
+    if let Some(kind) = infer::get(value) {
+        return kind.mime_type().to_string();
+    }
+    if std::str::from_utf8(value).is_ok() {
+        "text/plain; charset=utf-8".to_string()
+    } else {
+        "application/octet-stream".to_string()
+    }
+}
+
+async fn get_value(req: HttpRequest, key: web::Path<String>) -> Answer {
+    let (consistency, _) = read_query(&req)?;
+    let stored = connection(&req)?.send(KvGet { key: key.into_inner(), consistency }).await??;
+    let content_type = stored.content_type.clone().unwrap_or_else(|| detect_content_type(&stored.value));
+    Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, content_type)).body(stored.value))
+}
+
+async fn put_value(req: HttpRequest, key: web::Path<String>, payload: web::Payload, limits: web::Data<Limits>) -> Answer {
+    let value = read_body(payload, &req, limits.max_value_bytes, "the value").await?;
+    // curl sends form-urlencoded by default with --data-binary; that says nothing about the value.
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|ct| !ct.is_empty() && !ct.starts_with("application/x-www-form-urlencoded"))
+        .map(str::to_string);
+    connection(&req)?.send(KvPut { key: key.into_inner(), value, content_type }).await??;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn delete_value(req: HttpRequest, key: web::Path<String>) -> Answer {
+    connection(&req)?.send(KvDelete { key: key.into_inner() }).await??;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `GET /v1/scan?prefix=P`: `{"pairs":[{"key":..,"value":..}]}`, values as UTF-8 text.
+async fn scan(req: HttpRequest) -> Answer {
+    let (consistency, prefix) = read_query(&req)?;
+    let pairs = connection(&req)?.send(KvScan { prefix, consistency }).await??;
+    let pairs: Vec<_> = pairs
+        .iter()
+        .map(|(key, value)| serde_json::json!({ "key": key, "value": String::from_utf8_lossy(value) }))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "pairs": pairs })))
+}
+
+/// `GET /v1/watch?prefix=P`: one JSON object per change, one per line, until the client
+/// leaves; a client that falls behind gets a final `{"error":..}` line.
+async fn watch(req: HttpRequest) -> Answer {
+    let (_, prefix) = read_query(&req)?;
+    let changes = connection(&req)?.send(OpenWatch { prefix }).await?;
+    let lines = ReceiverStream::new(changes).map(|change| {
+        let json = match change {
+            Ok(change) => change.to_json(),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        let mut line = json.to_string();
+        line.push('\n');
+        Ok::<_, actix_web::Error>(Bytes::from(line))
+    });
+    Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(lines))
+}
+
+async fn metrics(req: HttpRequest) -> Answer {
+    let text = connection(&req)?.send(RenderMetrics).await??;
+    Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, METRICS_CONTENT_TYPE)).body(text))
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound()
+        .insert_header(ContentType::json())
+        .json(serde_json::json!({ "error": format!("no such endpoint: {} {}", req.method(), req.path()) }))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .json(serde_json::json!({ "error": format!("{} is not allowed on {}", req.method(), req.path()) }))
+}

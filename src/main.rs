@@ -1,0 +1,43 @@
+//! The `cete` binary: a node (`cete start`) or a client of one (every other subcommand).
+//! This file only wires: parse, then hand over to the server or the CLI.
+
+mod cli;
+mod config;
+mod grpc;
+mod http;
+mod logging;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // ring is the one crypto provider compiled in; installing it up front keeps rustls from
+    // guessing (and panicking) when a TLS config is first built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Start(args) => start(args),
+        command => run_client(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: config::StartArgs) -> anyhow::Result<ExitCode> {
+    let config = args.resolve()?;
+    logging::init(&config)?;
+    server::run(config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_client(command: cli::Command) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(cli::run(command))
+}

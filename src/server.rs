@@ -1,0 +1,111 @@
+//! `cete start`: brings up a node — its actors, then its three listeners (Raft, gRPC, HTTP) —
+//! joins or forms its cluster, and runs until SIGINT or SIGTERM, then shuts down in order.
+
+use anyhow::Context;
+use cete_actors::address::listen_addr;
+use cete_actors::command::Member;
+use cete_actors::node::Metadata;
+use cete_actors::raft::Bootstrap;
+use cete_actors::system::{start_node, NodeSettings};
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// Runs a node until it is told to stop.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("cete-worker")
+            .build()
+            .expect("cannot build the tokio runtime")
+    });
+    system.block_on(run_node(config))
+}
+
+async fn run_node(config: Config) -> anyhow::Result<()> {
+    let raft_listen = listen_addr(&config.raft_address)?;
+    let grpc_listen = listen_addr(&config.grpc_address)?;
+    let http_listen = listen_addr(&config.http_address)?;
+
+    let me = Member {
+        name: config.id.clone(),
+        raft_address: config.raft_address.clone(),
+        metadata: Metadata { grpc_address: config.grpc_address.clone(), http_address: config.http_address.clone() },
+    };
+    let settings = NodeSettings {
+        me,
+        data_directory: config.data_directory.clone(),
+        snapshot_every: config.snapshot_every,
+        max_value_bytes: config.max_value_bytes,
+        peer_tls: None,
+    };
+    let node = start_node(settings).await.context("cannot start the node")?;
+    log::info!("node {} starting with data in {}", config.id, config.data_directory.display());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let raft_server = crate::grpc::serve_raft(raft_listen, node.handles.raft.clone(), None, stopped(stop_rx.clone()))
+        .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
+    let grpc_server = crate::grpc::serve_clients(grpc_listen, node.handles.clone(), None, stopped(stop_rx.clone()))
+        .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_address))?;
+    let http_server = crate::http::serve(http_listen, node.handles.clone(), None)
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_address))?;
+    let http_handle = http_server.handle();
+    let raft_task = tokio::spawn(raft_server);
+    let grpc_task = tokio::spawn(grpc_server);
+    let http_task = actix_rt::spawn(http_server);
+
+    match &config.peer_grpc_address {
+        _ if node.handles.raft.send(cete_actors::raft::IsInitialized).await?? => {
+            log::info!("resuming the cluster recorded in {}", config.data_directory.display());
+        }
+        Some(peer) => anyhow::bail!(
+            "joining the cluster at {peer} needs cluster support, which this build does not have yet"
+        ),
+        None => {
+            node.handles.raft.send(Bootstrap).await??;
+            log::info!("formed a new one-node cluster as {}", config.id);
+        }
+    }
+    log::info!(
+        "serving raft on {}, gRPC on {}, HTTP on {}",
+        config.raft_address,
+        config.grpc_address,
+        config.http_address
+    );
+
+    wait_for_signal().await;
+    log::info!("shutting down");
+    let _ = stop_tx.send(true);
+    http_handle.stop(true).await;
+    for (name, result) in [("raft", raft_task.await), ("gRPC", grpc_task.await)] {
+        match result {
+            Ok(Err(e)) => log::warn!("{name} server: {e:#}"),
+            Err(e) => log::warn!("{name} server task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    let _ = http_task.await;
+    node.shutdown().await;
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            log::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,196 @@
+//! The gRPC API (`kvs.KVS`) of one node, called the way existing Cete clients call it.
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cete_proto::kvs::{
+    self, event, kvs_client::KvsClient, DeleteRequest, GetRequest, KeyValuePair, ScanRequest,
+    SetRequest, WatchResponse,
+};
+use common::{block_on, Addresses, Node};
+use prost::Message;
+use tonic::{transport::Channel, Code, Streaming};
+
+const WATCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn node_message(addresses: &Addresses, state: &str) -> kvs::Node {
+    kvs::Node {
+        raft_address: addresses.raft.clone(),
+        metadata: Some(kvs::Metadata {
+            grpc_address: addresses.grpc.clone(),
+            http_address: addresses.http.clone(),
+        }),
+        state: state.to_string(),
+    }
+}
+
+async fn set(kvs: &mut KvsClient<Channel>, key: &str, value: &'static str) {
+    let request = SetRequest {
+        key: key.to_string(),
+        value: Bytes::from_static(value.as_bytes()),
+    };
+    kvs.set(request).await.expect("Set");
+}
+
+async fn get(kvs: &mut KvsClient<Channel>, key: &str) -> Result<Vec<u8>, tonic::Status> {
+    let request = GetRequest {
+        key: key.to_string(),
+    };
+    Ok(kvs.get(request).await?.into_inner().value)
+}
+
+#[test]
+fn liveness_and_readiness() {
+    let node = Node::start("node1");
+    block_on(async {
+        let mut kvs = node.grpc_client().await;
+        let liveness = kvs.liveness_check(()).await.expect("LivenessCheck");
+        assert!(liveness.into_inner().alive);
+        let readiness = kvs.readiness_check(()).await.expect("ReadinessCheck");
+        assert!(readiness.into_inner().ready);
+    });
+}
+
+#[test]
+fn node_and_cluster() {
+    let node = Node::start("node1");
+    block_on(async {
+        let mut kvs = node.grpc_client().await;
+        let me = node_message(&node.addresses, "Leader");
+
+        let described = kvs.node(()).await.expect("Node").into_inner();
+        assert_eq!(described.node, Some(me.clone()));
+
+        let cluster = kvs.cluster(()).await.expect("Cluster").into_inner();
+        let expected = kvs::Cluster {
+            nodes: HashMap::from([("node1".to_string(), me)]),
+            leader: "node1".to_string(),
+        };
+        assert_eq!(cluster.cluster, Some(expected));
+    });
+}
+
+#[test]
+fn set_get_delete() {
+    let node = Node::start("node1");
+    block_on(async {
+        let mut kvs = node.grpc_client().await;
+
+        set(&mut kvs, "1", "value1").await;
+        assert_eq!(get(&mut kvs, "1").await.expect("Get"), b"value1");
+
+        let request = DeleteRequest {
+            key: "1".to_string(),
+        };
+        kvs.delete(request).await.expect("Delete");
+        let missing = get(&mut kvs, "1").await.expect_err("Get after Delete");
+        assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    });
+}
+
+#[test]
+fn get_of_a_missing_key_is_not_found() {
+    let node = Node::start("node1");
+    block_on(async {
+        let mut kvs = node.grpc_client().await;
+        let missing = get(&mut kvs, "never-written").await.expect_err("Get");
+        assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    });
+}
+
+#[test]
+fn scan_returns_values_and_pairs_in_key_order() {
+    let node = Node::start("node1");
+    block_on(async {
+        let mut kvs = node.grpc_client().await;
+        for (key, value) in [
+            ("user/b", "2"),
+            ("user/c", "3"),
+            ("other", "x"),
+            ("user/a", "1"),
+        ] {
+            set(&mut kvs, key, value).await;
+        }
+
+        let request = ScanRequest {
+            prefix: "user/".to_string(),
+        };
+        let scan = kvs.scan(request).await.expect("Scan").into_inner();
+        assert_eq!(scan.values, [b"1", b"2", b"3"]);
+        let pair = |key: &str, value: &str| KeyValuePair {
+            key: key.to_string(),
+            value: value.as_bytes().to_vec(),
+        };
+        let expected = [
+            pair("user/a", "1"),
+            pair("user/b", "2"),
+            pair("user/c", "3"),
+        ];
+        assert_eq!(scan.pairs, expected);
+    });
+}
+
+#[test]
+fn snapshot_and_metrics() {
+    let node = Node::start("node1");
+    block_on(async {
+        let mut kvs = node.grpc_client().await;
+        set(&mut kvs, "1", "value1").await;
+
+        kvs.snapshot(()).await.expect("Snapshot");
+        assert_eq!(get(&mut kvs, "1").await.expect("Get"), b"value1");
+
+        let metrics = kvs.metrics(()).await.expect("Metrics").into_inner().metrics;
+        let text = String::from_utf8_lossy(&metrics);
+        assert!(text.contains("# TYPE"), "not Prometheus text:\n{text}");
+    });
+}
+
+/// The next event of type `wanted`, skipping others; fails after [`WATCH_TIMEOUT`].
+async fn next_event(events: &mut Streaming<WatchResponse>, wanted: event::Type) -> kvs::Event {
+    let receive = async {
+        loop {
+            let message = events.message().await.expect("Watch stream error");
+            let response = message.expect("Watch stream ended");
+            let event = response.event.expect("WatchResponse without an event");
+            if event.r#type == wanted as i32 {
+                return event;
+            }
+        }
+    };
+    tokio::time::timeout(WATCH_TIMEOUT, receive)
+        .await
+        .unwrap_or_else(|_| panic!("no {wanted:?} event within {WATCH_TIMEOUT:?}"))
+}
+
+fn unpack<M: Message + Default>(event: &kvs::Event, message: &str) -> M {
+    let data = event.data.as_ref().expect("event without data");
+    assert_eq!(data.type_url, format!("type.googleapis.com/kvs.{message}"));
+    M::decode(data.value.as_slice()).expect("decode the event data")
+}
+
+#[test]
+fn watch_streams_sets_and_deletes() {
+    let node = Node::start("node1");
+    block_on(async {
+        let mut kvs = node.grpc_client().await;
+        let mut events = kvs.watch(()).await.expect("Watch").into_inner();
+
+        set(&mut kvs, "watched", "value1").await;
+        let event = next_event(&mut events, event::Type::Set).await;
+        let expected = SetRequest {
+            key: "watched".to_string(),
+            value: Bytes::from_static(b"value1"),
+        };
+        assert_eq!(unpack::<SetRequest>(&event, "SetRequest"), expected);
+
+        let request = DeleteRequest {
+            key: "watched".to_string(),
+        };
+        kvs.delete(request.clone()).await.expect("Delete");
+        let event = next_event(&mut events, event::Type::Delete).await;
+        assert_eq!(unpack::<DeleteRequest>(&event, "DeleteRequest"), request);
+    });
+}
