@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod grpc;
 mod http;
+mod join;
 mod logging;
 mod server;
 
@@ -38,6 +39,8 @@ fn start(args: config::StartArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_client(command: cli::Command) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(cli::run(command))
 }

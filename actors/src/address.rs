@@ -17,7 +17,9 @@ pub fn listen_addr(address: &str) -> Result<SocketAddr, CeteError> {
     full.to_socket_addrs()
         .map_err(|e| CeteError::InvalidArgument(format!("bad listen address {address:?}: {e}")))?
         .next()
-        .ok_or_else(|| CeteError::InvalidArgument(format!("listen address {address:?} resolves to nothing")))
+        .ok_or_else(|| {
+            CeteError::InvalidArgument(format!("listen address {address:?} resolves to nothing"))
+        })
 }
 
 /// The `host:port` a client dials for `address` (`:9000` dials localhost).

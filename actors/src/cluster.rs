@@ -1,16 +1,26 @@
 //! ClusterActor: what this node knows of the cluster — every member's name and addresses
-//! (from the replicated membership), live states, and the leader.
+//! (from the replicated membership), their live states, the leader — and the peer links.
 //!
-//! It follows openraft's metrics stream, so answering `/v1/node` or `/v1/cluster` never waits
-//! on Raft.
+//! It is fed Raft's metrics by the RaftActor, keeps one [`PeerLinkActor`] per other member
+//! (started and stopped as the membership changes), and routes requests that only the leader
+//! can serve over the leader's link.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use actix::prelude::*;
 use openraft::{RaftMetrics, ServerState};
-use tokio_stream::wrappers::WatchStream;
+use tonic::transport::ClientTlsConfig;
 
-use crate::command::{node_id, Member, NodeId, Raft};
+use crate::command::{node_id, Member, NodeId};
+use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
 use crate::node::{ClusterInfo, NodeInfo};
+use crate::peer::{
+    call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState,
+};
+
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A node's state as API.md names it.
 pub fn state_name(state: ServerState) -> &'static str {
@@ -25,18 +35,32 @@ pub fn state_name(state: ServerState) -> &'static str {
 
 pub struct ClusterActor {
     me: Member,
-    raft: Raft,
     latest: RaftMetrics<NodeId, Member>,
+    tls: Option<ClientTlsConfig>,
+    /// One link per other member, with the record it was opened for.
+    links: HashMap<String, (Member, Addr<PeerLinkActor>)>,
+    /// Each peer's state as its link last polled it.
+    peer_states: HashMap<String, String>,
 }
 
 impl ClusterActor {
-    pub fn new(me: Member, raft: Raft) -> Self {
-        let latest = raft.metrics().borrow().clone();
-        ClusterActor { me, raft, latest }
+    pub fn new(me: Member, tls: Option<ClientTlsConfig>) -> Self {
+        let latest = RaftMetrics::new_initial(node_id(&me.name));
+        ClusterActor {
+            me,
+            latest,
+            tls,
+            links: HashMap::new(),
+            peer_states: HashMap::new(),
+        }
     }
 
     fn member_name(&self, id: NodeId) -> Option<String> {
-        self.latest.membership_config.membership().get_node(&id).map(|m| m.name.clone())
+        self.latest
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|m| m.name.clone())
     }
 
     fn my_info(&self) -> NodeInfo {
@@ -47,16 +71,36 @@ impl ClusterActor {
         }
     }
 
-    /// The state of another member as far as this node can tell from Raft alone.
-    fn peer_state(&self, id: NodeId) -> &'static str {
-        let membership = self.latest.membership_config.membership();
-        if self.latest.current_leader == Some(id) {
-            return "Leader";
+    /// Opens links to new members (or members whose addresses changed), closes the rest.
+    fn sync_links(&mut self, ctx: &mut Context<Self>) {
+        let members: HashMap<String, Member> = self
+            .latest
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(_, m)| m.name != self.me.name)
+            .map(|(_, m)| (m.name.clone(), m.clone()))
+            .collect();
+        self.links.retain(|name, (member, link)| {
+            let keep = members.get(name) == Some(member);
+            if !keep {
+                link.do_send(CloseLink);
+            }
+            keep
+        });
+        self.peer_states
+            .retain(|name, _| members.contains_key(name));
+        for (name, member) in members {
+            if !self.links.contains_key(&name) {
+                let link = PeerLinkActor::new(
+                    member.clone(),
+                    self.tls.as_ref(),
+                    ctx.address().recipient(),
+                )
+                .start();
+                self.links.insert(name, (member, link));
+            }
         }
-        if !membership.voter_ids().any(|v| v == id) {
-            return "Learner";
-        }
-        "Follower"
     }
 }
 
@@ -64,19 +108,41 @@ impl Actor for ClusterActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(1024);
-        ctx.add_stream(WatchStream::new(self.raft.metrics()));
+        ctx.set_mailbox_capacity(4096);
     }
 }
 
-impl StreamHandler<RaftMetrics<NodeId, Member>> for ClusterActor {
-    fn handle(&mut self, metrics: RaftMetrics<NodeId, Member>, _: &mut Self::Context) {
-        let leader_changed = metrics.current_leader != self.latest.current_leader;
-        self.latest = metrics;
+/// Raft's latest metrics, from the RaftActor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MetricsUpdate(pub RaftMetrics<NodeId, Member>);
+
+impl Handler<MetricsUpdate> for ClusterActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MetricsUpdate, ctx: &mut Self::Context) {
+        let leader_changed = msg.0.current_leader != self.latest.current_leader;
+        let membership_changed = msg.0.membership_config != self.latest.membership_config;
+        self.latest = msg.0;
         if let Some(leader) = self.latest.current_leader.filter(|_| leader_changed) {
             LEADER_CHANGES.inc();
-            let name = self.member_name(leader).unwrap_or_else(|| format!("#{leader}"));
+            let name = self
+                .member_name(leader)
+                .unwrap_or_else(|| format!("#{leader}"));
             log::info!("leader is now {name} (term {})", self.latest.current_term);
+        }
+        if membership_changed {
+            self.sync_links(ctx);
+        }
+    }
+}
+
+impl Handler<PeerState> for ClusterActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerState, _: &mut Self::Context) {
+        if self.links.contains_key(&msg.name) {
+            self.peer_states.insert(msg.name, msg.state);
         }
     }
 }
@@ -94,7 +160,8 @@ impl Handler<DescribeNode> for ClusterActor {
     }
 }
 
-/// The cluster, as `/v1/cluster` shows it.
+/// The cluster, as `/v1/cluster` shows it: each member with the state it reported itself
+/// (Shutdown when it did not answer), and the leader.
 #[derive(Message)]
 #[rtype(result = "ClusterInfo")]
 pub struct DescribeCluster;
@@ -103,26 +170,45 @@ impl Handler<DescribeCluster> for ClusterActor {
     type Result = MessageResult<DescribeCluster>;
 
     fn handle(&mut self, _: DescribeCluster, _: &mut Self::Context) -> Self::Result {
-        let my_id = node_id(&self.me.name);
         let mut cluster = ClusterInfo::default();
-        for (id, member) in self.latest.membership_config.membership().nodes() {
-            let info = if *id == my_id {
+        for (_, member) in self.latest.membership_config.membership().nodes() {
+            let info = if member.name == self.me.name {
                 self.my_info()
             } else {
+                // Not polled yet: say what Raft implies until the first answer arrives.
+                let implied = if self
+                    .latest
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == node_id(&member.name))
+                {
+                    "Follower"
+                } else {
+                    "Learner"
+                };
                 NodeInfo {
                     raft_address: member.raft_address.clone(),
                     metadata: member.metadata.clone(),
-                    state: self.peer_state(*id).to_string(),
+                    state: self
+                        .peer_states
+                        .get(&member.name)
+                        .cloned()
+                        .unwrap_or_else(|| implied.to_string()),
                 }
             };
             cluster.nodes.insert(member.name.clone(), info);
         }
-        cluster.leader = self.latest.current_leader.and_then(|id| self.member_name(id)).unwrap_or_default();
+        cluster.leader = self
+            .latest
+            .current_leader
+            .and_then(|id| self.member_name(id))
+            .unwrap_or_default();
         MessageResult(cluster)
     }
 }
 
-/// Ready to serve: a leader is known and this node is part of the cluster.
+/// Ready to serve: a leader is known and Raft is running.
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct Readiness;
@@ -150,16 +236,72 @@ impl Handler<LatestMetrics> for ClusterActor {
     }
 }
 
-/// The leader's member record, when one is known (for routing writes to it).
+/// Send a request to `leader` over its peer link.
 #[derive(Message)]
-#[rtype(result = "Option<Member>")]
-pub struct CurrentLeader;
+#[rtype(result = "CeteResult<ForwardReply>")]
+pub struct RouteToLeader {
+    pub leader: Member,
+    pub request: Forwarded,
+}
 
-impl Handler<CurrentLeader> for ClusterActor {
-    type Result = Option<Member>;
+impl Handler<RouteToLeader> for ClusterActor {
+    type Result = ResponseFuture<CeteResult<ForwardReply>>;
 
-    fn handle(&mut self, _: CurrentLeader, _: &mut Self::Context) -> Option<Member> {
-        let leader = self.latest.current_leader?;
-        self.latest.membership_config.membership().get_node(&leader).cloned()
+    fn handle(&mut self, msg: RouteToLeader, ctx: &mut Self::Context) -> Self::Result {
+        let link = match self.links.get(&msg.leader.name) {
+            Some((member, link)) if *member == msg.leader => link.clone(),
+            // A leader this node has not linked yet (its membership is behind): link it now.
+            _ => {
+                let link = PeerLinkActor::new(
+                    msg.leader.clone(),
+                    self.tls.as_ref(),
+                    ctx.address().recipient(),
+                )
+                .start();
+                self.links
+                    .insert(msg.leader.name.clone(), (msg.leader.clone(), link.clone()));
+                link
+            }
+        };
+        Box::pin(async move { link.send(Forward(msg.request)).await? })
+    }
+}
+
+/// Ask a node about to be added to give up any one-node state of its own (it is not a
+/// member yet, so there is no link: a one-off call).
+#[derive(Message)]
+#[rtype(result = "CeteResult<()>")]
+pub struct PrepareJoiner(pub Member);
+
+impl Handler<PrepareJoiner> for ClusterActor {
+    type Result = ResponseFuture<CeteResult<()>>;
+
+    fn handle(&mut self, msg: PrepareJoiner, _: &mut Self::Context) -> Self::Result {
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let channel =
+                crate::network::peer_channel(&msg.0.raft_address, tls.as_ref()).map_err(|e| {
+                    CeteError::InvalidArgument(format!(
+                        "bad raft address {:?}: {e}",
+                        msg.0.raft_address
+                    ))
+                })?;
+            let client = cete_proto::raft::raft_client::RaftClient::new(channel);
+            match call_peer(
+                Some(client),
+                &msg.0,
+                &Forwarded::PrepareToJoin,
+                PREPARE_TIMEOUT,
+            )
+            .await?
+            {
+                ForwardReply::Done => Ok(()),
+                ForwardReply::Failed(e) => Err(e),
+                other => Err(CeteError::Internal(format!(
+                    "unexpected answer from {}: {other:?}",
+                    msg.0.name
+                ))),
+            }
+        })
     }
 }

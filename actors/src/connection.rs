@@ -10,16 +10,20 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::cluster::{ClusterActor, DescribeCluster, DescribeNode, LatestMetrics, Readiness};
-use crate::command::{Command, Member};
+use crate::command::Command;
 use crate::error::{CeteError, CeteResult};
+use crate::leader::{done, member, on_leader, serve_locally};
 use crate::node::{ClusterInfo, NodeInfo};
-use crate::raft::{AddMember, ClientWrite, LinearizableRead, RaftActor, RemoveMember, TakeSnapshot, WriteRejection};
+use crate::peer::{ForwardReply, Forwarded};
+use crate::raft::{AwaitApplied, RaftActor, ResetForJoin, TakeSnapshot, WriteRejection};
 use crate::store::{ReadKey, ScanPrefix, Stats, StoreActor, StoredValue, WatcherCount};
 use crate::watch::{Change, WatchActor};
 
 /// The node-wide actors and limits every connection talks to.
 #[derive(Clone)]
 pub struct NodeHandles {
+    /// This node's name.
+    pub me: String,
     pub raft: Addr<RaftActor>,
     pub store: Addr<StoreActor>,
     pub cluster: Addr<ClusterActor>,
@@ -44,7 +48,11 @@ pub struct ConnectionActor {
 
 impl ConnectionActor {
     pub fn new(handles: NodeHandles, door: &'static str, peer: Option<SocketAddr>) -> Self {
-        ConnectionActor { handles, door, peer }
+        ConnectionActor {
+            handles,
+            door,
+            peer,
+        }
     }
 }
 
@@ -65,32 +73,29 @@ impl Actor for ConnectionActor {
 
 fn check_key(key: &str) -> CeteResult<()> {
     if key.is_empty() {
-        return Err(CeteError::InvalidArgument("the key must not be empty".into()));
+        return Err(CeteError::InvalidArgument(
+            "the key must not be empty".into(),
+        ));
     }
     Ok(())
-}
-
-fn rejection_to_error(rejection: WriteRejection) -> CeteError {
-    match rejection {
-        WriteRejection::Failed(e) => e,
-        WriteRejection::NotLeader { leader: Some(leader) } => {
-            CeteError::Unavailable(format!("leader {} could not be reached from this node", leader.name))
-        }
-        WriteRejection::NotLeader { leader: None } => {
-            CeteError::Unavailable("no leader: the cluster is electing one or has lost its quorum".into())
-        }
-    }
 }
 
 async fn write(handles: NodeHandles, command: Command) -> CeteResult<()> {
-    handles.raft.send(ClientWrite(command)).await?.map_err(rejection_to_error)?;
-    Ok(())
+    done(on_leader(&handles, Forwarded::Write(command)).await?)
 }
 
+/// Linearizable: ask the leader for its read index (confirming its leadership with a quorum),
+/// then wait until this node has applied that far. Serializable: read what is applied here.
 async fn read_barrier(handles: &NodeHandles, consistency: Consistency) -> CeteResult<()> {
-    match consistency {
-        Consistency::Linearizable => handles.raft.send(LinearizableRead).await?.map_err(rejection_to_error),
-        Consistency::Serializable => Ok(()),
+    if consistency == Consistency::Serializable {
+        return Ok(());
+    }
+    match on_leader(handles, Forwarded::ReadIndex).await? {
+        ForwardReply::ReadIndex(index) => handles.raft.send(AwaitApplied(index)).await?,
+        ForwardReply::Failed(e) => Err(e),
+        other => Err(CeteError::Internal(format!(
+            "unexpected answer to a read index: {other:?}"
+        ))),
     }
 }
 
@@ -110,7 +115,11 @@ impl Handler<KvGet> for ConnectionActor {
         Box::pin(async move {
             check_key(&msg.key)?;
             read_barrier(&handles, msg.consistency).await?;
-            handles.store.send(ReadKey(msg.key.clone())).await??.ok_or_else(|| CeteError::NotFound(format!("key {:?} not found", msg.key)))
+            handles
+                .store
+                .send(ReadKey(msg.key.clone()))
+                .await??
+                .ok_or_else(|| CeteError::NotFound(format!("key {:?} not found", msg.key)))
         })
     }
 }
@@ -158,7 +167,15 @@ impl Handler<KvPut> for ConnectionActor {
                     limit: handles.max_value_bytes,
                 });
             }
-            write(handles, Command::Set { key: msg.key, value: msg.value, content_type: msg.content_type }).await
+            write(
+                handles,
+                Command::Set {
+                    key: msg.key,
+                    value: msg.value,
+                    content_type: msg.content_type,
+                },
+            )
+            .await
         })
     }
 }
@@ -250,16 +267,20 @@ impl Handler<JoinNode> for ConnectionActor {
     type Result = ResponseFuture<CeteResult<()>>;
 
     fn handle(&mut self, msg: JoinNode, _: &mut Self::Context) -> Self::Result {
-        let raft = self.handles.raft.clone();
+        let handles = self.handles.clone();
         Box::pin(async move {
             if msg.id.is_empty() {
-                return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
+                return Err(CeteError::InvalidArgument(
+                    "the node id must not be empty".into(),
+                ));
             }
             if msg.node.raft_address.is_empty() {
-                return Err(CeteError::InvalidArgument(format!("node {} needs a raft_address", msg.id)));
+                return Err(CeteError::InvalidArgument(format!(
+                    "node {} needs a raft_address",
+                    msg.id
+                )));
             }
-            let member = Member { name: msg.id, raft_address: msg.node.raft_address, metadata: msg.node.metadata };
-            raft.send(AddMember(member)).await?.map_err(rejection_to_error)
+            done(on_leader(&handles, Forwarded::Join(member(msg.id, msg.node))).await?)
         })
     }
 }
@@ -275,12 +296,53 @@ impl Handler<LeaveNode> for ConnectionActor {
     type Result = ResponseFuture<CeteResult<()>>;
 
     fn handle(&mut self, msg: LeaveNode, _: &mut Self::Context) -> Self::Result {
-        let raft = self.handles.raft.clone();
+        let handles = self.handles.clone();
         Box::pin(async move {
             if msg.id.is_empty() {
-                return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
+                return Err(CeteError::InvalidArgument(
+                    "the node id must not be empty".into(),
+                ));
             }
-            raft.send(RemoveMember(msg.id)).await?.map_err(rejection_to_error)
+            done(on_leader(&handles, Forwarded::Leave(msg.id)).await?)
+        })
+    }
+}
+
+/// A request a peer routed here over its link (this node being, as far as the peer knew,
+/// the leader). Served locally, never routed on: the peer follows any leader change itself.
+#[derive(Message)]
+#[rtype(result = "ForwardReply")]
+pub struct HandleForwarded(pub Forwarded);
+
+impl Handler<HandleForwarded> for ConnectionActor {
+    type Result = ResponseFuture<ForwardReply>;
+
+    fn handle(&mut self, msg: HandleForwarded, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        Box::pin(async move {
+            let result = match msg.0 {
+                Forwarded::Status => handles
+                    .cluster
+                    .send(DescribeNode)
+                    .await
+                    .map(ForwardReply::Status)
+                    .map_err(Into::into),
+                Forwarded::PrepareToJoin => handles
+                    .raft
+                    .send(ResetForJoin)
+                    .await
+                    .map_err(CeteError::from)
+                    .and_then(|r| r)
+                    .map(|()| ForwardReply::Done),
+                request => match serve_locally(&handles, &request).await {
+                    Ok(reply) => Ok(reply),
+                    Err(WriteRejection::NotLeader { leader }) => {
+                        Ok(ForwardReply::NotLeader(leader))
+                    }
+                    Err(WriteRejection::Failed(e)) => Err(e),
+                },
+            };
+            result.unwrap_or_else(ForwardReply::Failed)
         })
     }
 }

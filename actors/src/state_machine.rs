@@ -16,8 +16,13 @@ use openraft::{AnyError, OptionalSend, StorageIOError};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{decode, encode, CommandResponse, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::store::{AppliedState, ApplyEntries, OpenSnapshotView, ReplaceState, SnapshotView, StoreActor, KV};
+use crate::command::{
+    decode, encode, CommandResponse, Entry, LogId, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
+};
+use crate::store::{
+    AppliedState, ApplyEntries, OpenSnapshotView, ReplaceState, SnapshotView, StoreActor, KV,
+};
 
 const MAGIC: &[u8] = b"CETESNAP1";
 const CURRENT_META: &str = "current.meta";
@@ -30,11 +35,16 @@ struct CurrentSnapshot {
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
-    StorageError::from(StorageIOError::write_state_machine(AnyError::error(e.to_string())))
+    StorageError::from(StorageIOError::write_state_machine(AnyError::error(
+        e.to_string(),
+    )))
 }
 
 fn snap_err(e: impl std::fmt::Display) -> StorageError {
-    StorageError::from(StorageIOError::write_snapshot(None, AnyError::error(e.to_string())))
+    StorageError::from(StorageIOError::write_snapshot(
+        None,
+        AnyError::error(e.to_string()),
+    ))
 }
 
 /// The state machine openraft drives.
@@ -48,7 +58,11 @@ pub struct StateMachine {
 impl StateMachine {
     pub fn new(store: Addr<StoreActor>, dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        Ok(StateMachine { store, dir, receiving: None })
+        Ok(StateMachine {
+            store,
+            dir,
+            receiving: None,
+        })
     }
 }
 
@@ -61,7 +75,12 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let started = std::time::Instant::now();
-        let view = self.store.send(OpenSnapshotView).await.map_err(snap_err)?.map_err(snap_err)?;
+        let view = self
+            .store
+            .send(OpenSnapshotView)
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
         let meta = SnapshotMeta {
             last_log_id: view.last_applied,
             last_membership: view.last_membership.clone(),
@@ -74,8 +93,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
-        let current = CurrentSnapshot { meta: meta.clone(), data_file: data_file.clone() };
-        tokio::task::spawn_blocking(move || set_current(&dir, &current)).await.map_err(snap_err)?.map_err(snap_err)?;
+        let current = CurrentSnapshot {
+            meta: meta.clone(),
+            data_file: data_file.clone(),
+        };
+        tokio::task::spawn_blocking(move || set_current(&dir, &current))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
         log::info!(
             "snapshot {} built: {keys} keys up to {:?} in {:?}",
             meta.snapshot_id,
@@ -83,13 +108,21 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             started.elapsed()
         );
         crate::metrics::SNAPSHOTS.observe(started.elapsed().as_secs_f64());
-        let file = tokio::fs::File::open(self.dir.join(&data_file)).await.map_err(snap_err)?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        let file = tokio::fs::File::open(self.dir.join(&data_file))
+            .await
+            .map_err(snap_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
     }
 }
 
 fn snapshot_id(last: Option<LogId>) -> String {
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     match last {
         Some(id) => format!("{}-{}-{millis}", id.leader_id.term, id.index),
         None => format!("0-0-{millis}"),
@@ -142,8 +175,12 @@ fn read_snapshot_file(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     }
     let mut pairs = Vec::new();
     while let Some(key) = read_frame(&mut input)? {
-        let record = read_frame(&mut input)?.ok_or_else(|| std::io::Error::other("snapshot truncated"))?;
-        pairs.push((String::from_utf8(key).map_err(std::io::Error::other)?, record));
+        let record =
+            read_frame(&mut input)?.ok_or_else(|| std::io::Error::other("snapshot truncated"))?;
+        pairs.push((
+            String::from_utf8(key).map_err(std::io::Error::other)?,
+            record,
+        ));
     }
     Ok(pairs)
 }
@@ -166,6 +203,14 @@ fn set_current(dir: &Path, current: &CurrentSnapshot) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Removes every snapshot file (a node giving up its state to join another cluster).
+pub fn remove_snapshots(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        std::fs::remove_file(entry?.path())?;
+    }
+    Ok(())
+}
+
 fn read_current(dir: &Path) -> std::io::Result<Option<CurrentSnapshot>> {
     match std::fs::read(dir.join(CURRENT_META)) {
         Ok(bytes) => decode(&bytes).map(Some).map_err(std::io::Error::other),
@@ -178,7 +223,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        self.store.send(AppliedState).await.map_err(sm_err)?.map_err(sm_err)
+        self.store
+            .send(AppliedState)
+            .await
+            .map_err(sm_err)?
+            .map_err(sm_err)
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
@@ -187,40 +236,77 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.store.send(ApplyEntries(entries)).await.map_err(sm_err)?.map_err(sm_err)
+        self.store
+            .send(ApplyEntries(entries))
+            .await
+            .map_err(sm_err)?
+            .map_err(sm_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), dir: self.dir.clone() }
+        SnapshotBuilder {
+            store: self.store.clone(),
+            dir: self.dir.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let path = self.dir.join(format!("receiving-{millis}.data"));
         let file = tokio::fs::File::create(&path).await.map_err(snap_err)?;
         self.receiving = Some(path);
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
-        let received = self.receiving.take().ok_or_else(|| snap_err("no snapshot is being received"))?;
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let received = self
+            .receiving
+            .take()
+            .ok_or_else(|| snap_err("no snapshot is being received"))?;
         snapshot.sync_all().await.map_err(snap_err)?;
         drop(snapshot);
         let data_file = format!("snapshot-{}.data", meta.snapshot_id);
         let path = self.dir.join(&data_file);
-        tokio::fs::rename(&received, &path).await.map_err(snap_err)?;
+        tokio::fs::rename(&received, &path)
+            .await
+            .map_err(snap_err)?;
         let read_path = path.clone();
         let pairs = tokio::task::spawn_blocking(move || read_snapshot_file(&read_path))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
         let keys = pairs.len();
-        let replace = ReplaceState { pairs, last_applied: meta.last_log_id, last_membership: meta.last_membership.clone() };
-        self.store.send(replace).await.map_err(snap_err)?.map_err(snap_err)?;
-        let current = CurrentSnapshot { meta: meta.clone(), data_file };
+        let replace = ReplaceState {
+            pairs,
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+        };
+        self.store
+            .send(replace)
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        let current = CurrentSnapshot {
+            meta: meta.clone(),
+            data_file,
+        };
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || set_current(&dir, &current)).await.map_err(snap_err)?.map_err(snap_err)?;
-        log::info!("installed snapshot {} ({keys} keys) up to {:?}", meta.snapshot_id, meta.last_log_id);
+        tokio::task::spawn_blocking(move || set_current(&dir, &current))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        log::info!(
+            "installed snapshot {} ({keys} keys) up to {:?}",
+            meta.snapshot_id,
+            meta.last_log_id
+        );
         Ok(())
     }
 
@@ -228,7 +314,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(current) = read_current(&self.dir).map_err(snap_err)? else {
             return Ok(None);
         };
-        let file = tokio::fs::File::open(self.dir.join(&current.data_file)).await.map_err(snap_err)?;
-        Ok(Some(Snapshot { meta: current.meta, snapshot: Box::new(file) }))
+        let file = tokio::fs::File::open(self.dir.join(&current.data_file))
+            .await
+            .map_err(snap_err)?;
+        Ok(Some(Snapshot {
+            meta: current.meta,
+            snapshot: Box::new(file),
+        }))
     }
 }

@@ -11,13 +11,12 @@ use actix::prelude::*;
 use tonic::transport::ClientTlsConfig;
 
 use crate::cluster::ClusterActor;
-use crate::command::{node_id, Member, Raft};
+use crate::command::{node_id, Member};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::log_store::LogStore;
 use crate::network::Network;
-use crate::raft::RaftActor;
-use crate::state_machine::StateMachine;
+use crate::raft::{RaftActor, RaftParts};
 use crate::store::StoreActor;
 
 /// What a node needs to know to start.
@@ -35,8 +34,6 @@ pub struct NodeSettings {
 /// A running node's actors, plus the arbiter the StoreActor runs on.
 pub struct RunningNode {
     pub handles: NodeHandles,
-    /// The Raft handle, for the node-to-node service to deliver RPCs to.
-    pub raft: Raft,
     store_arbiter: Arbiter,
 }
 
@@ -64,30 +61,48 @@ fn raft_config(settings: &NodeSettings) -> CeteResult<openraft::Config> {
         max_in_snapshot_log_to_keep: settings.snapshot_every.min(1000),
         ..Default::default()
     };
-    config.validate().map_err(|e| CeteError::InvalidArgument(format!("raft configuration: {e}")))
+    config
+        .validate()
+        .map_err(|e| CeteError::InvalidArgument(format!("raft configuration: {e}")))
 }
 
 /// Opens the data directory and starts the node's actors. Must run inside the actix system.
 pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     let dir = &settings.data_directory;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CeteError::internal(&format!("cannot create data directory {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        CeteError::internal(
+            &format!("cannot create data directory {}", dir.display()),
+            e,
+        )
+    })?;
 
     let store = StoreActor::open(&dir.join("store.redb"))?;
     let store_arbiter = Arbiter::new();
     let store = StoreActor::start_in_arbiter(&store_arbiter.handle(), move |_| store);
 
-    let log_store = LogStore::open(&dir.join("raft.redb")).map_err(|e| CeteError::internal("raft log", e))?;
-    let state_machine = StateMachine::new(store.clone(), dir.join("snapshots"))
-        .map_err(|e| CeteError::internal("snapshot directory", e))?;
-    let config = Arc::new(raft_config(&settings)?);
-    let network = Network::new(settings.peer_tls.clone());
-    let raft = Raft::new(node_id(&settings.me.name), config, network, log_store, state_machine)
-        .await
-        .map_err(|e| CeteError::internal("cannot start raft", e))?;
-
-    let cluster = ClusterActor::new(settings.me.clone(), raft.clone()).start();
-    let raft_actor = RaftActor::new(raft.clone(), settings.me.clone()).start();
-    let handles = NodeHandles { raft: raft_actor, store, cluster, max_value_bytes: settings.max_value_bytes };
-    Ok(RunningNode { handles, raft, store_arbiter })
+    let log_store =
+        LogStore::open(&dir.join("raft.redb")).map_err(|e| CeteError::internal("raft log", e))?;
+    let cluster = ClusterActor::new(settings.me.clone(), settings.peer_tls.clone()).start();
+    let parts = RaftParts {
+        me: settings.me.clone(),
+        id: node_id(&settings.me.name),
+        config: Arc::new(raft_config(&settings)?),
+        network: Network::new(settings.peer_tls.clone()),
+        log_store,
+        store: store.clone(),
+        snapshot_dir: dir.join("snapshots"),
+    };
+    let raft = parts.build().await?;
+    let raft = RaftActor::new(raft, parts, cluster.clone()).start();
+    let handles = NodeHandles {
+        me: settings.me.name.clone(),
+        raft,
+        store,
+        cluster,
+        max_value_bytes: settings.max_value_bytes,
+    };
+    Ok(RunningNode {
+        handles,
+        store_arbiter,
+    })
 }

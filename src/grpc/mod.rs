@@ -72,13 +72,21 @@ impl Connected for ConnectionIo {
 }
 
 impl AsyncRead for ConnectionIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ConnectionIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -119,6 +127,7 @@ pub fn connection_of<T>(request: &tonic::Request<T>) -> Result<Addr<ConnectionAc
 fn accept_connections(
     listen: SocketAddr,
     handles: NodeHandles,
+    door: &'static str,
     arbiter: ArbiterHandle,
 ) -> std::io::Result<impl Stream<Item = std::io::Result<ConnectionIo>>> {
     let incoming = TcpIncoming::bind(listen)?.with_nodelay(Some(true));
@@ -126,8 +135,16 @@ fn accept_connections(
         let io = accepted?;
         let remote = io.peer_addr().ok();
         let handles = handles.clone();
-        let actor = ConnectionActor::start_in_arbiter(&arbiter, move |_| ConnectionActor::new(handles, "grpc", remote));
-        Ok(ConnectionIo { io, info: ConnectionInfo { actor: actor.clone() }, _close: CloseOnDrop(actor) })
+        let actor = ConnectionActor::start_in_arbiter(&arbiter, move |_| {
+            ConnectionActor::new(handles, door, remote)
+        });
+        Ok(ConnectionIo {
+            io,
+            info: ConnectionInfo {
+                actor: actor.clone(),
+            },
+            _close: CloseOnDrop(actor),
+        })
     }))
 }
 
@@ -155,30 +172,41 @@ pub fn serve_clients(
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     let arbiter = Arbiter::new();
     let max_message = handles.max_value_bytes.saturating_add(1 << 20);
-    let incoming = accept_connections(listen, handles, arbiter.handle())?;
+    let incoming = accept_connections(listen, handles, "grpc", arbiter.handle())?;
     let service = cete_proto::kvs::kvs_server::KvsServer::new(KvsService)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(usize::MAX);
     let router = server_builder(tls)?.add_service(service);
     Ok(async move {
-        let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+        let result = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
         arbiter.stop();
         Ok(result?)
     })
 }
 
-/// Binds `listen` for the node-to-node Raft service; the returned future serves until
+/// Binds `listen` for the node-to-node Raft service (each peer connection with its own
+/// connection actor, for the requests peers route here); the returned future serves until
 /// `shutdown` resolves.
 pub fn serve_raft(
     listen: SocketAddr,
-    raft: Addr<cete_actors::raft::RaftActor>,
+    handles: NodeHandles,
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
-    let incoming = TcpIncoming::bind(listen)?.with_nodelay(Some(true));
+    let arbiter = Arbiter::new();
+    let raft = handles.raft.clone();
+    let incoming = accept_connections(listen, handles, "peer", arbiter.handle())?;
     let service = cete_proto::raft::raft_server::RaftServer::new(RaftService::new(raft))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     let router = server_builder(tls)?.add_service(service);
-    Ok(async move { Ok(router.serve_with_incoming_shutdown(incoming, shutdown).await?) })
+    Ok(async move {
+        let result = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        arbiter.stop();
+        Ok(result?)
+    })
 }

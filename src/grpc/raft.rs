@@ -1,8 +1,11 @@
-//! `cete.raft.Raft`: Raft RPCs from peers, decoded and delivered to the RaftActor; the
-//! result (success or Raft's own error) is encoded back for the caller to interpret.
+//! `cete.raft.Raft`: Raft RPCs from peers, decoded and delivered to the RaftActor (the
+//! result, success or Raft's own error, is encoded back for the caller to interpret), and
+//! requests peers route to this node, handed to the peer connection's actor.
 
 use actix::Addr;
 use cete_actors::command::{decode, encode};
+use cete_actors::connection::HandleForwarded;
+use cete_actors::peer::Forwarded;
 use cete_actors::raft::peer_rpc::{DeliverAppendEntries, DeliverSnapshotChunk, DeliverVote};
 use cete_actors::raft::RaftActor;
 use cete_proto::raft::{raft_server::Raft, RaftPayload};
@@ -19,36 +22,66 @@ impl RaftService {
         RaftService { raft }
     }
 
-    async fn deliver<Req, M, R>(&self, payload: RaftPayload, wrap: fn(Req) -> M) -> Result<Response<RaftPayload>, Status>
+    async fn deliver<Req, M, R>(
+        &self,
+        payload: RaftPayload,
+        wrap: fn(Req) -> M,
+    ) -> Result<Response<RaftPayload>, Status>
     where
         Req: DeserializeOwned,
         M: actix::Message<Result = R> + Send + 'static,
         R: Serialize + Send + 'static,
         RaftActor: actix::Handler<M>,
     {
-        let request: Req =
-            decode(&payload.data).map_err(|e| Status::invalid_argument(format!("undecodable raft rpc: {e}")))?;
-        let reply = self.raft.send(wrap(request)).await.map_err(|e| Status::unavailable(e.to_string()))?;
-        let data = encode(&reply).map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
+        let request: Req = decode(&payload.data)
+            .map_err(|e| Status::invalid_argument(format!("undecodable raft rpc: {e}")))?;
+        let reply = self
+            .raft
+            .send(wrap(request))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let data = encode(&reply)
+            .map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
         Ok(Response::new(RaftPayload { data: data.into() }))
     }
 }
 
 #[tonic::async_trait]
 impl Raft for RaftService {
-    async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        self.deliver(request.into_inner(), DeliverAppendEntries).await
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        self.deliver(request.into_inner(), DeliverAppendEntries)
+            .await
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         self.deliver(request.into_inner(), DeliverVote).await
     }
 
-    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        self.deliver(request.into_inner(), DeliverSnapshotChunk).await
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        self.deliver(request.into_inner(), DeliverSnapshotChunk)
+            .await
     }
 
-    async fn forward(&self, _request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        Err(Status::unimplemented("request forwarding between nodes is not enabled on this node"))
+    /// A request routed here by a peer: handed to this connection's actor.
+    async fn forward(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let connection = super::connection_of(&request)?;
+        let forwarded: Forwarded = decode(&request.into_inner().data)
+            .map_err(|e| Status::invalid_argument(format!("undecodable forwarded request: {e}")))?;
+        let reply = connection
+            .send(HandleForwarded(forwarded))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let data =
+            encode(&reply).map_err(|e| Status::internal(format!("cannot encode reply: {e}")))?;
+        Ok(Response::new(RaftPayload { data: data.into() }))
     }
 }

@@ -1,0 +1,155 @@
+//! Serving what only the leader can serve — writes, membership changes, read indexes — from
+//! any node. The connection actor tries its own Raft first; when the leader is elsewhere, the
+//! request is routed by mailbox to the ClusterActor, over the leader's peer link, to the
+//! connection actor of that link on the leader. A leader change on the way is followed (at
+//! most twice), so clients never see "not leader".
+
+use crate::cluster::{PrepareJoiner, RouteToLeader};
+use crate::command::Member;
+use crate::connection::NodeHandles;
+use crate::error::{CeteError, CeteResult};
+use crate::peer::{ForwardReply, Forwarded};
+use crate::raft::{
+    AddMember, AwaitLeader, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex,
+    RemoveMember, WriteRejection,
+};
+
+/// How many times a request follows the leader before giving up.
+const MAX_HOPS: usize = 3;
+
+/// Serves `request` on the leader, wherever it is.
+pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<ForwardReply> {
+    let mut hint = match serve_locally(handles, &request).await {
+        Ok(reply) => return Ok(reply),
+        Err(WriteRejection::Failed(e)) => return Err(e),
+        Err(WriteRejection::NotLeader { leader }) => leader,
+    };
+    for _ in 0..MAX_HOPS {
+        let leader = match hint.take() {
+            Some(leader) => leader,
+            None => handles
+                .raft
+                .send(AwaitLeader)
+                .await?
+                .ok_or_else(no_leader)?,
+        };
+        if leader.name == handles.me {
+            // Leadership came here meanwhile.
+            match serve_locally(handles, &request).await {
+                Ok(reply) => return Ok(reply),
+                Err(WriteRejection::Failed(e)) => return Err(e),
+                Err(WriteRejection::NotLeader { leader }) => hint = leader,
+            }
+            continue;
+        }
+        match handles
+            .cluster
+            .send(RouteToLeader {
+                leader,
+                request: request.clone(),
+            })
+            .await??
+        {
+            ForwardReply::NotLeader(next) => hint = next,
+            ForwardReply::Failed(e) => return Err(e),
+            reply => return Ok(reply),
+        }
+    }
+    Err(CeteError::Unavailable(
+        "the leader keeps changing; retry shortly".into(),
+    ))
+}
+
+fn no_leader() -> CeteError {
+    CeteError::Unavailable("no leader: the cluster is electing one or has lost its quorum".into())
+}
+
+/// Serves `request` with this node's own Raft; `NotLeader` when that must happen elsewhere.
+pub async fn serve_locally(
+    handles: &NodeHandles,
+    request: &Forwarded,
+) -> Result<ForwardReply, WriteRejection> {
+    match request {
+        Forwarded::Write(command) => {
+            handles
+                .raft
+                .send(ClientWrite(command.clone()))
+                .await
+                .map_err(CeteError::from)??;
+            Ok(ForwardReply::Done)
+        }
+        Forwarded::ReadIndex => {
+            let index = handles
+                .raft
+                .send(ReadIndex)
+                .await
+                .map_err(CeteError::from)??;
+            Ok(ForwardReply::ReadIndex(index))
+        }
+        Forwarded::Join(member) => join(handles, member).await,
+        Forwarded::Leave(name) => {
+            handles
+                .raft
+                .send(RemoveMember(name.clone()))
+                .await
+                .map_err(CeteError::from)??;
+            Ok(ForwardReply::Done)
+        }
+        Forwarded::Status | Forwarded::PrepareToJoin => {
+            Err(CeteError::Internal(format!("{request:?} is not a leader request")).into())
+        }
+    }
+}
+
+/// On the leader: prepare the joiner (it gives up a one-node state of its own, or refuses
+/// when it holds data), add it as a learner, then promote it.
+async fn join(handles: &NodeHandles, member: &Member) -> Result<ForwardReply, WriteRejection> {
+    match handles
+        .raft
+        .send(PlanJoin(member.clone()))
+        .await
+        .map_err(CeteError::from)??
+    {
+        JoinPlan::AlreadyMember => {}
+        JoinPlan::Promote => handles
+            .raft
+            .send(PromoteMember(member.clone()))
+            .await
+            .map_err(CeteError::from)??,
+        JoinPlan::Add => {
+            handles
+                .cluster
+                .send(PrepareJoiner(member.clone()))
+                .await
+                .map_err(CeteError::from)??;
+            handles
+                .raft
+                .send(AddMember(member.clone()))
+                .await
+                .map_err(CeteError::from)??;
+            log::info!(
+                "{} joined the cluster at {}",
+                member.name,
+                member.raft_address
+            );
+        }
+    }
+    Ok(ForwardReply::Done)
+}
+
+/// Turns a reply into the unit result of a write-like request.
+pub fn done(reply: ForwardReply) -> CeteResult<()> {
+    match reply {
+        ForwardReply::Failed(e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// A member record from the name and the addresses of a join request.
+pub fn member(name: String, node: crate::node::NodeInfo) -> Member {
+    Member {
+        name,
+        raft_address: node.raft_address,
+        metadata: node.metadata,
+    }
+}

@@ -1,0 +1,171 @@
+//! Peer links: one [`PeerLinkActor`] per other member of the cluster, holding the gRPC channel
+//! to that member's `--raft-address`. Requests that only the leader can serve travel over the
+//! leader's link as [`Forwarded`] messages and are handed, on the leader, to the connection
+//! actor of the link's connection. The link also polls its peer's state for `/v1/cluster`.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use cete_proto::raft::raft_client::RaftClient;
+use cete_proto::raft::RaftPayload;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, ClientTlsConfig};
+
+use crate::command::{decode, encode, Command, LogId, Member};
+use crate::error::{CeteError, CeteResult};
+use crate::network::peer_channel;
+use crate::node::NodeInfo;
+
+/// How often a link asks its peer for its state.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long a forwarded request may take (a write waits for commit; a join for catch-up).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
+const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// A request a follower sends to the leader (or, for `Status` and `PrepareToJoin`, to any peer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Forwarded {
+    /// Propose this command.
+    Write(Command),
+    /// Add this member.
+    Join(Member),
+    /// Remove the member of this name.
+    Leave(String),
+    /// Confirm leadership and tell the log index a linearizable read must wait for.
+    ReadIndex,
+    /// Report your own view of yourself (for `/v1/cluster`).
+    Status,
+    /// You are about to be added to a cluster: give up a one-node state that holds no data,
+    /// or refuse if you hold data.
+    PrepareToJoin,
+}
+
+/// The answer to a [`Forwarded`] request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Done,
+    ReadIndex(Option<LogId>),
+    Status(NodeInfo),
+    /// The receiver is not the leader (any more); here is who it thinks is.
+    NotLeader(Option<Member>),
+    Failed(CeteError),
+}
+
+/// One link to one peer.
+pub struct PeerLinkActor {
+    peer: Member,
+    client: Option<RaftClient<Channel>>,
+    /// Who to tell about the peer's state.
+    observer: Recipient<PeerState>,
+}
+
+impl PeerLinkActor {
+    pub fn new(
+        peer: Member,
+        tls: Option<&ClientTlsConfig>,
+        observer: Recipient<PeerState>,
+    ) -> Self {
+        let client = match peer_channel(&peer.raft_address, tls) {
+            Ok(channel) => Some(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
+            Err(e) => {
+                log::warn!(
+                    "peer {} has an unusable raft address {:?}: {e}",
+                    peer.name,
+                    peer.raft_address
+                );
+                None
+            }
+        };
+        PeerLinkActor {
+            peer,
+            client,
+            observer,
+        }
+    }
+}
+
+/// Sends one forwarded request over `client` and decodes the reply.
+pub async fn call_peer(
+    client: Option<RaftClient<Channel>>,
+    peer: &Member,
+    request: &Forwarded,
+    timeout: Duration,
+) -> CeteResult<ForwardReply> {
+    let mut client = client
+        .ok_or_else(|| CeteError::Unavailable(format!("no usable address for {}", peer.name)))?;
+    let data = encode(request).map_err(|e| CeteError::internal("encode forwarded request", e))?;
+    let mut call = tonic::Request::new(RaftPayload { data: data.into() });
+    call.set_timeout(timeout);
+    let reply = client.forward(call).await.map_err(|status| {
+        CeteError::Unavailable(format!(
+            "cannot reach {} at {}: {}",
+            peer.name,
+            peer.raft_address,
+            status.message()
+        ))
+    })?;
+    decode(&reply.into_inner().data).map_err(|e| CeteError::internal("decode forwarded reply", e))
+}
+
+impl Actor for PeerLinkActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(POLL_EVERY, |link, ctx| {
+            let client = link.client.clone();
+            let peer = link.peer.clone();
+            let observer = link.observer.clone();
+            ctx.spawn(
+                async move {
+                    let state =
+                        match call_peer(client, &peer, &Forwarded::Status, STATUS_TIMEOUT).await {
+                            Ok(ForwardReply::Status(info)) => info.state,
+                            _ => "Shutdown".to_string(),
+                        };
+                    observer.do_send(PeerState {
+                        name: peer.name,
+                        state,
+                    });
+                }
+                .into_actor(link),
+            );
+        });
+    }
+}
+
+/// A peer's state as last polled ("Shutdown" when it did not answer).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeerState {
+    pub name: String,
+    pub state: String,
+}
+
+/// Send a request to this link's peer.
+#[derive(Message)]
+#[rtype(result = "CeteResult<ForwardReply>")]
+pub struct Forward(pub Forwarded);
+
+impl Handler<Forward> for PeerLinkActor {
+    type Result = ResponseFuture<CeteResult<ForwardReply>>;
+
+    fn handle(&mut self, msg: Forward, _: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        let peer = self.peer.clone();
+        Box::pin(async move { call_peer(client, &peer, &msg.0, FORWARD_TIMEOUT).await })
+    }
+}
+
+/// The peer left the cluster or changed address: stop the link.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseLink;
+
+impl Handler<CloseLink> for PeerLinkActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseLink, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,69 @@
+//! Joining a cluster at start-up (`--peer-grpc-address`): ask any node of the cluster, over
+//! its public gRPC API, to add this one. The node asked routes the request to the leader,
+//! which adds this node as a learner, lets it catch up, and makes it a voter.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cete_actors::address::dial_uri;
+use cete_actors::command::Member;
+use cete_actors::node::NodeInfo;
+use cete_proto::kvs::{kvs_client::KvsClient, JoinRequest};
+use tonic::transport::{ClientTlsConfig, Endpoint};
+
+/// How long a starting node keeps trying to join before it gives up.
+const JOIN_DEADLINE: Duration = Duration::from_secs(120);
+
+pub async fn join_cluster(
+    peer: &str,
+    me: &Member,
+    tls: Option<ClientTlsConfig>,
+) -> anyhow::Result<()> {
+    let mut endpoint = Endpoint::from_shared(dial_uri(peer, tls.is_some()))
+        .with_context(|| format!("bad peer address {peer:?}"))?
+        .connect_timeout(Duration::from_secs(3));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let node = NodeInfo {
+        raft_address: me.raft_address.clone(),
+        metadata: me.metadata.clone(),
+        state: String::new(),
+    };
+    let request = JoinRequest {
+        id: me.name.clone(),
+        node: Some(node.into()),
+    };
+    let deadline = Instant::now() + JOIN_DEADLINE;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let mut client = KvsClient::new(endpoint.connect().await?);
+            client.join(request.clone()).await?;
+            Ok::<_, anyhow::Error>(())
+        };
+        let error = match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        // A refusal (the node holds data, a name clash) will not change by retrying.
+        if let Some(status) = error.downcast_ref::<tonic::Status>() {
+            if matches!(
+                status.code(),
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
+            ) {
+                anyhow::bail!(
+                    "the cluster at {peer} refused to add {}: {}",
+                    me.name,
+                    status.message()
+                );
+            }
+        }
+        if Instant::now() + pause > deadline {
+            return Err(error).with_context(|| format!("cannot join the cluster at {peer}"));
+        }
+        log::warn!("joining through {peer} failed ({error:#}); retrying in {pause:?}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
