@@ -186,26 +186,15 @@ impl StartArgs {
     fn with_defaults(self) -> Config {
         Config {
             id: self.id.unwrap_or_else(|| DEFAULT_ID.into()),
-            raft_address: self
-                .raft_address
-                .unwrap_or_else(|| DEFAULT_RAFT_ADDRESS.into()),
-            grpc_address: self
-                .grpc_address
-                .unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.into()),
-            http_address: self
-                .http_address
-                .unwrap_or_else(|| DEFAULT_HTTP_ADDRESS.into()),
-            data_directory: self
-                .data_directory
-                .unwrap_or_else(|| DEFAULT_DATA_DIRECTORY.into()),
+            raft_address: self.raft_address.unwrap_or_else(|| DEFAULT_RAFT_ADDRESS.into()),
+            grpc_address: self.grpc_address.unwrap_or_else(|| DEFAULT_GRPC_ADDRESS.into()),
+            http_address: self.http_address.unwrap_or_else(|| DEFAULT_HTTP_ADDRESS.into()),
+            data_directory: self.data_directory.unwrap_or_else(|| DEFAULT_DATA_DIRECTORY.into()),
             peer_grpc_address: self.peer_grpc_address.filter(|s| !s.is_empty()),
             certificate_file: non_empty_path(self.certificate_file),
             key_file: non_empty_path(self.key_file),
             common_name: self.common_name.filter(|s| !s.is_empty()),
-            log_level: self
-                .log_level
-                .unwrap_or_else(|| DEFAULT_LOG_LEVEL.into())
-                .to_uppercase(),
+            log_level: self.log_level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.into()).to_uppercase(),
             log_file: non_empty_path(self.log_file),
             log_max_size_mb: self.log_max_size.unwrap_or(DEFAULT_LOG_MAX_SIZE_MB),
             log_max_backups: self.log_max_backups.unwrap_or(DEFAULT_LOG_MAX_BACKUPS),
@@ -235,11 +224,7 @@ impl Config {
             bail!("data_directory must not be empty");
         }
         if !LOG_LEVELS.contains(&self.log_level.as_str()) {
-            bail!(
-                "unknown log level {:?}: use one of {}",
-                self.log_level,
-                LOG_LEVELS.join(", ")
-            );
+            bail!("unknown log level {:?}: use one of {}", self.log_level, LOG_LEVELS.join(", "));
         }
         if self.max_value_bytes == 0 {
             bail!("max_value_bytes must be more than 0");
@@ -266,11 +251,11 @@ fn default_config_paths() -> Vec<PathBuf> {
 }
 
 fn read_config_file(path: &Path) -> anyhow::Result<StartArgs> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| anyhow!("cannot read config file {}: {err}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|err| anyhow!("cannot read config file {}: {err}", path.display()))?;
     // An empty file (or one of comments only) is a null document: no settings.
-    let settings: Option<StartArgs> = serde_norway::from_str(&text)
-        .map_err(|err| anyhow!("invalid config file {}: {err}", path.display()))?;
+    let settings: Option<StartArgs> =
+        serde_norway::from_str(&text).map_err(|err| anyhow!("invalid config file {}: {err}", path.display()))?;
     Ok(settings.unwrap_or_default())
 }
 
@@ -450,8 +435,7 @@ snapshot_every: 5
     #[test]
     fn a_partial_file_leaves_the_rest_to_flags_and_defaults() {
         let file = yaml_file("id: yaml-node\nlog_max_backups: 7\n");
-        let config = resolve(&["--config-file", path_of(&file), "--grpc-address", ":9100"])
-            .expect("resolves");
+        let config = resolve(&["--config-file", path_of(&file), "--grpc-address", ":9100"]).expect("resolves");
         assert_eq!(config.id, "yaml-node");
         assert_eq!(config.log_max_backups, 7);
         assert_eq!(config.grpc_address, ":9100");
@@ -461,13 +445,8 @@ snapshot_every: 5
     #[test]
     fn an_empty_flag_switches_off_what_the_file_set() {
         let file = yaml_file("peer_grpc_address: peer:9000\nlog_file: /var/log/cete.log\n");
-        let config = resolve(&[
-            "--config-file",
-            path_of(&file),
-            "--peer-grpc-address=",
-            "--log-file=",
-        ])
-        .expect("resolves");
+        let config =
+            resolve(&["--config-file", path_of(&file), "--peer-grpc-address=", "--log-file="]).expect("resolves");
         assert_eq!(config.peer_grpc_address, None);
         assert_eq!(config.log_file, None);
     }
@@ -475,25 +454,15 @@ snapshot_every: 5
     #[test]
     fn a_bare_log_compress_means_true() {
         assert!(resolve(&["--log-compress"]).expect("resolves").log_compress);
-        assert!(
-            !resolve(&["--log-compress", "no"])
-                .expect("resolves")
-                .log_compress
-        );
+        assert!(!resolve(&["--log-compress", "no"]).expect("resolves").log_compress);
     }
 
     #[test]
     fn searching_takes_the_first_file_that_exists() {
         let second = yaml_file("id: second\n");
         let third = yaml_file("id: third\n");
-        let search = [
-            PathBuf::from("/nonexistent/cete.yaml"),
-            second.path().into(),
-            third.path().into(),
-        ];
-        let config = start_args(&[])
-            .resolve_searching(&search)
-            .expect("resolves");
+        let search = [PathBuf::from("/nonexistent/cete.yaml"), second.path().into(), third.path().into()];
+        let config = start_args(&[]).resolve_searching(&search).expect("resolves");
         assert_eq!(config.id, "second");
     }
 
@@ -517,19 +486,13 @@ snapshot_every: 5
     #[test]
     fn a_missing_config_file_names_the_path() {
         let err = resolve(&["--config-file", "/nonexistent/cete.yaml"]).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("/nonexistent/cete.yaml"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("/nonexistent/cete.yaml"), "{err:#}");
     }
 
     #[test]
     fn an_unknown_key_is_a_clear_error() {
         let file = yaml_file("id: node1\ngrpc_addr: :9000\n");
-        let err = format!(
-            "{:#}",
-            resolve(&["--config-file", path_of(&file)]).unwrap_err()
-        );
+        let err = format!("{:#}", resolve(&["--config-file", path_of(&file)]).unwrap_err());
         assert!(err.contains(path_of(&file)), "{err}");
         assert!(err.contains("unknown field `grpc_addr`"), "{err}");
     }
@@ -543,10 +506,7 @@ snapshot_every: 5
     #[test]
     fn a_mistyped_value_is_a_clear_error() {
         let file = yaml_file("log_max_size: lots\n");
-        let err = format!(
-            "{:#}",
-            resolve(&["--config-file", path_of(&file)]).unwrap_err()
-        );
+        let err = format!("{:#}", resolve(&["--config-file", path_of(&file)]).unwrap_err());
         assert!(err.contains("log_max_size"), "{err}");
     }
 
@@ -566,10 +526,7 @@ snapshot_every: 5
 
     #[test]
     fn log_levels_are_case_insensitive() {
-        assert_eq!(
-            resolve(&["--log-level=warn"]).expect("resolves").log_level,
-            "WARN"
-        );
+        assert_eq!(resolve(&["--log-level=warn"]).expect("resolves").log_level, "WARN");
     }
 
     /// Environment variables can't be injected into clap, and setting them in this process
@@ -578,12 +535,7 @@ snapshot_every: 5
     fn environment_sits_between_flags_and_the_file() {
         let exe = std::env::current_exe().expect("test binary path");
         let status = std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "config::tests::environment_probe",
-                "--ignored",
-                "--nocapture",
-            ])
+            .args(["--exact", "config::tests::environment_probe", "--ignored", "--nocapture"])
             .env("CETE_TEST_ENV_PROBE", "1")
             .env("CETE_ID", "env-node")
             .env("CETE_LOG_LEVEL", "debug")
@@ -600,10 +552,8 @@ snapshot_every: 5
         if std::env::var_os("CETE_TEST_ENV_PROBE").is_none() {
             return;
         }
-        let file =
-            yaml_file("id: yaml-node\nlog_level: error\nsnapshot_every: 5\nlog_compress: false\n");
-        let config =
-            resolve(&["--config-file", path_of(&file), "--log-level", "trace"]).expect("resolves");
+        let file = yaml_file("id: yaml-node\nlog_level: error\nsnapshot_every: 5\nlog_compress: false\n");
+        let config = resolve(&["--config-file", path_of(&file), "--log-level", "trace"]).expect("resolves");
         assert_eq!(config.id, "env-node", "env beats the file");
         assert_eq!(config.snapshot_every, 77, "env beats the file");
         assert!(config.log_compress, "env beats the file");

@@ -14,26 +14,15 @@ use tonic::transport::{ClientTlsConfig, Endpoint};
 /// How long a starting node keeps trying to join before it gives up.
 const JOIN_DEADLINE: Duration = Duration::from_secs(120);
 
-pub async fn join_cluster(
-    peer: &str,
-    me: &Member,
-    tls: Option<ClientTlsConfig>,
-) -> anyhow::Result<()> {
+pub async fn join_cluster(peer: &str, me: &Member, tls: Option<ClientTlsConfig>) -> anyhow::Result<()> {
     let mut endpoint = Endpoint::from_shared(dial_uri(peer, tls.is_some()))
         .with_context(|| format!("bad peer address {peer:?}"))?
         .connect_timeout(Duration::from_secs(3));
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls)?;
     }
-    let node = NodeInfo {
-        raft_address: me.raft_address.clone(),
-        metadata: me.metadata.clone(),
-        state: String::new(),
-    };
-    let request = JoinRequest {
-        id: me.name.clone(),
-        node: Some(node.into()),
-    };
+    let node = NodeInfo { raft_address: me.raft_address.clone(), metadata: me.metadata.clone(), state: String::new() };
+    let request = JoinRequest { id: me.name.clone(), node: Some(node.into()) };
     let deadline = Instant::now() + JOIN_DEADLINE;
     let mut pause = Duration::from_millis(200);
     loop {
@@ -48,15 +37,8 @@ pub async fn join_cluster(
         };
         // A refusal (the node holds data, a name clash) will not change by retrying.
         if let Some(status) = error.downcast_ref::<tonic::Status>() {
-            if matches!(
-                status.code(),
-                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
-            ) {
-                anyhow::bail!(
-                    "the cluster at {peer} refused to add {}: {}",
-                    me.name,
-                    status.message()
-                );
+            if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) {
+                anyhow::bail!("the cluster at {peer} refused to add {}: {}", me.name, status.message());
             }
         }
         if Instant::now() + pause > deadline {

@@ -39,8 +39,6 @@ fn start(args: config::StartArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_client(command: cli::Command) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(cli::run(command))
 }

@@ -31,10 +31,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     let me = Member {
         name: config.id.clone(),
         raft_address: config.raft_address.clone(),
-        metadata: Metadata {
-            grpc_address: config.grpc_address.clone(),
-            http_address: config.http_address.clone(),
-        },
+        metadata: Metadata { grpc_address: config.grpc_address.clone(), http_address: config.http_address.clone() },
     };
     let settings = NodeSettings {
         me: me.clone(),
@@ -43,34 +40,18 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         max_value_bytes: config.max_value_bytes,
         peer_tls: None,
     };
-    let node = start_node(settings)
-        .await
-        .context("cannot start the node")?;
-    log::info!(
-        "node {} starting with data in {}",
-        config.id,
-        config.data_directory.display()
-    );
+    let node = start_node(settings).await.context("cannot start the node")?;
+    log::info!("node {} starting with data in {}", config.id, config.data_directory.display());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let raft_server = crate::grpc::serve_raft(
-        raft_listen,
-        node.handles.clone(),
-        None,
-        stopped(stop_rx.clone()),
-    )
-    .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
-    let grpc_server = crate::grpc::serve_clients(
-        grpc_listen,
-        node.handles.clone(),
-        None,
-        stopped(stop_rx.clone()),
-    )
-    .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_address))?;
+    let raft_server = crate::grpc::serve_raft(raft_listen, node.handles.clone(), None, stopped(stop_rx.clone()))
+        .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
+    let grpc_server = crate::grpc::serve_clients(grpc_listen, node.handles.clone(), None, stopped(stop_rx.clone()))
+        .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_address))?;
     let http_server = crate::http::serve(http_listen, node.handles.clone(), None)
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_address))?;
     let http_handle = http_server.handle();
@@ -79,16 +60,8 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     let http_task = actix_rt::spawn(http_server);
 
     match &config.peer_grpc_address {
-        _ if node
-            .handles
-            .raft
-            .send(cete_actors::raft::IsInitialized)
-            .await?? =>
-        {
-            log::info!(
-                "resuming the cluster recorded in {}",
-                config.data_directory.display()
-            );
+        _ if node.handles.raft.send(cete_actors::raft::IsInitialized).await?? => {
+            log::info!("resuming the cluster recorded in {}", config.data_directory.display());
         }
         Some(peer) => {
             crate::join::join_cluster(peer, &me, None).await?;

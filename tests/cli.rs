@@ -14,17 +14,11 @@ fn node_cluster_and_healthcheck_print_json() {
     let grpc = node.addresses.grpc.as_str();
 
     let described = parse_json(&cli_ok(&["node", "--grpc-address", grpc]));
-    assert_eq!(
-        described,
-        json!({"node": node_json(&node.addresses, "Leader")})
-    );
+    assert_eq!(described, json!({"node": node_json(&node.addresses, "Leader")}));
 
     let cluster = parse_json(&cli_ok(&["cluster", "--grpc-address", grpc]));
     assert_eq!(cluster["cluster"]["leader"], "node1");
-    assert_eq!(
-        cluster["cluster"]["nodes"]["node1"],
-        node_json(&node.addresses, "Leader")
-    );
+    assert_eq!(cluster["cluster"]["nodes"]["node1"], node_json(&node.addresses, "Leader"));
 
     let health = parse_json(&cli_ok(&["healthcheck", "--grpc-address", grpc]));
     assert_eq!(health, json!({"alive": true, "ready": true}));
@@ -79,10 +73,7 @@ fn scan_prints_one_json_line_per_pair_in_key_order() {
 
     let scanned = cli_ok(&["scan", "user/", "--grpc-address", grpc]);
     let lines: Vec<Value> = scanned.lines().map(parse_json).collect();
-    let expected = [
-        json!({"key": "user/a", "value": "1"}),
-        json!({"key": "user/b", "value": "2"}),
-    ];
+    let expected = [json!({"key": "user/a", "value": "1"}), json!({"key": "user/b", "value": "2"})];
     assert_eq!(lines, expected, "scan output:\n{scanned}");
 }
 
@@ -93,19 +84,13 @@ fn snapshot_and_metrics() {
 
     cli_ok(&["snapshot", "--grpc-address", grpc]);
     let metrics = cli_ok(&["metrics", "--grpc-address", grpc]);
-    assert!(
-        metrics.contains("# TYPE"),
-        "not Prometheus text:\n{metrics}"
-    );
+    assert!(metrics.contains("# TYPE"), "not Prometheus text:\n{metrics}");
 }
 
 #[test]
 fn version_prints_the_crate_version() {
     let version = cli_ok(&["version"]);
-    assert!(
-        version.contains(env!("CARGO_PKG_VERSION")),
-        "version output: {version:?}"
-    );
+    assert!(version.contains(env!("CARGO_PKG_VERSION")), "version output: {version:?}");
 }
 
 #[test]
@@ -116,8 +101,5 @@ fn dead_address_is_a_clear_error_not_a_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "succeeded against {dead}");
     assert!(!stderr.contains("panicked"), "the CLI panicked:\n{stderr}");
-    assert!(
-        stderr.contains(&dead),
-        "the error does not name the address {dead}:\n{stderr}"
-    );
+    assert!(stderr.contains(&dead), "the error does not name the address {dead}:\n{stderr}");
 }

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use common::{
-    address_args, answers_http, block_on, free_port, grpc_client, local, node_json, temp_dir,
-    Addresses, Node,
+    address_args, answers_http, block_on, free_port, grpc_client, local, node_json, temp_dir, Addresses, Node,
 };
 use serde_json::json;
 
@@ -23,10 +22,8 @@ fn config_flag(path: &Path) -> String {
 
 /// Asserts a value of exactly `limit` bytes is stored and one byte more is refused.
 fn assert_max_value_bytes(node: &Node, limit: usize) {
-    node.put("/v1/data/at-limit", vec![b'x'; limit])
-        .assert_success();
-    node.put("/v1/data/over-limit", vec![b'x'; limit + 1])
-        .assert_error(413);
+    node.put("/v1/data/at-limit", vec![b'x'; limit]).assert_success();
+    node.put("/v1/data/over-limit", vec![b'x'; limit + 1]).assert_error(413);
 }
 
 #[test]
@@ -46,41 +43,19 @@ fn flag_beats_env_beats_yaml_for_addresses() {
         ("CETE_GRPC_ADDRESS".to_string(), in_env.grpc.clone()),
         ("CETE_HTTP_ADDRESS".to_string(), in_env.http.clone()),
     ];
-    let args = vec![
-        config_flag(&config),
-        format!("--http-address={}", in_flag.http),
-    ];
-    let expected = Addresses {
-        raft: in_yaml.raft.clone(),
-        grpc: in_env.grpc.clone(),
-        http: in_flag.http.clone(),
-    };
+    let args = vec![config_flag(&config), format!("--http-address={}", in_flag.http)];
+    let expected = Addresses { raft: in_yaml.raft.clone(), grpc: in_env.grpc.clone(), http: in_flag.http.clone() };
 
     let mut node = Node::spawn(dir, args, envs, expected.clone());
     node.wait_ready();
 
-    assert_eq!(
-        node.get("/v1/node").json(),
-        json!({"node": node_json(&expected, "Leader")})
-    );
-    assert_eq!(
-        node.get("/v1/cluster").json()["cluster"]["leader"],
-        "yamlnode"
-    );
-    assert!(
-        !answers_http(&in_yaml.http),
-        "HTTP answers on the YAML address"
-    );
-    assert!(
-        !answers_http(&in_env.http),
-        "HTTP answers on the env address"
-    );
+    assert_eq!(node.get("/v1/node").json(), json!({"node": node_json(&expected, "Leader")}));
+    assert_eq!(node.get("/v1/cluster").json()["cluster"]["leader"], "yamlnode");
+    assert!(!answers_http(&in_yaml.http), "HTTP answers on the YAML address");
+    assert!(!answers_http(&in_env.http), "HTTP answers on the env address");
     block_on(async {
         let mut kvs = grpc_client(&in_env.grpc).await;
-        let liveness = kvs
-            .liveness_check(())
-            .await
-            .expect("gRPC on the env address");
+        let liveness = kvs.liveness_check(()).await.expect("gRPC on the env address");
         assert!(liveness.into_inner().alive);
     });
 }
@@ -114,38 +89,21 @@ fn defaults_apply_when_not_overridden() {
 
     let cluster = node.get("/v1/cluster").json();
     assert_eq!(cluster["cluster"]["leader"], "node1");
-    assert_eq!(
-        cluster["cluster"]["nodes"]["node1"],
-        node_json(&node.addresses, "Leader")
-    );
-    assert!(
-        !node.log().trim().is_empty(),
-        "nothing logged to stderr at the default INFO level"
-    );
+    assert_eq!(cluster["cluster"]["nodes"]["node1"], node_json(&node.addresses, "Leader"));
+    assert!(!node.log().trim().is_empty(), "nothing logged to stderr at the default INFO level");
 }
 
 #[test]
 fn colon_port_listens_on_all_interfaces_and_is_reported_as_written() {
     let dir = temp_dir();
     let (raft, grpc, http) = (free_port(), free_port(), free_port());
-    let written = Addresses {
-        raft: format!(":{raft}"),
-        grpc: format!(":{grpc}"),
-        http: format!(":{http}"),
-    };
-    let dialled = Addresses {
-        raft: local(raft),
-        grpc: local(grpc),
-        http: local(http),
-    };
+    let written = Addresses { raft: format!(":{raft}"), grpc: format!(":{grpc}"), http: format!(":{http}") };
+    let dialled = Addresses { raft: local(raft), grpc: local(grpc), http: local(http) };
     let args = address_args(&written, dir.path());
     let mut node = Node::spawn(dir, args, Vec::new(), dialled);
     node.wait_ready();
 
-    assert_eq!(
-        node.get("/v1/node").json(),
-        json!({"node": node_json(&written, "Leader")})
-    );
+    assert_eq!(node.get("/v1/node").json(), json!({"node": node_json(&written, "Leader")}));
 }
 
 /// Runs `cete start` with `config_flag` and waits for it to give up.
@@ -161,24 +119,14 @@ fn start_expecting_refusal(config_flag: String) -> (ExitStatus, String) {
 
 fn assert_refused(status: ExitStatus, output: &str, must_mention: &str) {
     assert!(!status.success(), "`cete start` accepted it:\n{output}");
-    assert!(
-        !output.contains("panicked"),
-        "`cete start` panicked:\n{output}"
-    );
-    assert!(
-        output.contains(must_mention),
-        "the message does not mention {must_mention:?}:\n{output}"
-    );
+    assert!(!output.contains("panicked"), "`cete start` panicked:\n{output}");
+    assert!(output.contains(must_mention), "the message does not mention {must_mention:?}:\n{output}");
 }
 
 #[test]
 fn malformed_yaml_is_refused_with_a_clear_message() {
     let config_dir = temp_dir();
-    let config = write_config(
-        config_dir.path(),
-        "broken.yaml",
-        "id: [node1\nlog_level: \"\n",
-    );
+    let config = write_config(config_dir.path(), "broken.yaml", "id: [node1\nlog_level: \"\n");
 
     let (status, output) = start_expecting_refusal(config_flag(&config));
     assert_refused(status, &output, "broken.yaml");

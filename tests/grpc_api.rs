@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cete_proto::kvs::{
-    self, event, kvs_client::KvsClient, DeleteRequest, GetRequest, KeyValuePair, ScanRequest,
-    SetRequest, WatchResponse,
+    self, event, kvs_client::KvsClient, DeleteRequest, GetRequest, KeyValuePair, ScanRequest, SetRequest, WatchResponse,
 };
 use common::{block_on, Addresses, Node};
 use prost::Message;
@@ -18,26 +17,18 @@ const WATCH_TIMEOUT: Duration = Duration::from_secs(10);
 fn node_message(addresses: &Addresses, state: &str) -> kvs::Node {
     kvs::Node {
         raft_address: addresses.raft.clone(),
-        metadata: Some(kvs::Metadata {
-            grpc_address: addresses.grpc.clone(),
-            http_address: addresses.http.clone(),
-        }),
+        metadata: Some(kvs::Metadata { grpc_address: addresses.grpc.clone(), http_address: addresses.http.clone() }),
         state: state.to_string(),
     }
 }
 
 async fn set(kvs: &mut KvsClient<Channel>, key: &str, value: &'static str) {
-    let request = SetRequest {
-        key: key.to_string(),
-        value: Bytes::from_static(value.as_bytes()),
-    };
+    let request = SetRequest { key: key.to_string(), value: Bytes::from_static(value.as_bytes()) };
     kvs.set(request).await.expect("Set");
 }
 
 async fn get(kvs: &mut KvsClient<Channel>, key: &str) -> Result<Vec<u8>, tonic::Status> {
-    let request = GetRequest {
-        key: key.to_string(),
-    };
+    let request = GetRequest { key: key.to_string() };
     Ok(kvs.get(request).await?.into_inner().value)
 }
 
@@ -64,10 +55,7 @@ fn node_and_cluster() {
         assert_eq!(described.node, Some(me.clone()));
 
         let cluster = kvs.cluster(()).await.expect("Cluster").into_inner();
-        let expected = kvs::Cluster {
-            nodes: HashMap::from([("node1".to_string(), me)]),
-            leader: "node1".to_string(),
-        };
+        let expected = kvs::Cluster { nodes: HashMap::from([("node1".to_string(), me)]), leader: "node1".to_string() };
         assert_eq!(cluster.cluster, Some(expected));
     });
 }
@@ -81,9 +69,7 @@ fn set_get_delete() {
         set(&mut kvs, "1", "value1").await;
         assert_eq!(get(&mut kvs, "1").await.expect("Get"), b"value1");
 
-        let request = DeleteRequest {
-            key: "1".to_string(),
-        };
+        let request = DeleteRequest { key: "1".to_string() };
         kvs.delete(request).await.expect("Delete");
         let missing = get(&mut kvs, "1").await.expect_err("Get after Delete");
         assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
@@ -105,29 +91,15 @@ fn scan_returns_values_and_pairs_in_key_order() {
     let node = Node::start("node1");
     block_on(async {
         let mut kvs = node.grpc_client().await;
-        for (key, value) in [
-            ("user/b", "2"),
-            ("user/c", "3"),
-            ("other", "x"),
-            ("user/a", "1"),
-        ] {
+        for (key, value) in [("user/b", "2"), ("user/c", "3"), ("other", "x"), ("user/a", "1")] {
             set(&mut kvs, key, value).await;
         }
 
-        let request = ScanRequest {
-            prefix: "user/".to_string(),
-        };
+        let request = ScanRequest { prefix: "user/".to_string() };
         let scan = kvs.scan(request).await.expect("Scan").into_inner();
         assert_eq!(scan.values, [b"1", b"2", b"3"]);
-        let pair = |key: &str, value: &str| KeyValuePair {
-            key: key.to_string(),
-            value: value.as_bytes().to_vec(),
-        };
-        let expected = [
-            pair("user/a", "1"),
-            pair("user/b", "2"),
-            pair("user/c", "3"),
-        ];
+        let pair = |key: &str, value: &str| KeyValuePair { key: key.to_string(), value: value.as_bytes().to_vec() };
+        let expected = [pair("user/a", "1"), pair("user/b", "2"), pair("user/c", "3")];
         assert_eq!(scan.pairs, expected);
     });
 }
@@ -180,15 +152,10 @@ fn watch_streams_sets_and_deletes() {
 
         set(&mut kvs, "watched", "value1").await;
         let event = next_event(&mut events, event::Type::Set).await;
-        let expected = SetRequest {
-            key: "watched".to_string(),
-            value: Bytes::from_static(b"value1"),
-        };
+        let expected = SetRequest { key: "watched".to_string(), value: Bytes::from_static(b"value1") };
         assert_eq!(unpack::<SetRequest>(&event, "SetRequest"), expected);
 
-        let request = DeleteRequest {
-            key: "watched".to_string(),
-        };
+        let request = DeleteRequest { key: "watched".to_string() };
         kvs.delete(request.clone()).await.expect("Delete");
         let event = next_event(&mut events, event::Type::Delete).await;
         assert_eq!(unpack::<DeleteRequest>(&event, "DeleteRequest"), request);

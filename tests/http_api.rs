@@ -23,10 +23,7 @@ fn node_describes_itself_as_leader() {
 
     let reply = node.get("/v1/node");
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        reply.json(),
-        json!({"node": node_json(&node.addresses, "Leader")})
-    );
+    assert_eq!(reply.json(), json!({"node": node_json(&node.addresses, "Leader")}));
 }
 
 #[test]
@@ -50,11 +47,7 @@ fn put_get_delete() {
     let got = node.get("/v1/data/1");
     assert_eq!(got.status, 200);
     assert_eq!(got.text(), "value1");
-    assert!(
-        got.content_type.starts_with("text/plain"),
-        "detected Content-Type of \"value1\": {:?}",
-        got.content_type
-    );
+    assert!(got.content_type.starts_with("text/plain"), "detected Content-Type of \"value1\": {:?}", got.content_type);
 
     node.delete("/v1/data/1").assert_success();
     node.get("/v1/data/1").assert_error(404);
@@ -64,14 +57,9 @@ fn put_get_delete() {
 fn binary_value_keeps_its_bytes_and_content_type() {
     let node = Node::start("node1");
     // A JPEG header followed by every byte value: nothing may be re-encoded on the way.
-    let photo: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0]
-        .into_iter()
-        .chain(0..=255u8)
-        .chain((0..=255u8).rev())
-        .collect();
+    let photo: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0].into_iter().chain(0..=255u8).chain((0..=255u8).rev()).collect();
 
-    node.put_typed("/v1/data/2", photo.clone(), "image/jpeg")
-        .assert_success();
+    node.put_typed("/v1/data/2", photo.clone(), "image/jpeg").assert_success();
     let got = node.get("/v1/data/2");
     assert_eq!(got.status, 200);
     assert_eq!(got.content_type, "image/jpeg");
@@ -88,10 +76,7 @@ fn content_type_is_detected_when_none_was_given() {
     node.put("/v1/data/opaque", opaque.clone()).assert_success();
 
     let got_png = node.get("/v1/data/png");
-    assert_eq!(
-        (got_png.content_type.as_str(), &got_png.body),
-        ("image/png", &png)
-    );
+    assert_eq!((got_png.content_type.as_str(), &got_png.body), ("image/png", &png));
     let got_opaque = node.get("/v1/data/opaque");
     assert_eq!(got_opaque.content_type, "application/octet-stream");
     assert!(got_opaque.body == opaque, "the value came back altered");
@@ -124,8 +109,7 @@ fn oversized_value_is_413_and_the_node_keeps_serving() {
 
     node.put("/v1/data/fits", vec![b'x'; 1024]).assert_success();
     node.put("/v1/data/big", vec![b'x'; 1025]).assert_error(413);
-    node.put("/v1/data/huge", vec![b'x'; 100 * 1024])
-        .assert_error(413);
+    node.put("/v1/data/huge", vec![b'x'; 100 * 1024]).assert_error(413);
 
     node.get("/v1/data/big").assert_error(404);
     assert_eq!(node.get("/v1/data/fits").body.len(), 1024);
@@ -167,14 +151,6 @@ fn metrics_are_prometheus_text() {
 
     let metrics = node.get("/v1/metrics");
     assert_eq!(metrics.status, 200);
-    assert!(
-        metrics.content_type.starts_with("text/plain"),
-        "metrics Content-Type {:?}",
-        metrics.content_type
-    );
-    assert!(
-        metrics.text().contains("# TYPE"),
-        "not Prometheus text:\n{}",
-        metrics.text()
-    );
+    assert!(metrics.content_type.starts_with("text/plain"), "metrics Content-Type {:?}", metrics.content_type);
+    assert!(metrics.text().contains("# TYPE"), "not Prometheus text:\n{}", metrics.text());
 }

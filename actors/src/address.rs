@@ -9,17 +9,11 @@ use crate::error::CeteError;
 
 /// The socket address a server binds for `address` (`:9000` binds every interface).
 pub fn listen_addr(address: &str) -> Result<SocketAddr, CeteError> {
-    let full = if address.starts_with(':') {
-        format!("0.0.0.0{address}")
-    } else {
-        address.to_string()
-    };
+    let full = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
     full.to_socket_addrs()
         .map_err(|e| CeteError::InvalidArgument(format!("bad listen address {address:?}: {e}")))?
         .next()
-        .ok_or_else(|| {
-            CeteError::InvalidArgument(format!("listen address {address:?} resolves to nothing"))
-        })
+        .ok_or_else(|| CeteError::InvalidArgument(format!("listen address {address:?} resolves to nothing")))
 }
 
 /// The `host:port` a client dials for `address` (`:9000` dials localhost).

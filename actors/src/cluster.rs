@@ -16,9 +16,7 @@ use crate::command::{node_id, Member, NodeId};
 use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
 use crate::node::{ClusterInfo, NodeInfo};
-use crate::peer::{
-    call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState,
-};
+use crate::peer::{call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState};
 
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,21 +44,11 @@ pub struct ClusterActor {
 impl ClusterActor {
     pub fn new(me: Member, tls: Option<ClientTlsConfig>) -> Self {
         let latest = RaftMetrics::new_initial(node_id(&me.name));
-        ClusterActor {
-            me,
-            latest,
-            tls,
-            links: HashMap::new(),
-            peer_states: HashMap::new(),
-        }
+        ClusterActor { me, latest, tls, links: HashMap::new(), peer_states: HashMap::new() }
     }
 
     fn member_name(&self, id: NodeId) -> Option<String> {
-        self.latest
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .map(|m| m.name.clone())
+        self.latest.membership_config.membership().get_node(&id).map(|m| m.name.clone())
     }
 
     fn my_info(&self) -> NodeInfo {
@@ -88,16 +76,10 @@ impl ClusterActor {
             }
             keep
         });
-        self.peer_states
-            .retain(|name, _| members.contains_key(name));
+        self.peer_states.retain(|name, _| members.contains_key(name));
         for (name, member) in members {
             if !self.links.contains_key(&name) {
-                let link = PeerLinkActor::new(
-                    member.clone(),
-                    self.tls.as_ref(),
-                    ctx.address().recipient(),
-                )
-                .start();
+                let link = PeerLinkActor::new(member.clone(), self.tls.as_ref(), ctx.address().recipient()).start();
                 self.links.insert(name, (member, link));
             }
         }
@@ -126,9 +108,7 @@ impl Handler<MetricsUpdate> for ClusterActor {
         self.latest = msg.0;
         if let Some(leader) = self.latest.current_leader.filter(|_| leader_changed) {
             LEADER_CHANGES.inc();
-            let name = self
-                .member_name(leader)
-                .unwrap_or_else(|| format!("#{leader}"));
+            let name = self.member_name(leader).unwrap_or_else(|| format!("#{leader}"));
             log::info!("leader is now {name} (term {})", self.latest.current_term);
         }
         if membership_changed {
@@ -176,34 +156,21 @@ impl Handler<DescribeCluster> for ClusterActor {
                 self.my_info()
             } else {
                 // Not polled yet: say what Raft implies until the first answer arrives.
-                let implied = if self
-                    .latest
-                    .membership_config
-                    .membership()
-                    .voter_ids()
-                    .any(|v| v == node_id(&member.name))
-                {
-                    "Follower"
-                } else {
-                    "Learner"
-                };
+                let implied =
+                    if self.latest.membership_config.membership().voter_ids().any(|v| v == node_id(&member.name)) {
+                        "Follower"
+                    } else {
+                        "Learner"
+                    };
                 NodeInfo {
                     raft_address: member.raft_address.clone(),
                     metadata: member.metadata.clone(),
-                    state: self
-                        .peer_states
-                        .get(&member.name)
-                        .cloned()
-                        .unwrap_or_else(|| implied.to_string()),
+                    state: self.peer_states.get(&member.name).cloned().unwrap_or_else(|| implied.to_string()),
                 }
             };
             cluster.nodes.insert(member.name.clone(), info);
         }
-        cluster.leader = self
-            .latest
-            .current_leader
-            .and_then(|id| self.member_name(id))
-            .unwrap_or_default();
+        cluster.leader = self.latest.current_leader.and_then(|id| self.member_name(id)).unwrap_or_default();
         MessageResult(cluster)
     }
 }
@@ -252,14 +219,8 @@ impl Handler<RouteToLeader> for ClusterActor {
             Some((member, link)) if *member == msg.leader => link.clone(),
             // A leader this node has not linked yet (its membership is behind): link it now.
             _ => {
-                let link = PeerLinkActor::new(
-                    msg.leader.clone(),
-                    self.tls.as_ref(),
-                    ctx.address().recipient(),
-                )
-                .start();
-                self.links
-                    .insert(msg.leader.name.clone(), (msg.leader.clone(), link.clone()));
+                let link = PeerLinkActor::new(msg.leader.clone(), self.tls.as_ref(), ctx.address().recipient()).start();
+                self.links.insert(msg.leader.name.clone(), (msg.leader.clone(), link.clone()));
                 link
             }
         };
@@ -279,28 +240,13 @@ impl Handler<PrepareJoiner> for ClusterActor {
     fn handle(&mut self, msg: PrepareJoiner, _: &mut Self::Context) -> Self::Result {
         let tls = self.tls.clone();
         Box::pin(async move {
-            let channel =
-                crate::network::peer_channel(&msg.0.raft_address, tls.as_ref()).map_err(|e| {
-                    CeteError::InvalidArgument(format!(
-                        "bad raft address {:?}: {e}",
-                        msg.0.raft_address
-                    ))
-                })?;
+            let channel = crate::network::peer_channel(&msg.0.raft_address, tls.as_ref())
+                .map_err(|e| CeteError::InvalidArgument(format!("bad raft address {:?}: {e}", msg.0.raft_address)))?;
             let client = cete_proto::raft::raft_client::RaftClient::new(channel);
-            match call_peer(
-                Some(client),
-                &msg.0,
-                &Forwarded::PrepareToJoin,
-                PREPARE_TIMEOUT,
-            )
-            .await?
-            {
+            match call_peer(Some(client), &msg.0, &Forwarded::PrepareToJoin, PREPARE_TIMEOUT).await? {
                 ForwardReply::Done => Ok(()),
                 ForwardReply::Failed(e) => Err(e),
-                other => Err(CeteError::Internal(format!(
-                    "unexpected answer from {}: {other:?}",
-                    msg.0.name
-                ))),
+                other => Err(CeteError::Internal(format!("unexpected answer from {}: {other:?}", msg.0.name))),
             }
         })
     }

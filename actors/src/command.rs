@@ -15,11 +15,7 @@ use crate::node::Metadata;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Store `value` under `key`, remembering the media type it was given with (if any).
-    Set {
-        key: String,
-        value: Bytes,
-        content_type: Option<String>,
-    },
+    Set { key: String, value: Bytes, content_type: Option<String> },
     /// Remove `key`; removing a missing key is not an error.
     Delete { key: String },
 }

@@ -48,11 +48,7 @@ pub struct ConnectionActor {
 
 impl ConnectionActor {
     pub fn new(handles: NodeHandles, door: &'static str, peer: Option<SocketAddr>) -> Self {
-        ConnectionActor {
-            handles,
-            door,
-            peer,
-        }
+        ConnectionActor { handles, door, peer }
     }
 }
 
@@ -73,9 +69,7 @@ impl Actor for ConnectionActor {
 
 fn check_key(key: &str) -> CeteResult<()> {
     if key.is_empty() {
-        return Err(CeteError::InvalidArgument(
-            "the key must not be empty".into(),
-        ));
+        return Err(CeteError::InvalidArgument("the key must not be empty".into()));
     }
     Ok(())
 }
@@ -93,9 +87,7 @@ async fn read_barrier(handles: &NodeHandles, consistency: Consistency) -> CeteRe
     match on_leader(handles, Forwarded::ReadIndex).await? {
         ForwardReply::ReadIndex(index) => handles.raft.send(AwaitApplied(index)).await?,
         ForwardReply::Failed(e) => Err(e),
-        other => Err(CeteError::Internal(format!(
-            "unexpected answer to a read index: {other:?}"
-        ))),
+        other => Err(CeteError::Internal(format!("unexpected answer to a read index: {other:?}"))),
     }
 }
 
@@ -167,15 +159,7 @@ impl Handler<KvPut> for ConnectionActor {
                     limit: handles.max_value_bytes,
                 });
             }
-            write(
-                handles,
-                Command::Set {
-                    key: msg.key,
-                    value: msg.value,
-                    content_type: msg.content_type,
-                },
-            )
-            .await
+            write(handles, Command::Set { key: msg.key, value: msg.value, content_type: msg.content_type }).await
         })
     }
 }
@@ -270,15 +254,10 @@ impl Handler<JoinNode> for ConnectionActor {
         let handles = self.handles.clone();
         Box::pin(async move {
             if msg.id.is_empty() {
-                return Err(CeteError::InvalidArgument(
-                    "the node id must not be empty".into(),
-                ));
+                return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
             }
             if msg.node.raft_address.is_empty() {
-                return Err(CeteError::InvalidArgument(format!(
-                    "node {} needs a raft_address",
-                    msg.id
-                )));
+                return Err(CeteError::InvalidArgument(format!("node {} needs a raft_address", msg.id)));
             }
             done(on_leader(&handles, Forwarded::Join(member(msg.id, msg.node))).await?)
         })
@@ -299,9 +278,7 @@ impl Handler<LeaveNode> for ConnectionActor {
         let handles = self.handles.clone();
         Box::pin(async move {
             if msg.id.is_empty() {
-                return Err(CeteError::InvalidArgument(
-                    "the node id must not be empty".into(),
-                ));
+                return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
             }
             done(on_leader(&handles, Forwarded::Leave(msg.id)).await?)
         })
@@ -321,12 +298,9 @@ impl Handler<HandleForwarded> for ConnectionActor {
         let handles = self.handles.clone();
         Box::pin(async move {
             let result = match msg.0 {
-                Forwarded::Status => handles
-                    .cluster
-                    .send(DescribeNode)
-                    .await
-                    .map(ForwardReply::Status)
-                    .map_err(Into::into),
+                Forwarded::Status => {
+                    handles.cluster.send(DescribeNode).await.map(ForwardReply::Status).map_err(Into::into)
+                }
                 Forwarded::PrepareToJoin => handles
                     .raft
                     .send(ResetForJoin)
@@ -336,9 +310,7 @@ impl Handler<HandleForwarded> for ConnectionActor {
                     .map(|()| ForwardReply::Done),
                 request => match serve_locally(&handles, &request).await {
                     Ok(reply) => Ok(reply),
-                    Err(WriteRejection::NotLeader { leader }) => {
-                        Ok(ForwardReply::NotLeader(leader))
-                    }
+                    Err(WriteRejection::NotLeader { leader }) => Ok(ForwardReply::NotLeader(leader)),
                     Err(WriteRejection::Failed(e)) => Err(e),
                 },
             };

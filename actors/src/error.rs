@@ -14,11 +14,7 @@ pub enum CeteError {
     NotFound(String),
     /// A value or body over the configured limit: HTTP 413.
     #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
-    TooLarge {
-        what: String,
-        size: usize,
-        limit: usize,
-    },
+    TooLarge { what: String, size: usize, limit: usize },
     /// The request conflicts with the cluster's state (e.g. joining a node that holds data): HTTP 409.
     #[error("{0}")]
     Conflict(String),

@@ -10,8 +10,7 @@ use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::peer::{ForwardReply, Forwarded};
 use crate::raft::{
-    AddMember, AwaitLeader, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex,
-    RemoveMember, WriteRejection,
+    AddMember, AwaitLeader, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember, WriteRejection,
 };
 
 /// How many times a request follows the leader before giving up.
@@ -27,11 +26,7 @@ pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<
     for _ in 0..MAX_HOPS {
         let leader = match hint.take() {
             Some(leader) => leader,
-            None => handles
-                .raft
-                .send(AwaitLeader)
-                .await?
-                .ok_or_else(no_leader)?,
+            None => handles.raft.send(AwaitLeader).await?.ok_or_else(no_leader)?,
         };
         if leader.name == handles.me {
             // Leadership came here meanwhile.
@@ -42,22 +37,13 @@ pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<
             }
             continue;
         }
-        match handles
-            .cluster
-            .send(RouteToLeader {
-                leader,
-                request: request.clone(),
-            })
-            .await??
-        {
+        match handles.cluster.send(RouteToLeader { leader, request: request.clone() }).await?? {
             ForwardReply::NotLeader(next) => hint = next,
             ForwardReply::Failed(e) => return Err(e),
             reply => return Ok(reply),
         }
     }
-    Err(CeteError::Unavailable(
-        "the leader keeps changing; retry shortly".into(),
-    ))
+    Err(CeteError::Unavailable("the leader keeps changing; retry shortly".into()))
 }
 
 fn no_leader() -> CeteError {
@@ -65,34 +51,19 @@ fn no_leader() -> CeteError {
 }
 
 /// Serves `request` with this node's own Raft; `NotLeader` when that must happen elsewhere.
-pub async fn serve_locally(
-    handles: &NodeHandles,
-    request: &Forwarded,
-) -> Result<ForwardReply, WriteRejection> {
+pub async fn serve_locally(handles: &NodeHandles, request: &Forwarded) -> Result<ForwardReply, WriteRejection> {
     match request {
         Forwarded::Write(command) => {
-            handles
-                .raft
-                .send(ClientWrite(command.clone()))
-                .await
-                .map_err(CeteError::from)??;
+            handles.raft.send(ClientWrite(command.clone())).await.map_err(CeteError::from)??;
             Ok(ForwardReply::Done)
         }
         Forwarded::ReadIndex => {
-            let index = handles
-                .raft
-                .send(ReadIndex)
-                .await
-                .map_err(CeteError::from)??;
+            let index = handles.raft.send(ReadIndex).await.map_err(CeteError::from)??;
             Ok(ForwardReply::ReadIndex(index))
         }
         Forwarded::Join(member) => join(handles, member).await,
         Forwarded::Leave(name) => {
-            handles
-                .raft
-                .send(RemoveMember(name.clone()))
-                .await
-                .map_err(CeteError::from)??;
+            handles.raft.send(RemoveMember(name.clone())).await.map_err(CeteError::from)??;
             Ok(ForwardReply::Done)
         }
         Forwarded::Status | Forwarded::PrepareToJoin => {
@@ -104,34 +75,13 @@ pub async fn serve_locally(
 /// On the leader: prepare the joiner (it gives up a one-node state of its own, or refuses
 /// when it holds data), add it as a learner, then promote it.
 async fn join(handles: &NodeHandles, member: &Member) -> Result<ForwardReply, WriteRejection> {
-    match handles
-        .raft
-        .send(PlanJoin(member.clone()))
-        .await
-        .map_err(CeteError::from)??
-    {
+    match handles.raft.send(PlanJoin(member.clone())).await.map_err(CeteError::from)?? {
         JoinPlan::AlreadyMember => {}
-        JoinPlan::Promote => handles
-            .raft
-            .send(PromoteMember(member.clone()))
-            .await
-            .map_err(CeteError::from)??,
+        JoinPlan::Promote => handles.raft.send(PromoteMember(member.clone())).await.map_err(CeteError::from)??,
         JoinPlan::Add => {
-            handles
-                .cluster
-                .send(PrepareJoiner(member.clone()))
-                .await
-                .map_err(CeteError::from)??;
-            handles
-                .raft
-                .send(AddMember(member.clone()))
-                .await
-                .map_err(CeteError::from)??;
-            log::info!(
-                "{} joined the cluster at {}",
-                member.name,
-                member.raft_address
-            );
+            handles.cluster.send(PrepareJoiner(member.clone())).await.map_err(CeteError::from)??;
+            handles.raft.send(AddMember(member.clone())).await.map_err(CeteError::from)??;
+            log::info!("{} joined the cluster at {}", member.name, member.raft_address);
         }
     }
     Ok(ForwardReply::Done)
@@ -147,9 +97,5 @@ pub fn done(reply: ForwardReply) -> CeteResult<()> {
 
 /// A member record from the name and the addresses of a join request.
 pub fn member(name: String, node: crate::node::NodeInfo) -> Member {
-    Member {
-        name,
-        raft_address: node.raft_address,
-        metadata: node.metadata,
-    }
+    Member { name, raft_address: node.raft_address, metadata: node.metadata }
 }

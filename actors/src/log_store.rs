@@ -39,28 +39,12 @@ const MAX_BATCH: usize = 4096;
 
 /// A mutation waiting for the writer thread.
 enum WriteOp {
-    Append {
-        entries: Vec<(LogId, Vec<u8>)>,
-        flushed: LogFlushed<TypeConfig>,
-    },
-    Truncate {
-        since: u64,
-        done: oneshot::Sender<Result<(), String>>,
-    },
-    Purge {
-        upto: LogId,
-        done: oneshot::Sender<Result<(), String>>,
-    },
-    SaveVote {
-        vote: Vec<u8>,
-        done: oneshot::Sender<Result<(), String>>,
-    },
-    SaveCommitted {
-        committed: Vec<u8>,
-    },
-    Wipe {
-        done: oneshot::Sender<Result<(), String>>,
-    },
+    Append { entries: Vec<(LogId, Vec<u8>)>, flushed: LogFlushed<TypeConfig> },
+    Truncate { since: u64, done: oneshot::Sender<Result<(), String>> },
+    Purge { upto: LogId, done: oneshot::Sender<Result<(), String>> },
+    SaveVote { vote: Vec<u8>, done: oneshot::Sender<Result<(), String>> },
+    SaveCommitted { committed: Vec<u8> },
+    Wipe { done: oneshot::Sender<Result<(), String>> },
 }
 
 /// In-memory view shared by the openraft-facing handle and the writer thread.
@@ -82,15 +66,10 @@ pub struct LogStore {
 impl LogStore {
     /// Opens (or creates) the log database at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let db = Database::create(path)
-            .map_err(|e| io_err(StorageIOError::read_logs(AnyError::new(&e))))?;
+        let db = Database::create(path).map_err(|e| io_err(StorageIOError::read_logs(AnyError::new(&e))))?;
         let db = Arc::new(db);
         let state = load_state(&db)?;
-        let shared = Arc::new(Shared {
-            db,
-            unflushed: RwLock::new(BTreeMap::new()),
-            state: Mutex::new(state),
-        });
+        let shared = Arc::new(Shared { db, unflushed: RwLock::new(BTreeMap::new()), state: Mutex::new(state) });
         let (queue, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         thread::Builder::new()
@@ -101,11 +80,9 @@ impl LogStore {
     }
 
     fn enqueue(&self, op: WriteOp) -> Result<(), StorageError> {
-        self.queue.send(op).map_err(|_| {
-            io_err(StorageIOError::write_logs(AnyError::error(
-                "the log writer has stopped",
-            )))
-        })
+        self.queue
+            .send(op)
+            .map_err(|_| io_err(StorageIOError::write_logs(AnyError::error("the log writer has stopped"))))
     }
 
     async fn enqueue_and_wait(
@@ -118,30 +95,20 @@ impl LogStore {
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(msg)) => Err(io_err(on_err(AnyError::error(msg)))),
-            Err(_) => Err(io_err(on_err(AnyError::error(
-                "the log writer has stopped",
-            )))),
+            Err(_) => Err(io_err(on_err(AnyError::error("the log writer has stopped")))),
         }
     }
 
     /// Erases the whole log and vote. Only for a node giving up its own one-node cluster to
     /// join another, with its Raft instance shut down.
     pub async fn wipe(&self) -> Result<(), StorageError> {
-        self.enqueue_and_wait(|done| WriteOp::Wipe { done }, StorageIOError::write_logs)
-            .await?;
-        self.shared
-            .unflushed
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.enqueue_and_wait(|done| WriteOp::Wipe { done }, StorageIOError::write_logs).await?;
+        self.shared.unflushed.write().unwrap_or_else(|p| p.into_inner()).clear();
         *self.shared.state.lock().unwrap_or_else(|p| p.into_inner()) = LogState::default();
         Ok(())
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, StorageError> {
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         read_meta(&self.shared.db, key)
     }
 }
@@ -150,15 +117,8 @@ fn io_err(e: StorageIOError<u64>) -> StorageError {
     StorageError::from(e)
 }
 
-fn read_meta<T: serde::de::DeserializeOwned>(
-    db: &Database,
-    key: &str,
-) -> Result<Option<T>, StorageError> {
-    let fail = |e: &dyn std::fmt::Display| {
-        io_err(StorageIOError::read_logs(AnyError::error(format!(
-            "{key}: {e}"
-        ))))
-    };
+fn read_meta<T: serde::de::DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, StorageError> {
+    let fail = |e: &dyn std::fmt::Display| io_err(StorageIOError::read_logs(AnyError::error(format!("{key}: {e}"))));
     let txn = db.begin_read().map_err(|e| fail(&e))?;
     let table = match txn.open_table(META) {
         Ok(t) => t,
@@ -174,9 +134,7 @@ fn read_meta<T: serde::de::DeserializeOwned>(
 /// The log's bounds as the disk has them, read once at open.
 fn load_state(db: &Database) -> Result<LogState<TypeConfig>, StorageError> {
     let last_purged_log_id: Option<LogId> = read_meta(db, PURGED_KEY)?;
-    let fail = |e: &dyn std::fmt::Display| {
-        io_err(StorageIOError::read_logs(AnyError::error(e.to_string())))
-    };
+    let fail = |e: &dyn std::fmt::Display| io_err(StorageIOError::read_logs(AnyError::error(e.to_string())));
     let txn = db.begin_read().map_err(|e| fail(&e))?;
     let last = match txn.open_table(LOG) {
         Ok(table) => match table.last().map_err(|e| fail(&e))? {
@@ -186,10 +144,7 @@ fn load_state(db: &Database) -> Result<LogState<TypeConfig>, StorageError> {
         Err(redb::TableError::TableDoesNotExist(_)) => None,
         Err(e) => return Err(fail(&e)),
     };
-    Ok(LogState {
-        last_purged_log_id,
-        last_log_id: last.or(last_purged_log_id),
-    })
+    Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
 }
 
 /// The writer thread: take everything queued, write it in one transaction, flush once, report.
@@ -224,8 +179,7 @@ fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
                 WriteOp::Truncate { since, .. } => log.retain_in(*since.., |_, _| false)?,
                 WriteOp::Purge { upto, .. } => {
                     log.retain_in(..=upto.index, |_, _| false)?;
-                    let bytes = encode(upto)
-                        .map_err(|e| redb::StorageError::Io(std::io::Error::other(e)))?;
+                    let bytes = encode(upto).map_err(|e| redb::StorageError::Io(std::io::Error::other(e)))?;
                     meta.insert(PURGED_KEY, bytes.as_slice())?;
                 }
                 WriteOp::SaveVote { vote, .. } => {
@@ -253,10 +207,7 @@ fn finish_batch(shared: &Shared, batch: Vec<WriteOp>, result: Result<(), String>
             if let WriteOp::Append { entries, .. } = op {
                 for (log_id, _) in entries {
                     // A later append may have replaced this index; keep that one until it flushes.
-                    if unflushed
-                        .get(&log_id.index)
-                        .is_some_and(|e| e.log_id == *log_id)
-                    {
+                    if unflushed.get(&log_id.index).is_some_and(|e| e.log_id == *log_id) {
                         unflushed.remove(&log_id.index);
                     }
                 }
@@ -289,28 +240,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
         // Unflushed first, disk second: an entry leaves `unflushed` only after it is on disk,
         // so this order never misses one that is flushed in between.
         let mut found: BTreeMap<u64, Entry> = {
-            let unflushed = self
-                .shared
-                .unflushed
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
-            unflushed
-                .range(range.clone())
-                .map(|(i, e)| (*i, e.clone()))
-                .collect()
+            let unflushed = self.shared.unflushed.read().unwrap_or_else(|p| p.into_inner());
+            unflushed.range(range.clone()).map(|(i, e)| (*i, e.clone())).collect()
         };
-        let fail = |e: &dyn std::fmt::Display| {
-            io_err(StorageIOError::read_logs(AnyError::error(e.to_string())))
-        };
+        let fail = |e: &dyn std::fmt::Display| io_err(StorageIOError::read_logs(AnyError::error(e.to_string())));
         let txn = self.shared.db.begin_read().map_err(|e| fail(&e))?;
         match txn.open_table(LOG) {
             Ok(table) => {
                 let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
                 for item in table.range::<u64>(bounds).map_err(|e| fail(&e))? {
                     let (index, bytes) = item.map_err(|e| fail(&e))?;
-                    if let std::collections::btree_map::Entry::Vacant(slot) =
-                        found.entry(index.value())
-                    {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = found.entry(index.value()) {
                         slot.insert(decode(bytes.value()).map_err(|e| fail(&e))?);
                     }
                 }
@@ -326,12 +266,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        Ok(self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone())
+        Ok(self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -339,13 +274,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let vote =
-            encode(vote).map_err(|e| io_err(StorageIOError::write_vote(AnyError::new(&e))))?;
-        self.enqueue_and_wait(
-            |done| WriteOp::SaveVote { vote, done },
-            StorageIOError::write_vote,
-        )
-        .await
+        let vote = encode(vote).map_err(|e| io_err(StorageIOError::write_vote(AnyError::new(&e))))?;
+        self.enqueue_and_wait(|done| WriteOp::SaveVote { vote, done }, StorageIOError::write_vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -354,8 +284,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Durable with the next flush; losing it only means re-applying a little more at start.
-        let committed = encode(&committed)
-            .map_err(|e| io_err(StorageIOError::write_logs(AnyError::new(&e))))?;
+        let committed = encode(&committed).map_err(|e| io_err(StorageIOError::write_logs(AnyError::new(&e))))?;
         self.enqueue(WriteOp::SaveCommitted { committed })
     }
 
@@ -363,59 +292,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.read_meta::<Option<LogId>>(COMMITTED_KEY)?.flatten())
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
         {
-            let mut unflushed = self
-                .shared
-                .unflushed
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut unflushed = self.shared.unflushed.write().unwrap_or_else(|p| p.into_inner());
             for entry in entries {
-                let bytes = encode(&entry)
-                    .map_err(|e| io_err(StorageIOError::write_logs(AnyError::new(&e))))?;
+                let bytes = encode(&entry).map_err(|e| io_err(StorageIOError::write_logs(AnyError::new(&e))))?;
                 encoded.push((*entry.get_log_id(), bytes));
                 unflushed.insert(entry.log_id.index, entry);
             }
         }
         if let Some((last, _)) = encoded.last() {
-            self.shared
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .last_log_id = Some(*last);
+            self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).last_log_id = Some(*last);
         }
-        self.enqueue(WriteOp::Append {
-            entries: encoded,
-            flushed: callback,
-        })
+        self.enqueue(WriteOp::Append { entries: encoded, flushed: callback })
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         {
-            let mut unflushed = self
-                .shared
-                .unflushed
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut unflushed = self.shared.unflushed.write().unwrap_or_else(|p| p.into_inner());
             unflushed.retain(|index, _| *index < log_id.index);
         }
-        self.enqueue_and_wait(
-            |done| WriteOp::Truncate {
-                since: log_id.index,
-                done,
-            },
-            StorageIOError::write_logs,
-        )
-        .await?;
+        self.enqueue_and_wait(|done| WriteOp::Truncate { since: log_id.index, done }, StorageIOError::write_logs)
+            .await?;
         // The writer has flushed everything queued before the truncation, so the disk is current.
         let last = last_on_disk(&self.shared.db)?;
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -425,18 +328,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         {
-            let mut unflushed = self
-                .shared
-                .unflushed
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut unflushed = self.shared.unflushed.write().unwrap_or_else(|p| p.into_inner());
             unflushed.retain(|index, _| *index > log_id.index);
         }
-        self.enqueue_and_wait(
-            |done| WriteOp::Purge { upto: log_id, done },
-            StorageIOError::write_logs,
-        )
-        .await?;
+        self.enqueue_and_wait(|done| WriteOp::Purge { upto: log_id, done }, StorageIOError::write_logs).await?;
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         state.last_purged_log_id = Some(log_id);
         if state.last_log_id < Some(log_id) {
@@ -447,9 +342,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 }
 
 fn last_on_disk(db: &Database) -> Result<Option<LogId>, StorageError> {
-    let fail = |e: &dyn std::fmt::Display| {
-        io_err(StorageIOError::read_logs(AnyError::error(e.to_string())))
-    };
+    let fail = |e: &dyn std::fmt::Display| io_err(StorageIOError::read_logs(AnyError::error(e.to_string())));
     let txn = db.begin_read().map_err(|e| fail(&e))?;
     let table = match txn.open_table(LOG) {
         Ok(t) => t,

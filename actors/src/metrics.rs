@@ -5,8 +5,7 @@ use std::sync::LazyLock;
 
 use openraft::ServerState;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 use crate::command::{Member, NodeId};
@@ -26,10 +25,7 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new(
-                "cete_requests_total",
-                "Client requests by front door, endpoint and status",
-            ),
+            Opts::new("cete_requests_total", "Client requests by front door, endpoint and status"),
             &["door", "endpoint", "status"],
         )
         .expect("valid metric"),
@@ -60,13 +56,7 @@ pub static SNAPSHOTS: LazyLock<Histogram> = LazyLock::new(|| {
 });
 
 pub static LEADER_CHANGES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "cete_raft_leader_changes_total",
-            "Leader changes seen by this node",
-        )
-        .expect("valid"),
-    )
+    register(IntCounter::new("cete_raft_leader_changes_total", "Leader changes seen by this node").expect("valid"))
 });
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -74,30 +64,18 @@ fn gauge(name: &str, help: &str) -> IntGauge {
 }
 
 static TERM: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_raft_term", "Current Raft term"));
-static IS_LEADER: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("cete_raft_is_leader", "1 when this node is the leader"));
-static HAS_LEADER: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("cete_raft_has_leader", "1 when a leader is known"));
-static LAST_LOG: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("cete_raft_last_log_index", "Last log index"));
-static COMMITTED: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("cete_raft_committed_index", "Last committed index"));
-static APPLIED: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("cete_raft_applied_index", "Last applied index"));
-static SNAPSHOT_INDEX: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("cete_raft_snapshot_index", "Last snapshot index"));
-static MEMBERS: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("cete_cluster_members", "Members of the cluster"));
+static IS_LEADER: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_raft_is_leader", "1 when this node is the leader"));
+static HAS_LEADER: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_raft_has_leader", "1 when a leader is known"));
+static LAST_LOG: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_raft_last_log_index", "Last log index"));
+static COMMITTED: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_raft_committed_index", "Last committed index"));
+static APPLIED: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_raft_applied_index", "Last applied index"));
+static SNAPSHOT_INDEX: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_raft_snapshot_index", "Last snapshot index"));
+static MEMBERS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_cluster_members", "Members of the cluster"));
 static KEYS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_store_keys", "Keys in the store"));
-static WATCHERS: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("cete_watch_subscribers", "Open watch streams"));
+static WATCHERS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_watch_subscribers", "Open watch streams"));
 
 /// Fills the gauges from the current state and renders the text exposition format.
-pub fn render(
-    raft: &openraft::RaftMetrics<NodeId, Member>,
-    store: StoreStats,
-    watchers: usize,
-) -> String {
+pub fn render(raft: &openraft::RaftMetrics<NodeId, Member>, store: StoreStats, watchers: usize) -> String {
     // Touch the lazily registered series so they appear even before first use.
     LazyLock::force(&REQUESTS);
     LazyLock::force(&LATENCY);

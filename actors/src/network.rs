@@ -7,13 +7,11 @@
 
 use cete_proto::raft::raft_client::RaftClient;
 use cete_proto::raft::RaftPayload;
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,10 +33,7 @@ impl Network {
 }
 
 /// Builds a lazily connecting channel to `address` (a peer's raft or gRPC address).
-pub fn peer_channel(
-    address: &str,
-    tls: Option<&ClientTlsConfig>,
-) -> Result<Channel, tonic::transport::Error> {
+pub fn peer_channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, tonic::transport::Error> {
     let mut endpoint = Endpoint::from_shared(dial_uri(address, tls.is_some()))?
         .connect_timeout(std::time::Duration::from_secs(2))
         .tcp_nodelay(true)
@@ -56,16 +51,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerRaftClient {
         let client = match peer_channel(&node.raft_address, self.tls.as_ref()) {
             Ok(channel) => Ok(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
-            Err(e) => Err(format!(
-                "bad raft address {:?} of {}: {e}",
-                node.raft_address, node.name
-            )),
+            Err(e) => Err(format!("bad raft address {:?} of {}: {e}", node.raft_address, node.name)),
         };
-        PeerRaftClient {
-            target,
-            member: node.clone(),
-            client,
-        }
+        PeerRaftClient { target, member: node.clone(), client }
     }
 }
 
@@ -93,11 +81,7 @@ impl PeerRaftClient {
     {
         let client = match &mut self.client {
             Ok(client) => client,
-            Err(msg) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
-                    msg.clone(),
-                ))))
-            }
+            Err(msg) => return Err(RPCError::Unreachable(Unreachable::new(&TransportError(msg.clone())))),
         };
         let data = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let payload = tonic::Request::new(RaftPayload { data: data.into() });
@@ -107,12 +91,8 @@ impl PeerRaftClient {
             _ => client.install_snapshot(payload).await,
         };
         let reply = reply.map_err(|status| {
-            let err = TransportError(format!(
-                "{} at {}: {}",
-                self.member.name,
-                self.member.raft_address,
-                status.message()
-            ));
+            let err =
+                TransportError(format!("{} at {}: {}", self.member.name, self.member.raft_address, status.message()));
             match status.code() {
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
                     RPCError::Unreachable(Unreachable::new(&err))
@@ -120,15 +100,9 @@ impl PeerRaftClient {
                 _ => RPCError::Network(NetworkError::new(&err)),
             }
         })?;
-        let result: Result<Resp, RaftError<NodeId, E>> = decode(&reply.into_inner().data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| {
-            RPCError::RemoteError(RemoteError::new_with_node(
-                self.target,
-                self.member.clone(),
-                e,
-            ))
-        })
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.member.clone(), e)))
     }
 }
 
@@ -145,10 +119,8 @@ impl RaftNetwork<TypeConfig> for PeerRaftClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
-    > {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>>
+    {
         self.call("install_snapshot", &rpc).await
     }
 

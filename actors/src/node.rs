@@ -37,19 +37,13 @@ pub struct ClusterInfo {
 
 impl From<kvs::Metadata> for Metadata {
     fn from(m: kvs::Metadata) -> Self {
-        Metadata {
-            grpc_address: m.grpc_address,
-            http_address: m.http_address,
-        }
+        Metadata { grpc_address: m.grpc_address, http_address: m.http_address }
     }
 }
 
 impl From<Metadata> for kvs::Metadata {
     fn from(m: Metadata) -> Self {
-        kvs::Metadata {
-            grpc_address: m.grpc_address,
-            http_address: m.http_address,
-        }
+        kvs::Metadata { grpc_address: m.grpc_address, http_address: m.http_address }
     }
 }
 
@@ -65,29 +59,19 @@ impl From<kvs::Node> for NodeInfo {
 
 impl From<NodeInfo> for kvs::Node {
     fn from(n: NodeInfo) -> Self {
-        kvs::Node {
-            raft_address: n.raft_address,
-            metadata: Some(n.metadata.into()),
-            state: n.state,
-        }
+        kvs::Node { raft_address: n.raft_address, metadata: Some(n.metadata.into()), state: n.state }
     }
 }
 
 impl From<kvs::Cluster> for ClusterInfo {
     fn from(c: kvs::Cluster) -> Self {
-        ClusterInfo {
-            nodes: c.nodes.into_iter().map(|(id, n)| (id, n.into())).collect(),
-            leader: c.leader,
-        }
+        ClusterInfo { nodes: c.nodes.into_iter().map(|(id, n)| (id, n.into())).collect(), leader: c.leader }
     }
 }
 
 impl From<ClusterInfo> for kvs::Cluster {
     fn from(c: ClusterInfo) -> Self {
-        kvs::Cluster {
-            nodes: c.nodes.into_iter().map(|(id, n)| (id, n.into())).collect(),
-            leader: c.leader,
-        }
+        kvs::Cluster { nodes: c.nodes.into_iter().map(|(id, n)| (id, n.into())).collect(), leader: c.leader }
     }
 }
 
@@ -99,10 +83,7 @@ mod tests {
     fn node_json_is_the_api_shape() {
         let node = NodeInfo {
             raft_address: ":7000".into(),
-            metadata: Metadata {
-                grpc_address: ":9000".into(),
-                http_address: ":8000".into(),
-            },
+            metadata: Metadata { grpc_address: ":9000".into(), http_address: ":8000".into() },
             state: "Leader".into(),
         };
         assert_eq!(
@@ -113,17 +94,10 @@ mod tests {
 
     #[test]
     fn proto_round_trip_keeps_every_field() {
-        let mut cluster = ClusterInfo {
-            leader: "node1".into(),
-            ..Default::default()
-        };
+        let mut cluster = ClusterInfo { leader: "node1".into(), ..Default::default() };
         cluster.nodes.insert(
             "node1".into(),
-            NodeInfo {
-                raft_address: ":7000".into(),
-                metadata: Metadata::default(),
-                state: "Leader".into(),
-            },
+            NodeInfo { raft_address: ":7000".into(), metadata: Metadata::default(), state: "Leader".into() },
         );
         let back: ClusterInfo = kvs::Cluster::from(cluster.clone()).into();
         assert_eq!(back, cluster);

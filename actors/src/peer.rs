@@ -60,27 +60,15 @@ pub struct PeerLinkActor {
 }
 
 impl PeerLinkActor {
-    pub fn new(
-        peer: Member,
-        tls: Option<&ClientTlsConfig>,
-        observer: Recipient<PeerState>,
-    ) -> Self {
+    pub fn new(peer: Member, tls: Option<&ClientTlsConfig>, observer: Recipient<PeerState>) -> Self {
         let client = match peer_channel(&peer.raft_address, tls) {
             Ok(channel) => Some(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
             Err(e) => {
-                log::warn!(
-                    "peer {} has an unusable raft address {:?}: {e}",
-                    peer.name,
-                    peer.raft_address
-                );
+                log::warn!("peer {} has an unusable raft address {:?}: {e}", peer.name, peer.raft_address);
                 None
             }
         };
-        PeerLinkActor {
-            peer,
-            client,
-            observer,
-        }
+        PeerLinkActor { peer, client, observer }
     }
 }
 
@@ -91,18 +79,12 @@ pub async fn call_peer(
     request: &Forwarded,
     timeout: Duration,
 ) -> CeteResult<ForwardReply> {
-    let mut client = client
-        .ok_or_else(|| CeteError::Unavailable(format!("no usable address for {}", peer.name)))?;
+    let mut client = client.ok_or_else(|| CeteError::Unavailable(format!("no usable address for {}", peer.name)))?;
     let data = encode(request).map_err(|e| CeteError::internal("encode forwarded request", e))?;
     let mut call = tonic::Request::new(RaftPayload { data: data.into() });
     call.set_timeout(timeout);
     let reply = client.forward(call).await.map_err(|status| {
-        CeteError::Unavailable(format!(
-            "cannot reach {} at {}: {}",
-            peer.name,
-            peer.raft_address,
-            status.message()
-        ))
+        CeteError::Unavailable(format!("cannot reach {} at {}: {}", peer.name, peer.raft_address, status.message()))
     })?;
     decode(&reply.into_inner().data).map_err(|e| CeteError::internal("decode forwarded reply", e))
 }
@@ -118,15 +100,11 @@ impl Actor for PeerLinkActor {
             let observer = link.observer.clone();
             ctx.spawn(
                 async move {
-                    let state =
-                        match call_peer(client, &peer, &Forwarded::Status, STATUS_TIMEOUT).await {
-                            Ok(ForwardReply::Status(info)) => info.state,
-                            _ => "Shutdown".to_string(),
-                        };
-                    observer.do_send(PeerState {
-                        name: peer.name,
-                        state,
-                    });
+                    let state = match call_peer(client, &peer, &Forwarded::Status, STATUS_TIMEOUT).await {
+                        Ok(ForwardReply::Status(info)) => info.state,
+                        _ => "Shutdown".to_string(),
+                    };
+                    observer.do_send(PeerState { name: peer.name, state });
                 }
                 .into_actor(link),
             );

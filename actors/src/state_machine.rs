@@ -17,12 +17,9 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
-    decode, encode, CommandResponse, Entry, LogId, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig,
+    decode, encode, CommandResponse, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::store::{
-    AppliedState, ApplyEntries, OpenSnapshotView, ReplaceState, SnapshotView, StoreActor, KV,
-};
+use crate::store::{AppliedState, ApplyEntries, OpenSnapshotView, ReplaceState, SnapshotView, StoreActor, KV};
 
 const MAGIC: &[u8] = b"CETESNAP1";
 const CURRENT_META: &str = "current.meta";
@@ -35,16 +32,11 @@ struct CurrentSnapshot {
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
-    StorageError::from(StorageIOError::write_state_machine(AnyError::error(
-        e.to_string(),
-    )))
+    StorageError::from(StorageIOError::write_state_machine(AnyError::error(e.to_string())))
 }
 
 fn snap_err(e: impl std::fmt::Display) -> StorageError {
-    StorageError::from(StorageIOError::write_snapshot(
-        None,
-        AnyError::error(e.to_string()),
-    ))
+    StorageError::from(StorageIOError::write_snapshot(None, AnyError::error(e.to_string())))
 }
 
 /// The state machine openraft drives.
@@ -58,11 +50,7 @@ pub struct StateMachine {
 impl StateMachine {
     pub fn new(store: Addr<StoreActor>, dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        Ok(StateMachine {
-            store,
-            dir,
-            receiving: None,
-        })
+        Ok(StateMachine { store, dir, receiving: None })
     }
 }
 
@@ -75,12 +63,7 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let started = std::time::Instant::now();
-        let view = self
-            .store
-            .send(OpenSnapshotView)
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
+        let view = self.store.send(OpenSnapshotView).await.map_err(snap_err)?.map_err(snap_err)?;
         let meta = SnapshotMeta {
             last_log_id: view.last_applied,
             last_membership: view.last_membership.clone(),
@@ -93,14 +76,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
-        let current = CurrentSnapshot {
-            meta: meta.clone(),
-            data_file: data_file.clone(),
-        };
-        tokio::task::spawn_blocking(move || set_current(&dir, &current))
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
+        let current = CurrentSnapshot { meta: meta.clone(), data_file: data_file.clone() };
+        tokio::task::spawn_blocking(move || set_current(&dir, &current)).await.map_err(snap_err)?.map_err(snap_err)?;
         log::info!(
             "snapshot {} built: {keys} keys up to {:?} in {:?}",
             meta.snapshot_id,
@@ -108,21 +85,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             started.elapsed()
         );
         crate::metrics::SNAPSHOTS.observe(started.elapsed().as_secs_f64());
-        let file = tokio::fs::File::open(self.dir.join(&data_file))
-            .await
-            .map_err(snap_err)?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        })
+        let file = tokio::fs::File::open(self.dir.join(&data_file)).await.map_err(snap_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
 fn snapshot_id(last: Option<LogId>) -> String {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     match last {
         Some(id) => format!("{}-{}-{millis}", id.leader_id.term, id.index),
         None => format!("0-0-{millis}"),
@@ -175,12 +144,8 @@ fn read_snapshot_file(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     }
     let mut pairs = Vec::new();
     while let Some(key) = read_frame(&mut input)? {
-        let record =
-            read_frame(&mut input)?.ok_or_else(|| std::io::Error::other("snapshot truncated"))?;
-        pairs.push((
-            String::from_utf8(key).map_err(std::io::Error::other)?,
-            record,
-        ));
+        let record = read_frame(&mut input)?.ok_or_else(|| std::io::Error::other("snapshot truncated"))?;
+        pairs.push((String::from_utf8(key).map_err(std::io::Error::other)?, record));
     }
     Ok(pairs)
 }
@@ -223,11 +188,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        self.store
-            .send(AppliedState)
-            .await
-            .map_err(sm_err)?
-            .map_err(sm_err)
+        self.store.send(AppliedState).await.map_err(sm_err)?.map_err(sm_err)
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
@@ -236,25 +197,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.store
-            .send(ApplyEntries(entries))
-            .await
-            .map_err(sm_err)?
-            .map_err(sm_err)
+        self.store.send(ApplyEntries(entries)).await.map_err(sm_err)?.map_err(sm_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            store: self.store.clone(),
-            dir: self.dir.clone(),
-        }
+        SnapshotBuilder { store: self.store.clone(), dir: self.dir.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let path = self.dir.join(format!("receiving-{millis}.data"));
         let file = tokio::fs::File::create(&path).await.map_err(snap_err)?;
         self.receiving = Some(path);
@@ -266,47 +217,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let received = self
-            .receiving
-            .take()
-            .ok_or_else(|| snap_err("no snapshot is being received"))?;
+        let received = self.receiving.take().ok_or_else(|| snap_err("no snapshot is being received"))?;
         snapshot.sync_all().await.map_err(snap_err)?;
         drop(snapshot);
         let data_file = format!("snapshot-{}.data", meta.snapshot_id);
         let path = self.dir.join(&data_file);
-        tokio::fs::rename(&received, &path)
-            .await
-            .map_err(snap_err)?;
+        tokio::fs::rename(&received, &path).await.map_err(snap_err)?;
         let read_path = path.clone();
         let pairs = tokio::task::spawn_blocking(move || read_snapshot_file(&read_path))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
         let keys = pairs.len();
-        let replace = ReplaceState {
-            pairs,
-            last_applied: meta.last_log_id,
-            last_membership: meta.last_membership.clone(),
-        };
-        self.store
-            .send(replace)
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
-        let current = CurrentSnapshot {
-            meta: meta.clone(),
-            data_file,
-        };
+        let replace =
+            ReplaceState { pairs, last_applied: meta.last_log_id, last_membership: meta.last_membership.clone() };
+        self.store.send(replace).await.map_err(snap_err)?.map_err(snap_err)?;
+        let current = CurrentSnapshot { meta: meta.clone(), data_file };
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || set_current(&dir, &current))
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
-        log::info!(
-            "installed snapshot {} ({keys} keys) up to {:?}",
-            meta.snapshot_id,
-            meta.last_log_id
-        );
+        tokio::task::spawn_blocking(move || set_current(&dir, &current)).await.map_err(snap_err)?.map_err(snap_err)?;
+        log::info!("installed snapshot {} ({keys} keys) up to {:?}", meta.snapshot_id, meta.last_log_id);
         Ok(())
     }
 
@@ -314,12 +243,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(current) = read_current(&self.dir).map_err(snap_err)? else {
             return Ok(None);
         };
-        let file = tokio::fs::File::open(self.dir.join(&current.data_file))
-            .await
-            .map_err(snap_err)?;
-        Ok(Some(Snapshot {
-            meta: current.meta,
-            snapshot: Box::new(file),
-        }))
+        let file = tokio::fs::File::open(self.dir.join(&current.data_file)).await.map_err(snap_err)?;
+        Ok(Some(Snapshot { meta: current.meta, snapshot: Box::new(file) }))
     }
 }

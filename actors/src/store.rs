@@ -18,8 +18,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use openraft::EntryPayload;
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
 use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership};
@@ -56,22 +55,11 @@ impl StoredValue {
 
     pub(crate) fn decode(record: &[u8]) -> CeteResult<Self> {
         let corrupt = || CeteError::Internal("corrupt record in the store".into());
-        let len_bytes: [u8; 2] = record
-            .get(..2)
-            .ok_or_else(corrupt)?
-            .try_into()
-            .map_err(|_| corrupt())?;
+        let len_bytes: [u8; 2] = record.get(..2).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?;
         let ct_len = u16::from_le_bytes(len_bytes) as usize;
         let ct = record.get(2..2 + ct_len).ok_or_else(corrupt)?;
-        let content_type = if ct.is_empty() {
-            None
-        } else {
-            Some(String::from_utf8_lossy(ct).into_owned())
-        };
-        Ok(StoredValue {
-            value: Bytes::copy_from_slice(&record[2 + ct_len..]),
-            content_type,
-        })
+        let content_type = if ct.is_empty() { None } else { Some(String::from_utf8_lossy(ct).into_owned()) };
+        Ok(StoredValue { value: Bytes::copy_from_slice(&record[2 + ct_len..]), content_type })
     }
 }
 
@@ -84,35 +72,21 @@ pub struct StoreActor {
 
 impl StoreActor {
     pub fn open(path: &Path) -> CeteResult<Self> {
-        let db =
-            Database::create(path).map_err(|e| CeteError::internal("cannot open the store", e))?;
-        let txn = db
-            .begin_write()
-            .map_err(|e| CeteError::internal("store", e))?;
-        txn.open_table(KV)
-            .map_err(|e| CeteError::internal("store", e))?;
-        txn.open_table(SM_META)
-            .map_err(|e| CeteError::internal("store", e))?;
+        let db = Database::create(path).map_err(|e| CeteError::internal("cannot open the store", e))?;
+        let txn = db.begin_write().map_err(|e| CeteError::internal("store", e))?;
+        txn.open_table(KV).map_err(|e| CeteError::internal("store", e))?;
+        txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
         txn.commit().map_err(|e| CeteError::internal("store", e))?;
-        Ok(StoreActor {
-            db: Arc::new(db),
-            dirty: false,
-            watchers: Vec::new(),
-        })
+        Ok(StoreActor { db: Arc::new(db), dirty: false, watchers: Vec::new() })
     }
 
     fn make_durable(&mut self) -> CeteResult<()> {
         if !self.dirty {
             return Ok(());
         }
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(|e| CeteError::internal("store", e))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| CeteError::internal("store", e))?;
-        txn.commit()
-            .map_err(|e| CeteError::internal("store flush", e))?;
+        let mut txn = self.db.begin_write().map_err(|e| CeteError::internal("store", e))?;
+        txn.set_durability(Durability::Immediate).map_err(|e| CeteError::internal("store", e))?;
+        txn.commit().map_err(|e| CeteError::internal("store flush", e))?;
         self.dirty = false;
         Ok(())
     }
@@ -144,22 +118,15 @@ impl StoreActor {
                         };
                         let stored = StoredMembership::new(Some(entry.log_id), membership);
                         changes.extend(Change::membership_diff(&before, &stored));
-                        meta.insert(
-                            LAST_MEMBERSHIP,
-                            encode(&stored).map_err(|e| fail(&e))?.as_slice(),
-                        )
-                        .map_err(|e| fail(&e))?;
+                        meta.insert(LAST_MEMBERSHIP, encode(&stored).map_err(|e| fail(&e))?.as_slice())
+                            .map_err(|e| fail(&e))?;
                         previous_membership = Some(stored);
                         responses.push(CommandResponse::Nothing);
                     }
                 }
             }
             if let Some(log_id) = last_applied {
-                meta.insert(
-                    LAST_APPLIED,
-                    encode(&log_id).map_err(|e| fail(&e))?.as_slice(),
-                )
-                .map_err(|e| fail(&e))?;
+                meta.insert(LAST_APPLIED, encode(&log_id).map_err(|e| fail(&e))?.as_slice()).map_err(|e| fail(&e))?;
             }
         }
         txn.commit().map_err(|e| fail(&e))?;
@@ -168,17 +135,9 @@ impl StoreActor {
     }
 
     fn applied_state(&self) -> CeteResult<(Option<LogId>, StoredMembership)> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| CeteError::internal("store", e))?;
-        let meta = txn
-            .open_table(SM_META)
-            .map_err(|e| CeteError::internal("store", e))?;
-        Ok((
-            read_meta(&meta, LAST_APPLIED)?,
-            read_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default(),
-        ))
+        let txn = self.db.begin_read().map_err(|e| CeteError::internal("store", e))?;
+        let meta = txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
+        Ok((read_meta(&meta, LAST_APPLIED)?, read_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default()))
     }
 
     fn publish(&mut self, changes: Vec<Change>) {
@@ -188,29 +147,20 @@ impl StoreActor {
         let changes = Arc::new(changes);
         // A watcher whose mailbox is full is too slow: it is told so and dropped rather than
         // allowed to stall applies or grow memory.
-        self.watchers.retain(|watcher| {
-            match watcher.try_send(WatchEvent::Changes(changes.clone())) {
-                Ok(()) => true,
-                Err(SendError::Full(_)) => {
-                    watcher.do_send(WatchEvent::Overflowed);
-                    false
-                }
-                Err(SendError::Closed(_)) => false,
+        self.watchers.retain(|watcher| match watcher.try_send(WatchEvent::Changes(changes.clone())) {
+            Ok(()) => true,
+            Err(SendError::Full(_)) => {
+                watcher.do_send(WatchEvent::Overflowed);
+                false
             }
+            Err(SendError::Closed(_)) => false,
         });
     }
 }
 
-fn apply_command(
-    kv: &mut redb::Table<&str, &[u8]>,
-    command: &Command,
-) -> Result<(), redb::StorageError> {
+fn apply_command(kv: &mut redb::Table<&str, &[u8]>, command: &Command) -> Result<(), redb::StorageError> {
     match command {
-        Command::Set {
-            key,
-            value,
-            content_type,
-        } => {
+        Command::Set { key, value, content_type } => {
             let record = StoredValue::encode(value, content_type.as_deref());
             kv.insert(key.as_str(), record.as_slice())?;
         }
@@ -225,13 +175,8 @@ fn read_meta<T: serde::de::DeserializeOwned>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
 ) -> CeteResult<Option<T>> {
-    match table
-        .get(key)
-        .map_err(|e| CeteError::internal("store", e))?
-    {
-        Some(bytes) => decode(bytes.value())
-            .map(Some)
-            .map_err(|e| CeteError::internal("store metadata", e)),
+    match table.get(key).map_err(|e| CeteError::internal("store", e))? {
+        Some(bytes) => decode(bytes.value()).map(Some).map_err(|e| CeteError::internal("store metadata", e)),
         None => Ok(None),
     }
 }
@@ -292,17 +237,9 @@ impl Handler<ReadKey> for StoreActor {
     type Result = CeteResult<Option<StoredValue>>;
 
     fn handle(&mut self, msg: ReadKey, _: &mut Self::Context) -> Self::Result {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| CeteError::internal("read", e))?;
-        let kv = txn
-            .open_table(KV)
-            .map_err(|e| CeteError::internal("read", e))?;
-        match kv
-            .get(msg.0.as_str())
-            .map_err(|e| CeteError::internal("read", e))?
-        {
+        let txn = self.db.begin_read().map_err(|e| CeteError::internal("read", e))?;
+        let kv = txn.open_table(KV).map_err(|e| CeteError::internal("read", e))?;
+        match kv.get(msg.0.as_str()).map_err(|e| CeteError::internal("read", e))? {
             Some(record) => StoredValue::decode(record.value()).map(Some),
             None => Ok(None),
         }
@@ -327,10 +264,7 @@ impl Handler<ScanPrefix> for StoreActor {
             if !key.value().starts_with(msg.0.as_str()) {
                 break;
             }
-            pairs.push((
-                key.value().to_string(),
-                StoredValue::decode(record.value())?.value,
-            ));
+            pairs.push((key.value().to_string(), StoredValue::decode(record.value())?.value));
         }
         Ok(pairs)
     }
@@ -355,15 +289,8 @@ impl Handler<OpenSnapshotView> for StoreActor {
         // The log will be purged behind this snapshot, so what it covers must survive a crash.
         self.make_durable()?;
         let (last_applied, last_membership) = self.applied_state()?;
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| CeteError::internal("snapshot", e))?;
-        Ok(SnapshotView {
-            txn,
-            last_applied,
-            last_membership,
-        })
+        let txn = self.db.begin_read().map_err(|e| CeteError::internal("snapshot", e))?;
+        Ok(SnapshotView { txn, last_applied, last_membership })
     }
 }
 
@@ -380,31 +307,27 @@ impl Handler<ReplaceState> for StoreActor {
     type Result = CeteResult<()>;
 
     fn handle(&mut self, msg: ReplaceState, _: &mut Self::Context) -> Self::Result {
-        let fail =
-            |e: &dyn std::fmt::Display| CeteError::Internal(format!("install snapshot: {e}"));
+        let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("install snapshot: {e}"));
         let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| fail(&e))?;
+        txn.set_durability(Durability::Immediate).map_err(|e| fail(&e))?;
         {
             let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
             kv.retain(|_, _| false).map_err(|e| fail(&e))?;
             for (key, record) in &msg.pairs {
-                kv.insert(key.as_str(), record.as_slice())
-                    .map_err(|e| fail(&e))?;
+                kv.insert(key.as_str(), record.as_slice()).map_err(|e| fail(&e))?;
             }
             let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
-            meta.insert(
-                LAST_APPLIED,
-                encode(&msg.last_applied).map_err(|e| fail(&e))?.as_slice(),
-            )
-            .map_err(|e| fail(&e))?;
-            meta.insert(
-                LAST_MEMBERSHIP,
-                encode(&msg.last_membership)
-                    .map_err(|e| fail(&e))?
-                    .as_slice(),
-            )
-            .map_err(|e| fail(&e))?;
+            match &msg.last_applied {
+                Some(log_id) => {
+                    let bytes = encode(log_id).map_err(|e| fail(&e))?;
+                    meta.insert(LAST_APPLIED, bytes.as_slice()).map_err(|e| fail(&e))?;
+                }
+                None => {
+                    meta.remove(LAST_APPLIED).map_err(|e| fail(&e))?;
+                }
+            }
+            meta.insert(LAST_MEMBERSHIP, encode(&msg.last_membership).map_err(|e| fail(&e))?.as_slice())
+                .map_err(|e| fail(&e))?;
         }
         txn.commit().map_err(|e| fail(&e))?;
         self.dirty = false;
@@ -426,16 +349,9 @@ impl Handler<Stats> for StoreActor {
     type Result = CeteResult<StoreStats>;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| CeteError::internal("stats", e))?;
-        let kv = txn
-            .open_table(KV)
-            .map_err(|e| CeteError::internal("stats", e))?;
-        Ok(StoreStats {
-            keys: kv.len().map_err(|e| CeteError::internal("stats", e))?,
-        })
+        let txn = self.db.begin_read().map_err(|e| CeteError::internal("stats", e))?;
+        let kv = txn.open_table(KV).map_err(|e| CeteError::internal("stats", e))?;
+        Ok(StoreStats { keys: kv.len().map_err(|e| CeteError::internal("stats", e))? })
     }
 }
 

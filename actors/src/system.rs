@@ -61,27 +61,20 @@ fn raft_config(settings: &NodeSettings) -> CeteResult<openraft::Config> {
         max_in_snapshot_log_to_keep: settings.snapshot_every.min(1000),
         ..Default::default()
     };
-    config
-        .validate()
-        .map_err(|e| CeteError::InvalidArgument(format!("raft configuration: {e}")))
+    config.validate().map_err(|e| CeteError::InvalidArgument(format!("raft configuration: {e}")))
 }
 
 /// Opens the data directory and starts the node's actors. Must run inside the actix system.
 pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     let dir = &settings.data_directory;
-    std::fs::create_dir_all(dir).map_err(|e| {
-        CeteError::internal(
-            &format!("cannot create data directory {}", dir.display()),
-            e,
-        )
-    })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CeteError::internal(&format!("cannot create data directory {}", dir.display()), e))?;
 
     let store = StoreActor::open(&dir.join("store.redb"))?;
     let store_arbiter = Arbiter::new();
     let store = StoreActor::start_in_arbiter(&store_arbiter.handle(), move |_| store);
 
-    let log_store =
-        LogStore::open(&dir.join("raft.redb")).map_err(|e| CeteError::internal("raft log", e))?;
+    let log_store = LogStore::open(&dir.join("raft.redb")).map_err(|e| CeteError::internal("raft log", e))?;
     let cluster = ClusterActor::new(settings.me.clone(), settings.peer_tls.clone()).start();
     let parts = RaftParts {
         me: settings.me.clone(),
@@ -94,15 +87,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     };
     let raft = parts.build().await?;
     let raft = RaftActor::new(raft, parts, cluster.clone()).start();
-    let handles = NodeHandles {
-        me: settings.me.name.clone(),
-        raft,
-        store,
-        cluster,
-        max_value_bytes: settings.max_value_bytes,
-    };
-    Ok(RunningNode {
-        handles,
-        store_arbiter,
-    })
+    let handles =
+        NodeHandles { me: settings.me.name.clone(), raft, store, cluster, max_value_bytes: settings.max_value_bytes };
+    Ok(RunningNode { handles, store_arbiter })
 }

@@ -37,29 +37,14 @@ impl Change {
     }
 
     /// Join and Leave events for the members that differ between two memberships.
-    pub(crate) fn membership_diff(
-        before: &StoredMembership,
-        after: &StoredMembership,
-    ) -> Vec<Change> {
-        let old: std::collections::BTreeMap<_, _> = before
-            .nodes()
-            .map(|(_, m)| (m.name.clone(), m.clone()))
-            .collect();
-        let new: std::collections::BTreeMap<_, _> = after
-            .nodes()
-            .map(|(_, m)| (m.name.clone(), m.clone()))
-            .collect();
+    pub(crate) fn membership_diff(before: &StoredMembership, after: &StoredMembership) -> Vec<Change> {
+        let old: std::collections::BTreeMap<_, _> = before.nodes().map(|(_, m)| (m.name.clone(), m.clone())).collect();
+        let new: std::collections::BTreeMap<_, _> = after.nodes().map(|(_, m)| (m.name.clone(), m.clone())).collect();
         let joined = new
             .iter()
             .filter(|(name, _)| !old.contains_key(*name))
-            .map(|(name, m)| Change::Join {
-                id: name.clone(),
-                metadata: m.metadata.clone(),
-            });
-        let left = old
-            .keys()
-            .filter(|name| !new.contains_key(*name))
-            .map(|name| Change::Leave { id: name.clone() });
+            .map(|(name, m)| Change::Join { id: name.clone(), metadata: m.metadata.clone() });
+        let left = old.keys().filter(|name| !new.contains_key(*name)).map(|name| Change::Leave { id: name.clone() });
         joined.chain(left).collect()
     }
 
@@ -90,10 +75,7 @@ pub struct WatchActor {
 
 impl WatchActor {
     /// Starts a watcher subscribed to `store`; the receiver is the client's stream.
-    pub fn spawn(
-        store: &Addr<StoreActor>,
-        prefix: String,
-    ) -> mpsc::Receiver<Result<Change, CeteError>> {
+    pub fn spawn(store: &Addr<StoreActor>, prefix: String) -> mpsc::Receiver<Result<Change, CeteError>> {
         let (client, stream) = mpsc::channel(WATCH_BUFFER);
         let watcher = WatchActor { prefix, client }.start();
         store.do_send(Subscribe(watcher.recipient()));
@@ -137,55 +119,28 @@ impl Handler<WatchEvent> for WatchActor {
 impl Change {
     /// The gRPC shape: an Event whose `data` packs the request that made the change.
     pub fn to_proto(&self) -> cete_proto::kvs::WatchResponse {
-        use cete_proto::kvs::{
-            event, DeleteMetadataRequest, DeleteRequest, Event, SetMetadataRequest, SetRequest,
-        };
+        use cete_proto::kvs::{event, DeleteMetadataRequest, DeleteRequest, Event, SetMetadataRequest, SetRequest};
         use prost::Message;
         fn pack(name: &str, message: impl Message) -> prost_types::Any {
-            prost_types::Any {
-                type_url: cete_proto::type_url(name),
-                value: message.encode_to_vec(),
-            }
+            prost_types::Any { type_url: cete_proto::type_url(name), value: message.encode_to_vec() }
         }
         let (kind, data) = match self {
-            Change::Set { key, value } => (
-                event::Type::Set,
-                pack(
-                    "SetRequest",
-                    SetRequest {
-                        key: key.clone(),
-                        value: value.clone(),
-                    },
-                ),
-            ),
-            Change::Delete { key } => (
-                event::Type::Delete,
-                pack("DeleteRequest", DeleteRequest { key: key.clone() }),
-            ),
+            Change::Set { key, value } => {
+                (event::Type::Set, pack("SetRequest", SetRequest { key: key.clone(), value: value.clone() }))
+            }
+            Change::Delete { key } => (event::Type::Delete, pack("DeleteRequest", DeleteRequest { key: key.clone() })),
             Change::Join { id, metadata } => (
                 event::Type::Join,
                 pack(
                     "SetMetadataRequest",
-                    SetMetadataRequest {
-                        id: id.clone(),
-                        metadata: Some(metadata.clone().into()),
-                    },
+                    SetMetadataRequest { id: id.clone(), metadata: Some(metadata.clone().into()) },
                 ),
             ),
-            Change::Leave { id } => (
-                event::Type::Leave,
-                pack(
-                    "DeleteMetadataRequest",
-                    DeleteMetadataRequest { id: id.clone() },
-                ),
-            ),
+            Change::Leave { id } => {
+                (event::Type::Leave, pack("DeleteMetadataRequest", DeleteMetadataRequest { id: id.clone() }))
+            }
         };
-        cete_proto::kvs::WatchResponse {
-            event: Some(Event {
-                r#type: kind as i32,
-                data: Some(data),
-            }),
-        }
+        cete_proto::kvs::WatchResponse { event: Some(Event { r#type: kind as i32, data: Some(data) }) }
     }
 
     /// The JSON-lines shape (`cete watch`, `GET /v1/watch`): `{"type":"Set","data":{...}}`.

@@ -17,9 +17,6 @@ pub struct DeleteArgs {
 
 pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.client.connect().await?;
-    client
-        .delete(DeleteRequest { key: args.key })
-        .await
-        .map_err(status_error)?;
+    client.delete(DeleteRequest { key: args.key }).await.map_err(status_error)?;
     Ok(ExitCode::SUCCESS)
 }

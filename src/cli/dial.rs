@@ -33,10 +33,8 @@ impl ClientArgs {
                 .tls_config(tls)
                 .map_err(|err| anyhow!("cannot set up TLS for {address}: {}", error_chain(&err)))?;
         }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|err| anyhow!("cannot reach cete at {address}: {}", error_chain(&err)))?;
+        let channel =
+            endpoint.connect().await.map_err(|err| anyhow!("cannot reach cete at {address}: {}", error_chain(&err)))?;
         // The node enforces its own value limit; the client takes whatever it is sent.
         Ok(KvsClient::new(channel).max_decoding_message_size(usize::MAX))
     }
@@ -46,8 +44,8 @@ impl ClientArgs {
         let Some(path) = &self.certificate_file else {
             return Ok(None);
         };
-        let pem = std::fs::read(path)
-            .map_err(|err| anyhow!("cannot read certificate file {}: {err}", path.display()))?;
+        let pem =
+            std::fs::read(path).map_err(|err| anyhow!("cannot read certificate file {}: {err}", path.display()))?;
         let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
         // `:9000` dials 127.0.0.1, which certificates rarely name; they do name localhost.
         // Otherwise tonic checks the host that was dialled.
@@ -89,53 +87,31 @@ mod tests {
     use super::*;
 
     fn client_args(address: &str) -> ClientArgs {
-        ClientArgs {
-            grpc_address: address.into(),
-            certificate_file: None,
-            common_name: None,
-        }
+        ClientArgs { grpc_address: address.into(), certificate_file: None, common_name: None }
     }
 
     #[tokio::test]
     async fn a_node_that_is_down_is_reported_with_its_address() {
         // A port that was free a moment ago: nothing listens on it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let address = format!(":{port}");
-        let err = client_args(&address)
-            .connect()
-            .await
-            .expect_err("nothing listens");
+        let err = client_args(&address).connect().await.expect_err("nothing listens");
         let message = format!("{err:#}");
-        assert!(
-            message.starts_with(&format!("cannot reach cete at {address}: ")),
-            "{message}"
-        );
+        assert!(message.starts_with(&format!("cannot reach cete at {address}: ")), "{message}");
         assert!(message.to_lowercase().contains("refused"), "{message}");
     }
 
     #[tokio::test]
     async fn a_missing_certificate_file_is_named() {
-        let args = ClientArgs {
-            certificate_file: Some("/nonexistent/ca.pem".into()),
-            ..client_args(":9000")
-        };
+        let args = ClientArgs { certificate_file: Some("/nonexistent/ca.pem".into()), ..client_args(":9000") };
         let err = args.connect().await.expect_err("no such file");
-        assert!(
-            format!("{err:#}").contains("/nonexistent/ca.pem"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("/nonexistent/ca.pem"), "{err:#}");
     }
 
     #[test]
     fn an_empty_status_message_falls_back_to_the_code() {
         let err = status_error(tonic::Status::unavailable(""));
         assert!(!err.to_string().is_empty());
-        assert_eq!(
-            status_error(tonic::Status::not_found("no such key")).to_string(),
-            "no such key"
-        );
+        assert_eq!(status_error(tonic::Status::not_found("no such key")).to_string(), "no such key");
     }
 }

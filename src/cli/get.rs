@@ -19,9 +19,7 @@ pub struct GetArgs {
 
 pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.client.connect().await?;
-    let request = GetRequest {
-        key: args.key.clone(),
-    };
+    let request = GetRequest { key: args.key.clone() };
     let mut value = match client.get(request).await {
         Ok(response) => response.into_inner().value.to_vec(),
         Err(status) if status.code() == tonic::Code::NotFound => {

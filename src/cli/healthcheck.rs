@@ -8,12 +8,7 @@ use super::{emit_json, ClientArgs};
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect().await?;
-    let alive = client
-        .liveness_check(())
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .alive;
+    let alive = client.liveness_check(()).await.map_err(status_error)?.into_inner().alive;
     // A node may refuse the readiness call outright while it has no leader: that is "not
     // ready", the answer this command exists to give, not a failure of the command.
     let ready = match client.readiness_check(()).await {
@@ -21,9 +16,5 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         Err(_) => false,
     };
     emit_json(&serde_json::json!({ "alive": alive, "ready": ready }))?;
-    Ok(if alive && ready {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if alive && ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -26,10 +26,7 @@ pub struct JoinArgs {
 pub async fn run(args: JoinArgs) -> anyhow::Result<ExitCode> {
     let node = ask_node(&args.client, &args.node_grpc_address).await?;
     let mut cluster = args.client.connect().await?;
-    let request = JoinRequest {
-        id: args.id,
-        node: Some(node),
-    };
+    let request = JoinRequest { id: args.id, node: Some(node) };
     cluster.join(request).await.map_err(status_error)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -37,24 +34,11 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<ExitCode> {
 /// The new node as it describes itself, without its state: a join names addresses only.
 async fn ask_node(client_args: &ClientArgs, address: &str) -> anyhow::Result<kvs::Node> {
     let mut new_node = client_args.connect_to(address).await?;
-    let response = new_node.node(()).await.map_err(|status| {
-        anyhow!(
-            "cannot ask the node at {address} for its addresses: {}",
-            status_error(status)
-        )
-    })?;
-    let node = response
-        .into_inner()
-        .node
-        .map(NodeInfo::from)
-        .unwrap_or_default();
-    anyhow::ensure!(
-        !node.raft_address.is_empty(),
-        "the node at {address} did not tell its Raft address"
-    );
-    Ok(NodeInfo {
-        state: String::new(),
-        ..node
-    }
-    .into())
+    let response = new_node
+        .node(())
+        .await
+        .map_err(|status| anyhow!("cannot ask the node at {address} for its addresses: {}", status_error(status)))?;
+    let node = response.into_inner().node.map(NodeInfo::from).unwrap_or_default();
+    anyhow::ensure!(!node.raft_address.is_empty(), "the node at {address} did not tell its Raft address");
+    Ok(NodeInfo { state: String::new(), ..node }.into())
 }

@@ -17,9 +17,6 @@ pub struct LeaveArgs {
 
 pub async fn run(args: LeaveArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.client.connect().await?;
-    client
-        .leave(LeaveRequest { id: args.id })
-        .await
-        .map_err(status_error)?;
+    client.leave(LeaveRequest { id: args.id }).await.map_err(status_error)?;
     Ok(ExitCode::SUCCESS)
 }

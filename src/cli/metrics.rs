@@ -7,12 +7,7 @@ use super::{emit, ClientArgs};
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect().await?;
-    let metrics = client
-        .metrics(())
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .metrics;
+    let metrics = client.metrics(()).await.map_err(status_error)?.into_inner().metrics;
     emit(&metrics)?;
     Ok(ExitCode::SUCCESS)
 }

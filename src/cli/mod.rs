@@ -72,12 +72,7 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// gRPC address of the node; `:9000` means this host
-    #[arg(
-        long,
-        visible_alias = "grpc-addr",
-        value_name = "ADDRESS",
-        default_value = ":9000"
-    )]
+    #[arg(long, visible_alias = "grpc-addr", value_name = "ADDRESS", default_value = ":9000")]
     pub grpc_address: String,
 
     /// CA certificate (PEM) to verify the node's TLS certificate with; enables TLS
@@ -131,8 +126,8 @@ fn emit(bytes: &[u8]) -> anyhow::Result<bool> {
 
 /// Prints `value` as pretty JSON followed by a newline.
 fn emit_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|err| anyhow!("cannot encode the answer as JSON: {err}"))?;
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|err| anyhow!("cannot encode the answer as JSON: {err}"))?;
     text.push('\n');
     emit(text.as_bytes())?;
     Ok(())
@@ -151,8 +146,7 @@ mod tests {
 
     #[test]
     fn grpc_addr_is_an_alias_and_the_default_is_local() {
-        let Command::Node(args) = Cli::parse_from(["cete", "node", "--grpc-addr", ":9001"]).command
-        else {
+        let Command::Node(args) = Cli::parse_from(["cete", "node", "--grpc-addr", ":9001"]).command else {
             panic!("not node");
         };
         assert_eq!(args.grpc_address, ":9001");
@@ -168,10 +162,7 @@ mod tests {
         let Command::Join(args) = cli.command else {
             panic!("not join");
         };
-        assert_eq!(
-            (args.id.as_str(), args.node_grpc_address.as_str()),
-            ("node2", ":9001")
-        );
+        assert_eq!((args.id.as_str(), args.node_grpc_address.as_str()), ("node2", ":9001"));
         assert_eq!(args.client.grpc_address, ":9000");
     }
 

@@ -20,14 +20,8 @@ pub struct ScanArgs {
 
 pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.client.connect().await?;
-    let request = ScanRequest {
-        prefix: args.prefix,
-    };
-    let response = client
-        .scan(request)
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let request = ScanRequest { prefix: args.prefix };
+    let response = client.scan(request).await.map_err(status_error)?.into_inner();
     let mut lines = String::new();
     for line in lines_of(response) {
         lines.push_str(&line.to_string());
@@ -42,11 +36,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
 /// shape) still gets its values listed, without keys.
 fn lines_of(response: ScanResponse) -> Vec<Value> {
     if response.pairs.is_empty() {
-        return response
-            .values
-            .iter()
-            .map(|value| json!({ "value": String::from_utf8_lossy(value) }))
-            .collect();
+        return response.values.iter().map(|value| json!({ "value": String::from_utf8_lossy(value) })).collect();
     }
     response
         .pairs
@@ -65,10 +55,7 @@ mod tests {
     fn pairs_become_key_value_lines() {
         let response = ScanResponse {
             values: vec![b"v1".to_vec().into()],
-            pairs: vec![KeyValuePair {
-                key: "k1".into(),
-                value: b"v1".to_vec().into(),
-            }],
+            pairs: vec![KeyValuePair { key: "k1".into(), value: b"v1".to_vec().into() }],
         };
         let lines: Vec<String> = lines_of(response).iter().map(Value::to_string).collect();
         assert_eq!(lines, [r#"{"key":"k1","value":"v1"}"#]);
@@ -76,10 +63,7 @@ mod tests {
 
     #[test]
     fn values_alone_are_still_listed() {
-        let response = ScanResponse {
-            values: vec![b"v1".to_vec().into()],
-            pairs: vec![],
-        };
+        let response = ScanResponse { values: vec![b"v1".to_vec().into()], pairs: vec![] };
         assert_eq!(lines_of(response)[0].to_string(), r#"{"value":"v1"}"#);
     }
 }

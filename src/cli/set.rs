@@ -27,10 +27,7 @@ pub async fn run(args: SetArgs) -> anyhow::Result<ExitCode> {
         None => read_stdin()?,
     };
     let mut client = args.client.connect().await?;
-    let request = SetRequest {
-        key: args.key,
-        value: value.into(),
-    };
+    let request = SetRequest { key: args.key, value: value.into() };
     client.set(request).await.map_err(status_error)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use cete_actors::node::Metadata;
-use cete_proto::kvs::{
-    event, DeleteMetadataRequest, DeleteRequest, Event, SetMetadataRequest, SetRequest,
-};
+use cete_proto::kvs::{event, DeleteMetadataRequest, DeleteRequest, Event, SetMetadataRequest, SetRequest};
 use prost::Message;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -27,8 +25,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
             next = stream.message() => next,
             _ = &mut interrupted => return Ok(ExitCode::SUCCESS),
         };
-        let next =
-            next.map_err(|status| anyhow!("the watch stream broke: {}", status_error(status)));
+        let next = next.map_err(|status| anyhow!("the watch stream broke: {}", status_error(status)));
         let Some(response) = next? else {
             return Ok(ExitCode::SUCCESS);
         };
@@ -54,28 +51,22 @@ struct WatchLine {
 /// `data` is decoded by its type URL, and is `null` when absent.
 fn event_line(event: Event) -> WatchLine {
     let kind = event::Type::try_from(event.r#type).unwrap_or(event::Type::Unknown);
-    let data = event
-        .data
-        .map_or(Value::Null, |any| data_json(&any.type_url, &any.value));
-    WatchLine {
-        r#type: kind.as_str_name(),
-        data,
-    }
+    let data = event.data.map_or(Value::Null, |any| data_json(&any.type_url, &any.value));
+    WatchLine { r#type: kind.as_str_name(), data }
 }
 
 fn data_json(type_url: &str, bytes: &[u8]) -> Value {
     let message = type_url.rsplit('/').next().unwrap_or_default();
     let decoded = match message {
-        "kvs.SetRequest" => SetRequest::decode(bytes)
-            .map(|m| json!({ "key": m.key, "value": String::from_utf8_lossy(&m.value) })),
+        "kvs.SetRequest" => {
+            SetRequest::decode(bytes).map(|m| json!({ "key": m.key, "value": String::from_utf8_lossy(&m.value) }))
+        }
         "kvs.DeleteRequest" => DeleteRequest::decode(bytes).map(|m| json!({ "key": m.key })),
         "kvs.SetMetadataRequest" => SetMetadataRequest::decode(bytes).map(|m| {
             let metadata = m.metadata.map(Metadata::from).unwrap_or_default();
             json!({ "id": m.id, "metadata": metadata })
         }),
-        "kvs.DeleteMetadataRequest" => {
-            DeleteMetadataRequest::decode(bytes).map(|m| json!({ "id": m.id }))
-        }
+        "kvs.DeleteMetadataRequest" => DeleteMetadataRequest::decode(bytes).map(|m| json!({ "id": m.id })),
         _ => return json!({ "type_url": type_url }),
     };
     decoded.unwrap_or_else(|err| json!({ "type_url": type_url, "error": err.to_string() }))
@@ -88,42 +79,25 @@ mod tests {
     use super::*;
 
     fn packed(message: &str, bytes: Vec<u8>) -> Option<Any> {
-        Some(Any {
-            type_url: cete_proto::type_url(message),
-            value: bytes,
-        })
+        Some(Any { type_url: cete_proto::type_url(message), value: bytes })
     }
 
     #[test]
     fn a_set_event_is_one_json_line() {
-        let set = SetRequest {
-            key: "1".into(),
-            value: "value1".into(),
-        };
-        let event = Event {
-            r#type: event::Type::Set as i32,
-            data: packed("SetRequest", set.encode_to_vec()),
-        };
+        let set = SetRequest { key: "1".into(), value: "value1".into() };
+        let event = Event { r#type: event::Type::Set as i32, data: packed("SetRequest", set.encode_to_vec()) };
         let line = serde_json::to_string(&event_line(event)).expect("encodes");
-        assert_eq!(
-            line,
-            r#"{"type":"Set","data":{"key":"1","value":"value1"}}"#
-        );
+        assert_eq!(line, r#"{"type":"Set","data":{"key":"1","value":"value1"}}"#);
     }
 
     #[test]
     fn a_join_event_carries_the_metadata() {
         let join = SetMetadataRequest {
             id: "node2".into(),
-            metadata: Some(cete_proto::kvs::Metadata {
-                grpc_address: ":9001".into(),
-                http_address: ":8001".into(),
-            }),
+            metadata: Some(cete_proto::kvs::Metadata { grpc_address: ":9001".into(), http_address: ":8001".into() }),
         };
-        let event = Event {
-            r#type: event::Type::Join as i32,
-            data: packed("SetMetadataRequest", join.encode_to_vec()),
-        };
+        let event =
+            Event { r#type: event::Type::Join as i32, data: packed("SetMetadataRequest", join.encode_to_vec()) };
         let line = event_line(event);
         assert_eq!(line.r#type, "Join");
         assert_eq!(line.data["id"], "node2");
@@ -132,15 +106,9 @@ mod tests {
 
     #[test]
     fn unknown_or_broken_data_does_not_stop_the_watch() {
-        let event = Event {
-            r#type: 99,
-            data: packed("Mystery", vec![1, 2, 3]),
-        };
+        let event = Event { r#type: 99, data: packed("Mystery", vec![1, 2, 3]) };
         assert_eq!(event_line(event).r#type, "Unknown");
-        let broken = Event {
-            r#type: event::Type::Delete as i32,
-            data: packed("DeleteRequest", vec![0xff]),
-        };
+        let broken = Event { r#type: event::Type::Delete as i32, data: packed("DeleteRequest", vec![0xff]) };
         assert!(event_line(broken).data["error"].is_string());
     }
 }

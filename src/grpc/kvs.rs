@@ -23,10 +23,7 @@ pub const WATCH_PREFIX_KEY: &str = "cete-watch-prefix";
 pub struct KvsService;
 
 /// Counts and times one rpc under its method name.
-async fn observed<T>(
-    endpoint: &'static str,
-    call: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
+async fn observed<T>(endpoint: &'static str, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
     let started = Instant::now();
     let result = call.await;
     let code = match &result {
@@ -34,23 +31,18 @@ async fn observed<T>(
         Err(s) => format!("{:?}", s.code()),
     };
     REQUESTS.with_label_values(&["grpc", endpoint, &code]).inc();
-    LATENCY
-        .with_label_values(&["grpc", endpoint])
-        .observe(started.elapsed().as_secs_f64());
+    LATENCY.with_label_values(&["grpc", endpoint]).observe(started.elapsed().as_secs_f64());
     result
 }
 
 fn consistency(metadata: &MetadataMap) -> Result<Consistency, Status> {
-    match metadata
-        .get(CONSISTENCY_KEY)
-        .map(|v| v.to_str().unwrap_or("").to_ascii_lowercase())
-    {
+    match metadata.get(CONSISTENCY_KEY).map(|v| v.to_str().unwrap_or("").to_ascii_lowercase()) {
         None => Ok(Consistency::Linearizable),
         Some(v) if v == "linearizable" => Ok(Consistency::Linearizable),
         Some(v) if v == "serializable" => Ok(Consistency::Serializable),
-        Some(v) => Err(Status::invalid_argument(format!(
-            "{CONSISTENCY_KEY} must be linearizable or serializable, not {v:?}"
-        ))),
+        Some(v) => {
+            Err(Status::invalid_argument(format!("{CONSISTENCY_KEY} must be linearizable or serializable, not {v:?}")))
+        }
     }
 }
 
@@ -62,25 +54,13 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<kvs::WatchResponse, Status>>
 
 #[tonic::async_trait]
 impl Kvs for KvsService {
-    async fn liveness_check(
-        &self,
-        _: Request<()>,
-    ) -> Result<Response<kvs::LivenessCheckResponse>, Status> {
-        observed("LivenessCheck", async {
-            Ok(Response::new(kvs::LivenessCheckResponse { alive: true }))
-        })
-        .await
+    async fn liveness_check(&self, _: Request<()>) -> Result<Response<kvs::LivenessCheckResponse>, Status> {
+        observed("LivenessCheck", async { Ok(Response::new(kvs::LivenessCheckResponse { alive: true })) }).await
     }
 
-    async fn readiness_check(
-        &self,
-        request: Request<()>,
-    ) -> Result<Response<kvs::ReadinessCheckResponse>, Status> {
+    async fn readiness_check(&self, request: Request<()>) -> Result<Response<kvs::ReadinessCheckResponse>, Status> {
         observed("ReadinessCheck", async {
-            let ready = connection_of(&request)?
-                .send(ReadyCheck)
-                .await
-                .unwrap_or(false);
+            let ready = connection_of(&request)?.send(ReadyCheck).await.unwrap_or(false);
             Ok(Response::new(kvs::ReadinessCheckResponse { ready }))
         })
         .await
@@ -88,14 +68,8 @@ impl Kvs for KvsService {
 
     async fn node(&self, request: Request<()>) -> Result<Response<kvs::NodeResponse>, Status> {
         observed("Node", async {
-            let node = connection_of(&request)?
-                .send(NodeStatus)
-                .await
-                .map_err(mailbox)?
-                .map_err(status)?;
-            Ok(Response::new(kvs::NodeResponse {
-                node: Some(node.into()),
-            }))
+            let node = connection_of(&request)?.send(NodeStatus).await.map_err(mailbox)?.map_err(status)?;
+            Ok(Response::new(kvs::NodeResponse { node: Some(node.into()) }))
         })
         .await
     }
@@ -104,34 +78,17 @@ impl Kvs for KvsService {
         observed("Join", async {
             let conn = connection_of(&request)?;
             let req = request.into_inner();
-            let node = req
-                .node
-                .ok_or_else(|| Status::invalid_argument("JoinRequest needs a node"))?;
-            conn.send(JoinNode {
-                id: req.id,
-                node: node.into(),
-            })
-            .await
-            .map_err(mailbox)?
-            .map_err(status)?;
+            let node = req.node.ok_or_else(|| Status::invalid_argument("JoinRequest needs a node"))?;
+            conn.send(JoinNode { id: req.id, node: node.into() }).await.map_err(mailbox)?.map_err(status)?;
             Ok(Response::new(()))
         })
         .await
     }
 
-    async fn cluster(
-        &self,
-        request: Request<()>,
-    ) -> Result<Response<kvs::ClusterResponse>, Status> {
+    async fn cluster(&self, request: Request<()>) -> Result<Response<kvs::ClusterResponse>, Status> {
         observed("Cluster", async {
-            let cluster = connection_of(&request)?
-                .send(ClusterStatus)
-                .await
-                .map_err(mailbox)?
-                .map_err(status)?;
-            Ok(Response::new(kvs::ClusterResponse {
-                cluster: Some(cluster.into()),
-            }))
+            let cluster = connection_of(&request)?.send(ClusterStatus).await.map_err(mailbox)?.map_err(status)?;
+            Ok(Response::new(kvs::ClusterResponse { cluster: Some(cluster.into()) }))
         })
         .await
     }
@@ -140,10 +97,7 @@ impl Kvs for KvsService {
         observed("Leave", async {
             let conn = connection_of(&request)?;
             let id = request.into_inner().id;
-            conn.send(LeaveNode { id })
-                .await
-                .map_err(mailbox)?
-                .map_err(status)?;
+            conn.send(LeaveNode { id }).await.map_err(mailbox)?.map_err(status)?;
             Ok(Response::new(()))
         })
         .await
@@ -151,57 +105,31 @@ impl Kvs for KvsService {
 
     async fn snapshot(&self, request: Request<()>) -> Result<Response<()>, Status> {
         observed("Snapshot", async {
-            connection_of(&request)?
-                .send(Snapshot)
-                .await
-                .map_err(mailbox)?
-                .map_err(status)?;
+            connection_of(&request)?.send(Snapshot).await.map_err(mailbox)?.map_err(status)?;
             Ok(Response::new(()))
         })
         .await
     }
 
-    async fn get(
-        &self,
-        request: Request<kvs::GetRequest>,
-    ) -> Result<Response<kvs::GetResponse>, Status> {
+    async fn get(&self, request: Request<kvs::GetRequest>) -> Result<Response<kvs::GetResponse>, Status> {
         observed("Get", async {
             let conn = connection_of(&request)?;
             let consistency = consistency(request.metadata())?;
             let key = request.into_inner().key;
-            let stored = conn
-                .send(KvGet { key, consistency })
-                .await
-                .map_err(mailbox)?
-                .map_err(status)?;
-            Ok(Response::new(kvs::GetResponse {
-                value: stored.value,
-            }))
+            let stored = conn.send(KvGet { key, consistency }).await.map_err(mailbox)?.map_err(status)?;
+            Ok(Response::new(kvs::GetResponse { value: stored.value }))
         })
         .await
     }
 
-    async fn scan(
-        &self,
-        request: Request<kvs::ScanRequest>,
-    ) -> Result<Response<kvs::ScanResponse>, Status> {
+    async fn scan(&self, request: Request<kvs::ScanRequest>) -> Result<Response<kvs::ScanResponse>, Status> {
         observed("Scan", async {
             let conn = connection_of(&request)?;
             let consistency = consistency(request.metadata())?;
             let prefix = request.into_inner().prefix;
-            let pairs = conn
-                .send(KvScan {
-                    prefix,
-                    consistency,
-                })
-                .await
-                .map_err(mailbox)?
-                .map_err(status)?;
+            let pairs = conn.send(KvScan { prefix, consistency }).await.map_err(mailbox)?.map_err(status)?;
             let values: Vec<Bytes> = pairs.iter().map(|(_, v)| v.clone()).collect();
-            let pairs = pairs
-                .into_iter()
-                .map(|(key, value)| kvs::KeyValuePair { key, value })
-                .collect();
+            let pairs = pairs.into_iter().map(|(key, value)| kvs::KeyValuePair { key, value }).collect();
             Ok(Response::new(kvs::ScanResponse { values, pairs }))
         })
         .await
@@ -211,11 +139,7 @@ impl Kvs for KvsService {
         observed("Set", async {
             let conn = connection_of(&request)?;
             let req = request.into_inner();
-            let put = KvPut {
-                key: req.key,
-                value: req.value,
-                content_type: None,
-            };
+            let put = KvPut { key: req.key, value: req.value, content_type: None };
             conn.send(put).await.map_err(mailbox)?.map_err(status)?;
             Ok(Response::new(()))
         })
@@ -226,10 +150,7 @@ impl Kvs for KvsService {
         observed("Delete", async {
             let conn = connection_of(&request)?;
             let key = request.into_inner().key;
-            conn.send(KvDelete { key })
-                .await
-                .map_err(mailbox)?
-                .map_err(status)?;
+            conn.send(KvDelete { key }).await.map_err(mailbox)?.map_err(status)?;
             Ok(Response::new(()))
         })
         .await
@@ -246,26 +167,16 @@ impl Kvs for KvsService {
                 .map(|v| v.to_str().unwrap_or("").to_string())
                 .unwrap_or_default();
             let changes = conn.send(OpenWatch { prefix }).await.map_err(mailbox)?;
-            let stream = ReceiverStream::new(changes)
-                .map(|change| change.map(|c| c.to_proto()).map_err(status));
+            let stream = ReceiverStream::new(changes).map(|change| change.map(|c| c.to_proto()).map_err(status));
             Ok(Response::new(Box::pin(stream) as WatchStream))
         })
         .await
     }
 
-    async fn metrics(
-        &self,
-        request: Request<()>,
-    ) -> Result<Response<kvs::MetricsResponse>, Status> {
+    async fn metrics(&self, request: Request<()>) -> Result<Response<kvs::MetricsResponse>, Status> {
         observed("Metrics", async {
-            let text = connection_of(&request)?
-                .send(RenderMetrics)
-                .await
-                .map_err(mailbox)?
-                .map_err(status)?;
-            Ok(Response::new(kvs::MetricsResponse {
-                metrics: Bytes::from(text),
-            }))
+            let text = connection_of(&request)?.send(RenderMetrics).await.map_err(mailbox)?.map_err(status)?;
+            Ok(Response::new(kvs::MetricsResponse { metrics: Bytes::from(text) }))
         })
         .await
     }

@@ -72,21 +72,13 @@ impl Connected for ConnectionIo {
 }
 
 impl AsyncRead for ConnectionIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ConnectionIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -135,16 +127,8 @@ fn accept_connections(
         let io = accepted?;
         let remote = io.peer_addr().ok();
         let handles = handles.clone();
-        let actor = ConnectionActor::start_in_arbiter(&arbiter, move |_| {
-            ConnectionActor::new(handles, door, remote)
-        });
-        Ok(ConnectionIo {
-            io,
-            info: ConnectionInfo {
-                actor: actor.clone(),
-            },
-            _close: CloseOnDrop(actor),
-        })
+        let actor = ConnectionActor::start_in_arbiter(&arbiter, move |_| ConnectionActor::new(handles, door, remote));
+        Ok(ConnectionIo { io, info: ConnectionInfo { actor: actor.clone() }, _close: CloseOnDrop(actor) })
     }))
 }
 
@@ -178,9 +162,7 @@ pub fn serve_clients(
         .max_encoding_message_size(usize::MAX);
     let router = server_builder(tls)?.add_service(service);
     Ok(async move {
-        let result = router
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+        let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
         arbiter.stop();
         Ok(result?)
     })
@@ -203,9 +185,7 @@ pub fn serve_raft(
         .max_encoding_message_size(usize::MAX);
     let router = server_builder(tls)?.add_service(service);
     Ok(async move {
-        let result = router
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+        let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
         arbiter.stop();
         Ok(result?)
     })

@@ -33,55 +33,36 @@ impl RaftService {
         R: Serialize + Send + 'static,
         RaftActor: actix::Handler<M>,
     {
-        let request: Req = decode(&payload.data)
-            .map_err(|e| Status::invalid_argument(format!("undecodable raft rpc: {e}")))?;
-        let reply = self
-            .raft
-            .send(wrap(request))
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let data = encode(&reply)
-            .map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
+        let request: Req =
+            decode(&payload.data).map_err(|e| Status::invalid_argument(format!("undecodable raft rpc: {e}")))?;
+        let reply = self.raft.send(wrap(request)).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let data = encode(&reply).map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
         Ok(Response::new(RaftPayload { data: data.into() }))
     }
 }
 
 #[tonic::async_trait]
 impl Raft for RaftService {
-    async fn append_entries(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        self.deliver(request.into_inner(), DeliverAppendEntries)
-            .await
+    async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.deliver(request.into_inner(), DeliverAppendEntries).await
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         self.deliver(request.into_inner(), DeliverVote).await
     }
 
-    async fn install_snapshot(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        self.deliver(request.into_inner(), DeliverSnapshotChunk)
-            .await
+    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.deliver(request.into_inner(), DeliverSnapshotChunk).await
     }
 
     /// A request routed here by a peer: handed to this connection's actor.
-    async fn forward(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
+    async fn forward(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let connection = super::connection_of(&request)?;
         let forwarded: Forwarded = decode(&request.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("undecodable forwarded request: {e}")))?;
-        let reply = connection
-            .send(HandleForwarded(forwarded))
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let data =
-            encode(&reply).map_err(|e| Status::internal(format!("cannot encode reply: {e}")))?;
+        let reply =
+            connection.send(HandleForwarded(forwarded)).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let data = encode(&reply).map_err(|e| Status::internal(format!("cannot encode reply: {e}")))?;
         Ok(Response::new(RaftPayload { data: data.into() }))
     }
 }

@@ -38,7 +38,6 @@ impl ResponseError for HttpError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.0.to_string() }))
+        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.0.to_string() }))
     }
 }

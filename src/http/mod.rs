@@ -33,9 +33,8 @@ impl Drop for HttpConnection {
 }
 
 fn on_connect(handles: &NodeHandles, io: &dyn std::any::Any, extensions: &mut Extensions) {
-    let peer: Option<SocketAddr> = io
-        .downcast_ref::<actix_web::rt::net::TcpStream>()
-        .and_then(|stream| stream.peer_addr().ok());
+    let peer: Option<SocketAddr> =
+        io.downcast_ref::<actix_web::rt::net::TcpStream>().and_then(|stream| stream.peer_addr().ok());
     let actor = ConnectionActor::new(handles.clone(), "http", peer).start();
     extensions.insert(HttpConnection { actor });
 }
@@ -52,19 +51,13 @@ pub fn serve(
         App::new()
             .app_data(web::Data::new(routes::Limits { max_value_bytes }))
             .wrap_fn(|req, service| {
-                let endpoint = req
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".to_string());
+                let endpoint = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
                 let started = Instant::now();
                 service.call(req).map(move |result| {
                     if let Ok(response) = &result {
                         let status = response.status();
-                        REQUESTS
-                            .with_label_values(&["http", &endpoint, status.as_str()])
-                            .inc();
-                        LATENCY
-                            .with_label_values(&["http", &endpoint])
-                            .observe(started.elapsed().as_secs_f64());
+                        REQUESTS.with_label_values(&["http", &endpoint, status.as_str()]).inc();
+                        LATENCY.with_label_values(&["http", &endpoint]).observe(started.elapsed().as_secs_f64());
                     }
                     result
                 })

@@ -25,60 +25,23 @@ pub struct Limits {
 type Answer = Result<HttpResponse, HttpError>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/liveness_check")
-            .get(liveness)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/readiness_check")
-            .get(readiness)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/node")
-            .get(node)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/cluster")
-            .get(cluster)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/cluster/{id}")
-            .put(join)
-            .delete(leave)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/snapshot")
-            .get(snapshot)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/data/{key:.*}")
-            .get(get_value)
-            .put(put_value)
-            .delete(delete_value)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/scan")
-            .get(scan)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/watch")
-            .get(watch)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/metrics")
-            .get(metrics)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .default_service(web::to(not_found));
+    cfg.service(web::resource("/v1/liveness_check").get(liveness).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/readiness_check").get(readiness).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/node").get(node).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/cluster").get(cluster).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/cluster/{id}").put(join).delete(leave).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/snapshot").get(snapshot).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v1/data/{key:.*}")
+                .get(get_value)
+                .put(put_value)
+                .delete(delete_value)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/v1/scan").get(scan).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/watch").get(watch).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/metrics").get(metrics).default_service(web::to(method_not_allowed)))
+        .default_service(web::to(not_found));
 }
 
 fn connection(req: &HttpRequest) -> Result<Addr<ConnectionActor>, HttpError> {
@@ -97,12 +60,7 @@ fn read_query(req: &HttpRequest) -> Result<(Consistency, String), HttpError> {
     let query = web::Query::<ReadQuery>::from_query(req.query_string())
         .map_err(|e| CeteError::InvalidArgument(format!("bad query string: {e}")))?
         .into_inner();
-    let consistency = match query
-        .consistency
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    let consistency = match query.consistency.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("linearizable") => Consistency::Linearizable,
         Some("serializable") => Consistency::Serializable,
         Some(other) => {
@@ -116,31 +74,16 @@ fn read_query(req: &HttpRequest) -> Result<(Consistency, String), HttpError> {
 }
 
 /// Reads the body, refusing it as soon as it is over `limit` bytes.
-async fn read_body(
-    mut payload: web::Payload,
-    req: &HttpRequest,
-    limit: usize,
-    what: &str,
-) -> Result<Bytes, HttpError> {
-    let too_large = |size| {
-        HttpError(CeteError::TooLarge {
-            what: what.to_string(),
-            size,
-            limit,
-        })
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+async fn read_body(mut payload: web::Payload, req: &HttpRequest, limit: usize, what: &str) -> Result<Bytes, HttpError> {
+    let too_large = |size| HttpError(CeteError::TooLarge { what: what.to_string(), size, limit });
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if let Some(size) = declared.filter(|size| *size > limit) {
         return Err(too_large(size));
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| CeteError::InvalidArgument(format!("cannot read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| CeteError::InvalidArgument(format!("cannot read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large(body.len() + chunk.len()));
         }
@@ -155,11 +98,7 @@ async fn liveness() -> HttpResponse {
 
 async fn readiness(req: HttpRequest) -> Answer {
     let ready = connection(&req)?.send(ReadyCheck).await.unwrap_or(false);
-    let mut answer = if ready {
-        HttpResponse::Ok()
-    } else {
-        HttpResponse::ServiceUnavailable()
-    };
+    let mut answer = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
     Ok(answer.json(serde_json::json!({ "ready": ready })))
 }
 
@@ -177,21 +116,12 @@ async fn join(req: HttpRequest, id: web::Path<String>, payload: web::Payload) ->
     let body = read_body(payload, &req, MAX_JSON_BYTES, "the join request").await?;
     let node: NodeInfo = serde_json::from_slice(&body)
         .map_err(|e| CeteError::InvalidArgument(format!("the body must be a node as JSON: {e}")))?;
-    connection(&req)?
-        .send(JoinNode {
-            id: id.into_inner(),
-            node,
-        })
-        .await??;
+    connection(&req)?.send(JoinNode { id: id.into_inner(), node }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
 async fn leave(req: HttpRequest, id: web::Path<String>) -> Answer {
-    connection(&req)?
-        .send(LeaveNode {
-            id: id.into_inner(),
-        })
-        .await??;
+    connection(&req)?.send(LeaveNode { id: id.into_inner() }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -215,19 +145,9 @@ fn detect_content_type(value: &[u8]) -> String {
 
 async fn get_value(req: HttpRequest, key: web::Path<String>) -> Answer {
     let (consistency, _) = read_query(&req)?;
-    let stored = connection(&req)?
-        .send(KvGet {
-            key: key.into_inner(),
-            consistency,
-        })
-        .await??;
-    let content_type = stored
-        .content_type
-        .clone()
-        .unwrap_or_else(|| detect_content_type(&stored.value));
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, content_type))
-        .body(stored.value))
+    let stored = connection(&req)?.send(KvGet { key: key.into_inner(), consistency }).await??;
+    let content_type = stored.content_type.clone().unwrap_or_else(|| detect_content_type(&stored.value));
+    Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, content_type)).body(stored.value))
 }
 
 async fn put_value(
@@ -244,34 +164,19 @@ async fn put_value(
         .and_then(|v| v.to_str().ok())
         .filter(|ct| !ct.is_empty() && !ct.starts_with("application/x-www-form-urlencoded"))
         .map(str::to_string);
-    connection(&req)?
-        .send(KvPut {
-            key: key.into_inner(),
-            value,
-            content_type,
-        })
-        .await??;
+    connection(&req)?.send(KvPut { key: key.into_inner(), value, content_type }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
 async fn delete_value(req: HttpRequest, key: web::Path<String>) -> Answer {
-    connection(&req)?
-        .send(KvDelete {
-            key: key.into_inner(),
-        })
-        .await??;
+    connection(&req)?.send(KvDelete { key: key.into_inner() }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
 /// `GET /v1/scan?prefix=P`: `{"pairs":[{"key":..,"value":..}]}`, values as UTF-8 text.
 async fn scan(req: HttpRequest) -> Answer {
     let (consistency, prefix) = read_query(&req)?;
-    let pairs = connection(&req)?
-        .send(KvScan {
-            prefix,
-            consistency,
-        })
-        .await??;
+    let pairs = connection(&req)?.send(KvScan { prefix, consistency }).await??;
     let pairs: Vec<_> = pairs
         .iter()
         .map(|(key, value)| serde_json::json!({ "key": key, "value": String::from_utf8_lossy(value) }))
@@ -293,16 +198,12 @@ async fn watch(req: HttpRequest) -> Answer {
         line.push('\n');
         Ok::<_, actix_web::Error>(Bytes::from(line))
     });
-    Ok(HttpResponse::Ok()
-        .content_type("application/x-ndjson")
-        .streaming(lines))
+    Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(lines))
 }
 
 async fn metrics(req: HttpRequest) -> Answer {
     let text = connection(&req)?.send(RenderMetrics).await??;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, METRICS_CONTENT_TYPE))
-        .body(text))
+    Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, METRICS_CONTENT_TYPE)).body(text))
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

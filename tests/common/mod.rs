@@ -55,11 +55,7 @@ pub struct Addresses {
 
 impl Addresses {
     pub fn free() -> Self {
-        Addresses {
-            raft: local(free_port()),
-            grpc: local(free_port()),
-            http: local(free_port()),
-        }
+        Addresses { raft: local(free_port()), grpc: local(free_port()), http: local(free_port()) }
     }
 }
 
@@ -94,10 +90,8 @@ impl Node {
 
     /// Like [`Node::start_with`], with `CETE_*` variables in the environment.
     pub fn start_with_env(id: &str, extra: &[&str], envs: &[(&str, &str)]) -> Node {
-        let envs: Vec<(String, String)> = envs
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect();
+        let envs: Vec<(String, String)> =
+            envs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
         for attempt in 1..=START_ATTEMPTS {
             let dir = temp_dir();
             let addresses = Addresses::free();
@@ -116,30 +110,15 @@ impl Node {
 
     /// Spawns `cete start ARGS` with `envs` (and no other `CETE_*` variable) without waiting.
     /// `addresses` is where the test expects it to answer; `dir` holds its log.
-    pub fn spawn(
-        dir: TempDir,
-        args: Vec<String>,
-        envs: Vec<(String, String)>,
-        addresses: Addresses,
-    ) -> Node {
-        let mut node = Node {
-            addresses,
-            dir,
-            args,
-            envs,
-            child: None,
-        };
+    pub fn spawn(dir: TempDir, args: Vec<String>, envs: Vec<(String, String)>, addresses: Addresses) -> Node {
+        let mut node = Node { addresses, dir, args, envs, child: None };
         node.launch();
         node
     }
 
     fn launch(&mut self) {
         assert!(self.child.is_none(), "the node is already running");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open the node log");
+        let log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open the node log");
         let stderr = log.try_clone().expect("clone the node log handle");
         let mut command = hermetic_command();
         command
@@ -157,10 +136,7 @@ impl Node {
     /// Polls `/v1/readiness_check` until it answers 200.
     pub fn wait_ready(&mut self) {
         if let Err(why) = self.try_wait_ready() {
-            panic!(
-                "node on {} did not become ready: {why}",
-                self.addresses.http
-            );
+            panic!("node on {} did not become ready: {why}", self.addresses.http);
         }
     }
 
@@ -240,9 +216,7 @@ impl Node {
 
     /// Everything the process wrote to stdout and stderr so far, across restarts.
     pub fn log(&self) -> String {
-        fs::read(self.log_path())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
+        fs::read(self.log_path()).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
     }
 
     fn lost_a_port(&self) -> bool {
@@ -300,10 +274,7 @@ pub fn address_args(addresses: &Addresses, dir: &Path) -> Vec<String> {
 }
 
 pub fn temp_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("cete-test-")
-        .tempdir()
-        .expect("create a temp dir")
+    tempfile::Builder::new().prefix("cete-test-").tempdir().expect("create a temp dir")
 }
 
 /// `cete` with no `CETE_*` variable inherited from whoever runs the tests.
@@ -348,20 +319,11 @@ impl Reply {
             self.text()
         );
         let error = &self.json()["error"];
-        assert!(
-            error.as_str().is_some_and(|message| !message.is_empty()),
-            "no \"error\" message in {:?}",
-            self.text()
-        );
+        assert!(error.as_str().is_some_and(|message| !message.is_empty()), "no \"error\" message in {:?}", self.text());
     }
 
     pub fn assert_success(&self) {
-        assert!(
-            (200..300).contains(&self.status),
-            "unexpected answer: status {} body {:?}",
-            self.status,
-            self.text()
-        );
+        assert!((200..300).contains(&self.status), "unexpected answer: status {} body {:?}", self.status, self.text());
     }
 }
 
@@ -395,21 +357,11 @@ pub fn try_http(
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         .unwrap_or_default();
     let body = response.bytes()?.to_vec();
-    Ok(Reply {
-        status,
-        content_type,
-        body,
-    })
+    Ok(Reply { status, content_type, body })
 }
 
-pub fn http(
-    method: reqwest::Method,
-    url: &str,
-    body: Vec<u8>,
-    content_type: Option<&str>,
-) -> Reply {
-    try_http(method.clone(), url, body, content_type)
-        .unwrap_or_else(|e| panic!("{method} {url} failed: {e}"))
+pub fn http(method: reqwest::Method, url: &str, body: Vec<u8>, content_type: Option<&str>) -> Reply {
+    try_http(method.clone(), url, body, content_type).unwrap_or_else(|e| panic!("{method} {url} failed: {e}"))
 }
 
 /// Whether anything answers HTTP on `address` (`host:port`).
@@ -423,15 +375,11 @@ pub fn answers_http(address: &str) -> bool {
 
 /// Runs async gRPC code from a plain `#[test]` (the blocking HTTP client must stay outside).
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Runtime::new()
-        .expect("build a tokio runtime")
-        .block_on(future)
+    tokio::runtime::Runtime::new().expect("build a tokio runtime").block_on(future)
 }
 
 pub async fn grpc_client(address: &str) -> KvsClient<Channel> {
-    KvsClient::connect(format!("http://{address}"))
-        .await
-        .unwrap_or_else(|e| panic!("connect gRPC to {address}: {e}"))
+    KvsClient::connect(format!("http://{address}")).await.unwrap_or_else(|e| panic!("connect gRPC to {address}: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,11 +420,7 @@ fn run_cli(args: &[&str], input: Option<&[u8]>) -> Output {
     let mut command = hermetic_command();
     command
         .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(File::create(&stdout_path).expect("create stdout file"))
         .stderr(File::create(&stderr_path).expect("create stderr file"));
     let mut child = command.spawn().expect("spawn the cete CLI");
@@ -500,8 +444,5 @@ fn wait_with_deadline(child: &mut Child, args: &[&str]) -> ExitStatus {
         thread::sleep(POLL_INTERVAL / 5);
     }
     let _ = child.kill();
-    panic!(
-        "`cete {}` did not exit within {EXIT_TIMEOUT:?}",
-        args.join(" ")
-    );
+    panic!("`cete {}` did not exit within {EXIT_TIMEOUT:?}", args.join(" "));
 }

@@ -49,16 +49,10 @@ impl Handler<ReadIndex> for RaftActor {
             match raft.get_read_log_id().await {
                 Ok((read_log_id, _applied)) => Ok(read_log_id),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    Err(WriteRejection::NotLeader {
-                        leader: f.leader_node,
-                    })
+                    Err(WriteRejection::NotLeader { leader: f.leader_node })
                 }
-                Err(RaftError::APIError(e)) => {
-                    Err(CeteError::unavailable("cannot confirm leadership", e).into())
-                }
-                Err(RaftError::Fatal(e)) => {
-                    Err(CeteError::unavailable("raft has stopped", e).into())
-                }
+                Err(RaftError::APIError(e)) => Err(CeteError::unavailable("cannot confirm leadership", e).into()),
+                Err(RaftError::Fatal(e)) => Err(CeteError::unavailable("raft has stopped", e).into()),
             }
         })
     }
@@ -85,9 +79,7 @@ impl Handler<AwaitApplied> for RaftActor {
                 .applied_index_at_least(Some(index), "linearizable read")
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    CeteError::unavailable("this node is too far behind the leader to read", e)
-                })
+                .map_err(|e| CeteError::unavailable("this node is too far behind the leader to read", e))
         })
     }
 }
@@ -103,17 +95,10 @@ impl Handler<AwaitLeader> for RaftActor {
     fn handle(&mut self, _: AwaitLeader, _: &mut Self::Context) -> Self::Result {
         let raft = self.raft.clone();
         Box::pin(async move {
-            let metrics = raft
-                .wait(Some(LEADER_WAIT))
-                .metrics(|m| m.current_leader.is_some(), "a leader")
-                .await
-                .ok()?;
+            let metrics =
+                raft.wait(Some(LEADER_WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await.ok()?;
             let leader = metrics.current_leader?;
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .cloned()
+            metrics.membership_config.membership().get_node(&leader).cloned()
         })
     }
 }

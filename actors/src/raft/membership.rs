@@ -25,17 +25,11 @@ impl Handler<Bootstrap> for RaftActor {
         let raft = self.raft.clone();
         let me = self.parts.me.clone();
         Box::pin(async move {
-            if raft
-                .is_initialized()
-                .await
-                .map_err(|e| CeteError::unavailable("raft", e))?
-            {
+            if raft.is_initialized().await.map_err(|e| CeteError::unavailable("raft", e))? {
                 return Ok(false);
             }
             let members = BTreeMap::from([(node_id(&me.name), me)]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| CeteError::internal("cannot initialize the cluster", e))?;
+            raft.initialize(members).await.map_err(|e| CeteError::internal("cannot initialize the cluster", e))?;
             Ok(true)
         })
     }
@@ -51,11 +45,7 @@ impl Handler<IsInitialized> for RaftActor {
 
     fn handle(&mut self, _: IsInitialized, _: &mut Self::Context) -> Self::Result {
         let raft = self.raft.clone();
-        Box::pin(async move {
-            raft.is_initialized()
-                .await
-                .map_err(|e| CeteError::unavailable("raft", e))
-        })
+        Box::pin(async move { raft.is_initialized().await.map_err(|e| CeteError::unavailable("raft", e)) })
     }
 }
 
@@ -82,21 +72,17 @@ impl Handler<PlanJoin> for RaftActor {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         if metrics.current_leader != Some(self.parts.id) {
-            let leader = metrics
-                .current_leader
-                .and_then(|id| membership.get_node(&id).cloned());
+            let leader = metrics.current_leader.and_then(|id| membership.get_node(&id).cloned());
             return Err(WriteRejection::NotLeader { leader });
         }
         let id = node_id(&msg.0.name);
         match membership.get_node(&id) {
             None => Ok(JoinPlan::Add),
-            Some(existing) if existing.raft_address != msg.0.raft_address => {
-                Err(CeteError::Conflict(format!(
-                    "{} is already a member at raft address {}; remove it before joining it at {}",
-                    msg.0.name, existing.raft_address, msg.0.raft_address
-                ))
-                .into())
-            }
+            Some(existing) if existing.raft_address != msg.0.raft_address => Err(CeteError::Conflict(format!(
+                "{} is already a member at raft address {}; remove it before joining it at {}",
+                msg.0.name, existing.raft_address, msg.0.raft_address
+            ))
+            .into()),
             Some(_) if membership.voter_ids().any(|v| v == id) => Ok(JoinPlan::AlreadyMember),
             Some(_) => Ok(JoinPlan::Promote),
         }
@@ -116,9 +102,7 @@ impl Handler<AddMember> for RaftActor {
         let raft = self.raft.clone();
         Box::pin(async move {
             let id = node_id(&msg.0.name);
-            raft.add_learner(id, msg.0, true)
-                .await
-                .map_err(from_client_write_error)?;
+            raft.add_learner(id, msg.0, true).await.map_err(from_client_write_error)?;
             promote(&raft, id).await
         })
     }
@@ -159,23 +143,13 @@ impl Handler<RemoveMember> for RaftActor {
             let id = node_id(&msg.0);
             let membership = raft.metrics().borrow().membership_config.clone();
             if membership.membership().get_node(&id).is_none() {
-                return Err(CeteError::NotFound(format!(
-                    "node {} is not a member of the cluster",
-                    msg.0
-                ))
-                .into());
+                return Err(CeteError::NotFound(format!("node {} is not a member of the cluster", msg.0)).into());
             }
             let ids = BTreeSet::from([id]);
             let is_voter = membership.membership().voter_ids().any(|v| v == id);
             // A removed voter is dropped from the node list too (retain = false).
-            let change = if is_voter {
-                ChangeMembers::RemoveVoters(ids)
-            } else {
-                ChangeMembers::RemoveNodes(ids)
-            };
-            raft.change_membership(change, false)
-                .await
-                .map_err(from_client_write_error)?;
+            let change = if is_voter { ChangeMembers::RemoveVoters(ids) } else { ChangeMembers::RemoveNodes(ids) };
+            raft.change_membership(change, false).await.map_err(from_client_write_error)?;
             Ok(())
         })
     }
@@ -196,11 +170,7 @@ impl Handler<ResetForJoin> for RaftActor {
         let raft = self.raft.clone();
         let parts = self.parts.clone();
         let reset = async move {
-            if !raft
-                .is_initialized()
-                .await
-                .map_err(|e| CeteError::unavailable("raft", e))?
-            {
+            if !raft.is_initialized().await.map_err(|e| CeteError::unavailable("raft", e))? {
                 return Ok(None);
             }
             let keys = parts.store.send(Stats).await??.keys;
@@ -212,12 +182,7 @@ impl Handler<ResetForJoin> for RaftActor {
                 )));
             }
             let metrics = raft.metrics().borrow().clone();
-            let others = metrics
-                .membership_config
-                .membership()
-                .nodes()
-                .filter(|(id, _)| **id != parts.id)
-                .count();
+            let others = metrics.membership_config.membership().nodes().filter(|(id, _)| **id != parts.id).count();
             if others > 0 {
                 return Err(CeteError::Conflict(format!(
                     "{} already belongs to a cluster of {} nodes; remove it from that cluster first",
@@ -226,32 +191,21 @@ impl Handler<ResetForJoin> for RaftActor {
                 )));
             }
             log::info!("giving up this node's one-node cluster state to join another cluster");
-            raft.shutdown()
-                .await
-                .map_err(|e| CeteError::internal("raft shutdown", e))?;
-            parts
-                .log_store
-                .wipe()
-                .await
-                .map_err(|e| CeteError::internal("wipe raft log", e))?;
-            let empty = ReplaceState {
-                pairs: Vec::new(),
-                last_applied: None,
-                last_membership: StoredMembership::default(),
-            };
+            raft.shutdown().await.map_err(|e| CeteError::internal("raft shutdown", e))?;
+            parts.log_store.wipe().await.map_err(|e| CeteError::internal("wipe raft log", e))?;
+            let empty =
+                ReplaceState { pairs: Vec::new(), last_applied: None, last_membership: StoredMembership::default() };
             parts.store.send(empty).await??;
             crate::state_machine::remove_snapshots(&parts.snapshot_dir)
                 .map_err(|e| CeteError::internal("remove snapshots", e))?;
             Ok(Some(parts.build().await?))
         };
-        AtomicResponse::new(Box::pin(reset.into_actor(self).map(
-            |result, actor, ctx| {
-                if let Some(raft) = result? {
-                    actor.raft = raft;
-                    actor.feed_metrics(ctx);
-                }
-                Ok(())
-            },
-        )))
+        AtomicResponse::new(Box::pin(reset.into_actor(self).map(|result, actor, ctx| {
+            if let Some(raft) = result? {
+                actor.raft = raft;
+                actor.feed_metrics(ctx);
+            }
+            Ok(())
+        })))
     }
 }

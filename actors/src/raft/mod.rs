@@ -48,15 +48,9 @@ impl RaftParts {
     pub async fn build(&self) -> CeteResult<Raft> {
         let state_machine = StateMachine::new(self.store.clone(), self.snapshot_dir.clone())
             .map_err(|e| CeteError::internal("snapshot directory", e))?;
-        Raft::new(
-            self.id,
-            self.config.clone(),
-            self.network.clone(),
-            self.log_store.clone(),
-            state_machine,
-        )
-        .await
-        .map_err(|e| CeteError::internal("cannot start raft", e))
+        Raft::new(self.id, self.config.clone(), self.network.clone(), self.log_store.clone(), state_machine)
+            .await
+            .map_err(|e| CeteError::internal("cannot start raft", e))
     }
 }
 
@@ -69,12 +63,7 @@ pub struct RaftActor {
 
 impl RaftActor {
     pub fn new(raft: Raft, parts: RaftParts, cluster: Addr<ClusterActor>) -> Self {
-        RaftActor {
-            raft,
-            parts,
-            cluster,
-            metrics_feed: None,
-        }
+        RaftActor { raft, parts, cluster, metrics_feed: None }
     }
 
     /// Feeds this Raft instance's metrics to the ClusterActor (replacing an older feed).
@@ -118,21 +107,13 @@ impl From<CeteError> for WriteRejection {
     }
 }
 
-fn from_client_write_error(
-    err: RaftError<NodeId, ClientWriteError<NodeId, Member>>,
-) -> WriteRejection {
+fn from_client_write_error(err: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> WriteRejection {
     match err {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            WriteRejection::NotLeader {
-                leader: forward.leader_node,
-            }
+            WriteRejection::NotLeader { leader: forward.leader_node }
         }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            WriteRejection::Failed(membership_error(e))
-        }
-        RaftError::Fatal(fatal) => {
-            WriteRejection::Failed(CeteError::unavailable("raft has stopped", fatal))
-        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => WriteRejection::Failed(membership_error(e)),
+        RaftError::Fatal(fatal) => WriteRejection::Failed(CeteError::unavailable("raft has stopped", fatal)),
     }
 }
 
@@ -157,10 +138,7 @@ impl Handler<TakeSnapshot> for RaftActor {
         let raft = self.raft.clone();
         Box::pin(async move {
             let applied = raft.metrics().borrow().last_applied;
-            raft.trigger()
-                .snapshot()
-                .await
-                .map_err(|e| CeteError::unavailable("raft has stopped", e))?;
+            raft.trigger().snapshot().await.map_err(|e| CeteError::unavailable("raft has stopped", e))?;
             if applied.is_some() {
                 raft.wait(Some(SNAPSHOT_WAIT))
                     .metrics(|m| m.snapshot >= applied, "snapshot built")

@@ -7,8 +7,8 @@ use super::RaftActor;
 use crate::command::NodeId;
 use openraft::error::InstallSnapshotError;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 
 use crate::command::TypeConfig;
@@ -40,15 +40,11 @@ impl Handler<DeliverVote> for RaftActor {
 }
 
 #[derive(Message)]
-#[rtype(
-    result = "Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>"
-)]
+#[rtype(result = "Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>")]
 pub struct DeliverSnapshotChunk(pub InstallSnapshotRequest<TypeConfig>);
 
 impl Handler<DeliverSnapshotChunk> for RaftActor {
-    type Result = ResponseFuture<
-        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
-    >;
+    type Result = ResponseFuture<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>>;
 
     fn handle(&mut self, msg: DeliverSnapshotChunk, _: &mut Self::Context) -> Self::Result {
         let raft = self.raft.clone();
