@@ -2,26 +2,24 @@
 //! which owns the data. Snapshots are files under `<data>/snapshots/`, written from a redb
 //! read view on a blocking thread (applies go on meanwhile) and streamed from disk.
 //!
-//! Snapshot file: `CETESNAP1`, then `[u32 LE key length][key][u32 LE record length][record]`
-//! per key, in key order. `current.meta` names the current data file and its Raft metadata;
-//! it is replaced by rename, so a crash leaves either the old snapshot or the new one.
+//! `current.meta` names the current data file (see [`crate::snapshot_file`]) and its Raft
+//! metadata; it is replaced by rename, so a crash leaves either the old snapshot or the new one.
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{AnyError, OptionalSend, StorageIOError};
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
     decode, encode, CommandResponse, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::store::{AppliedState, ApplyEntries, OpenSnapshotView, ReplaceState, SnapshotView, StoreActor, KV};
+use crate::snapshot_file;
+use crate::store::{AppliedState, ApplyEntries, OpenSnapshotView, ReplaceState, StoreActor};
 
-const MAGIC: &[u8] = b"CETESNAP1";
 const CURRENT_META: &str = "current.meta";
 
 /// What `current.meta` records.
@@ -72,7 +70,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let dir = self.dir.clone();
         let data_file = format!("snapshot-{}.data", meta.snapshot_id);
         let path = dir.join(&data_file);
-        let keys = tokio::task::spawn_blocking(move || write_snapshot_file(&path, view))
+        let keys = tokio::task::spawn_blocking(move || snapshot_file::write(&path, view))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
@@ -96,58 +94,6 @@ fn snapshot_id(last: Option<LogId>) -> String {
         Some(id) => format!("{}-{}-{millis}", id.leader_id.term, id.index),
         None => format!("0-0-{millis}"),
     }
-}
-
-/// Writes every pair of the view to `path`, fsyncs it, and returns the key count.
-fn write_snapshot_file(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
-    let file = std::fs::File::create(path)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    out.write_all(MAGIC)?;
-    let table = view.txn.open_table(KV).map_err(std::io::Error::other)?;
-    let mut keys = 0;
-    for item in table.iter().map_err(std::io::Error::other)? {
-        let (key, record) = item.map_err(std::io::Error::other)?;
-        write_frame(&mut out, key.value().as_bytes())?;
-        write_frame(&mut out, record.value())?;
-        keys += 1;
-    }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok(keys)
-}
-
-fn write_frame(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
-    out.write_all(&len.to_le_bytes())?;
-    out.write_all(bytes)
-}
-
-fn read_frame(input: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match input.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
-    input.read_exact(&mut bytes)?;
-    Ok(Some(bytes))
-}
-
-/// Reads every pair of a snapshot file.
-fn read_snapshot_file(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
-    let mut input = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    let mut magic = [0u8; MAGIC.len()];
-    input.read_exact(&mut magic)?;
-    if magic != MAGIC {
-        return Err(std::io::Error::other("not a Cete snapshot file"));
-    }
-    let mut pairs = Vec::new();
-    while let Some(key) = read_frame(&mut input)? {
-        let record = read_frame(&mut input)?.ok_or_else(|| std::io::Error::other("snapshot truncated"))?;
-        pairs.push((String::from_utf8(key).map_err(std::io::Error::other)?, record));
-    }
-    Ok(pairs)
 }
 
 /// Makes `current` the current snapshot (atomic rename), then removes older data files.
@@ -223,15 +169,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data_file = format!("snapshot-{}.data", meta.snapshot_id);
         let path = self.dir.join(&data_file);
         tokio::fs::rename(&received, &path).await.map_err(snap_err)?;
-        let read_path = path.clone();
-        let pairs = tokio::task::spawn_blocking(move || read_snapshot_file(&read_path))
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
-        let keys = pairs.len();
-        let replace =
-            ReplaceState { pairs, last_applied: meta.last_log_id, last_membership: meta.last_membership.clone() };
-        self.store.send(replace).await.map_err(snap_err)?.map_err(snap_err)?;
+        // The store streams the pairs from the file: a large snapshot is never held whole.
+        let replace = ReplaceState {
+            source: Some(path),
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+        };
+        let keys = self.store.send(replace).await.map_err(snap_err)?.map_err(snap_err)?;
         let current = CurrentSnapshot { meta: meta.clone(), data_file };
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || set_current(&dir, &current)).await.map_err(snap_err)?.map_err(snap_err)?;

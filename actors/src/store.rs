@@ -10,7 +10,7 @@
 //! rest from the log. A durable commit is made every second, before every snapshot (the log
 //! is purged only behind a snapshot) and on stop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -294,27 +294,33 @@ impl Handler<OpenSnapshotView> for StoreActor {
     }
 }
 
-/// Replace the whole applied state with a received snapshot's pairs, durably.
+/// Replace the whole applied state with a snapshot's pairs (streamed from the file; none for
+/// an empty state), durably. Answers the key count.
 #[derive(Message)]
-#[rtype(result = "CeteResult<()>")]
+#[rtype(result = "CeteResult<u64>")]
 pub struct ReplaceState {
-    pub pairs: Vec<(String, Vec<u8>)>,
+    pub source: Option<PathBuf>,
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
 }
 
 impl Handler<ReplaceState> for StoreActor {
-    type Result = CeteResult<()>;
+    type Result = CeteResult<u64>;
 
     fn handle(&mut self, msg: ReplaceState, _: &mut Self::Context) -> Self::Result {
         let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("install snapshot: {e}"));
         let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
         txn.set_durability(Durability::Immediate).map_err(|e| fail(&e))?;
+        let mut keys = 0;
         {
             let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
             kv.retain(|_, _| false).map_err(|e| fail(&e))?;
-            for (key, record) in &msg.pairs {
-                kv.insert(key.as_str(), record.as_slice()).map_err(|e| fail(&e))?;
+            if let Some(path) = &msg.source {
+                for pair in crate::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))? {
+                    let (key, record) = pair.map_err(|e| fail(&e))?;
+                    kv.insert(key.as_str(), record.as_slice()).map_err(|e| fail(&e))?;
+                    keys += 1;
+                }
             }
             let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
             match &msg.last_applied {
@@ -326,12 +332,12 @@ impl Handler<ReplaceState> for StoreActor {
                     meta.remove(LAST_APPLIED).map_err(|e| fail(&e))?;
                 }
             }
-            meta.insert(LAST_MEMBERSHIP, encode(&msg.last_membership).map_err(|e| fail(&e))?.as_slice())
-                .map_err(|e| fail(&e))?;
+            let membership = encode(&msg.last_membership).map_err(|e| fail(&e))?;
+            meta.insert(LAST_MEMBERSHIP, membership.as_slice()).map_err(|e| fail(&e))?;
         }
         txn.commit().map_err(|e| fail(&e))?;
         self.dirty = false;
-        Ok(())
+        Ok(keys)
     }
 }
 

@@ -193,8 +193,7 @@ impl Handler<ResetForJoin> for RaftActor {
             log::info!("giving up this node's one-node cluster state to join another cluster");
             raft.shutdown().await.map_err(|e| CeteError::internal("raft shutdown", e))?;
             parts.log_store.wipe().await.map_err(|e| CeteError::internal("wipe raft log", e))?;
-            let empty =
-                ReplaceState { pairs: Vec::new(), last_applied: None, last_membership: StoredMembership::default() };
+            let empty = ReplaceState { source: None, last_applied: None, last_membership: StoredMembership::default() };
             parts.store.send(empty).await??;
             crate::state_machine::remove_snapshots(&parts.snapshot_dir)
                 .map_err(|e| CeteError::internal("remove snapshots", e))?;
