@@ -5,29 +5,24 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cete_actors::address::dial_uri;
 use cete_actors::command::Member;
 use cete_actors::node::NodeInfo;
+use cete_actors::tls::ClientTls;
 use cete_proto::kvs::{kvs_client::KvsClient, JoinRequest};
-use tonic::transport::{ClientTlsConfig, Endpoint};
 
 /// How long a starting node keeps trying to join before it gives up.
 const JOIN_DEADLINE: Duration = Duration::from_secs(120);
 
-pub async fn join_cluster(peer: &str, me: &Member, tls: Option<ClientTlsConfig>) -> anyhow::Result<()> {
-    let mut endpoint = Endpoint::from_shared(dial_uri(peer, tls.is_some()))
-        .with_context(|| format!("bad peer address {peer:?}"))?
-        .connect_timeout(Duration::from_secs(3));
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls)?;
-    }
+pub async fn join_cluster(peer: &str, me: &Member, tls: Option<&ClientTls>) -> anyhow::Result<()> {
+    let channel = cete_actors::tls::channel(peer, tls, Duration::from_secs(3))
+        .with_context(|| format!("bad peer address {peer:?}"))?;
     let node = NodeInfo { raft_address: me.raft_address.clone(), metadata: me.metadata.clone(), state: String::new() };
     let request = JoinRequest { id: me.name.clone(), node: Some(node.into()) };
     let deadline = Instant::now() + JOIN_DEADLINE;
     let mut pause = Duration::from_millis(200);
     loop {
         let attempt = async {
-            let mut client = KvsClient::new(endpoint.connect().await?);
+            let mut client = KvsClient::new(channel.clone());
             client.join(request.clone()).await?;
             Ok::<_, anyhow::Error>(())
         };

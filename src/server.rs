@@ -7,7 +7,9 @@ use cete_actors::command::Member;
 use cete_actors::node::Metadata;
 use cete_actors::raft::Bootstrap;
 use cete_actors::system::{start_node, NodeSettings};
+use cete_actors::tls::ClientTls;
 use tokio::sync::watch;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::config::Config;
 
@@ -33,12 +35,13 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         raft_address: config.raft_address.clone(),
         metadata: Metadata { grpc_address: config.grpc_address.clone(), http_address: config.http_address.clone() },
     };
+    let tls = NodeTls::load(&config)?;
     let settings = NodeSettings {
         me: me.clone(),
         data_directory: config.data_directory.clone(),
         snapshot_every: config.snapshot_every,
         max_value_bytes: config.max_value_bytes,
-        peer_tls: None,
+        peer_tls: tls.as_ref().map(|t| t.peers.clone()),
     };
     let node = start_node(settings).await.context("cannot start the node")?;
     log::info!("node {} starting with data in {}", config.id, config.data_directory.display());
@@ -48,11 +51,21 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let raft_server = crate::grpc::serve_raft(raft_listen, node.handles.clone(), None, stopped(stop_rx.clone()))
-        .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
-    let grpc_server = crate::grpc::serve_clients(grpc_listen, node.handles.clone(), None, stopped(stop_rx.clone()))
-        .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_address))?;
-    let http_server = crate::http::serve(http_listen, node.handles.clone(), None)
+    let raft_server = crate::grpc::serve_raft(
+        raft_listen,
+        node.handles.clone(),
+        tls.as_ref().map(|t| t.grpc.clone()),
+        stopped(stop_rx.clone()),
+    )
+    .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
+    let grpc_server = crate::grpc::serve_clients(
+        grpc_listen,
+        node.handles.clone(),
+        tls.as_ref().map(|t| t.grpc.clone()),
+        stopped(stop_rx.clone()),
+    )
+    .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_address))?;
+    let http_server = crate::http::serve(http_listen, node.handles.clone(), tls.as_ref().map(|t| t.http.clone()))
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_address))?;
     let http_handle = http_server.handle();
     let raft_task = tokio::spawn(raft_server);
@@ -64,7 +77,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
             log::info!("resuming the cluster recorded in {}", config.data_directory.display());
         }
         Some(peer) => {
-            crate::join::join_cluster(peer, &me, None).await?;
+            crate::join::join_cluster(peer, &me, tls.as_ref().map(|t| &t.peers)).await?;
             log::info!("joined the cluster through {peer}");
         }
         None => {
@@ -94,6 +107,29 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     node.shutdown().await;
     log::info!("stopped");
     Ok(())
+}
+
+/// TLS for all three listeners and for the node's own connections to its peers, when the
+/// node has a certificate and key.
+struct NodeTls {
+    http: rustls::ServerConfig,
+    grpc: ServerTlsConfig,
+    peers: ClientTls,
+}
+
+impl NodeTls {
+    fn load(config: &Config) -> anyhow::Result<Option<Self>> {
+        let (Some(certificate), Some(key)) = (&config.certificate_file, &config.key_file) else {
+            return Ok(None);
+        };
+        let http = cete_actors::tls::server_config(certificate, key)?;
+        let read =
+            |path: &std::path::Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
+        let grpc = ServerTlsConfig::new().identity(Identity::from_pem(read(certificate)?, read(key)?));
+        // Peers present the same certificate; they are checked against --common-name.
+        let peers = ClientTls::new(certificate, config.common_name.as_deref())?;
+        Ok(Some(NodeTls { http, grpc, peers }))
+    }
 }
 
 async fn wait_for_signal() {

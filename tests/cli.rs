@@ -1,7 +1,11 @@
 //! The README walkthrough through the `cete` client commands, against a real node.
 mod common;
 
-use common::{assert_cli_success, cli, cli_ok, cli_with_stdin, free_port, local, node_json, Node};
+use std::time::Duration;
+
+use common::{
+    assert_cli_success, cli, cli_ok, cli_with_stdin, eventually, free_port, local, node_json, BackgroundCli, Node,
+};
 use serde_json::{json, Value};
 
 fn parse_json(text: &str) -> Value {
@@ -75,6 +79,28 @@ fn scan_prints_one_json_line_per_pair_in_key_order() {
     let lines: Vec<Value> = scanned.lines().map(parse_json).collect();
     let expected = [json!({"key": "user/a", "value": "1"}), json!({"key": "user/b", "value": "2"})];
     assert_eq!(lines, expected, "scan output:\n{scanned}");
+}
+
+#[test]
+fn watch_prints_each_change_as_a_json_line() {
+    let node = Node::start("node1");
+    let grpc = node.addresses.grpc.as_str();
+    let watch = BackgroundCli::spawn(&["watch", "--grpc-address", grpc]);
+    let printed = |kind: &str| {
+        let lines: Vec<Value> = watch.stdout().lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+        lines.into_iter().find(|line| line["type"] == kind)
+    };
+
+    // The watch may not be subscribed yet when the first write lands: write until it shows.
+    let set = eventually("Set line from `cete watch`", Duration::from_secs(10), || {
+        cli_ok(&["set", "watched", "value1", "--grpc-address", grpc]);
+        printed("Set")
+    });
+    assert_eq!(set, json!({"type": "Set", "data": {"key": "watched", "value": "value1"}}));
+
+    cli_ok(&["delete", "watched", "--grpc-address", grpc]);
+    let delete = eventually("Delete line from `cete watch`", Duration::from_secs(10), || printed("Delete"));
+    assert_eq!(delete, json!({"type": "Delete", "data": {"key": "watched"}}), "stderr: {}", watch.stderr());
 }
 
 #[test]

@@ -29,7 +29,7 @@ async fn set(kvs: &mut KvsClient<Channel>, key: &str, value: &'static str) {
 
 async fn get(kvs: &mut KvsClient<Channel>, key: &str) -> Result<Vec<u8>, tonic::Status> {
     let request = GetRequest { key: key.to_string() };
-    Ok(kvs.get(request).await?.into_inner().value)
+    Ok(kvs.get(request).await?.into_inner().value.to_vec())
 }
 
 #[test]
@@ -87,6 +87,34 @@ fn get_of_a_missing_key_is_not_found() {
 }
 
 #[test]
+fn oversized_set_is_refused_and_the_node_keeps_serving() {
+    let node = Node::start_with("node1", &["--max-value-bytes=1024"]);
+    block_on(async {
+        let mut kvs = node.grpc_client().await;
+        let request = SetRequest { key: "big".to_string(), value: Bytes::from(vec![b'x'; 1025]) };
+
+        let refused = kvs.set(request).await.expect_err("Set over --max-value-bytes");
+        assert!(!matches!(refused.code(), Code::Internal | Code::Unknown), "{refused:?}");
+        let missing = get(&mut kvs, "big").await.expect_err("Get of the refused key");
+        assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+        set(&mut kvs, "small", "fits").await;
+    });
+}
+
+#[test]
+fn http_and_grpc_share_one_store() {
+    let node = Node::start("node1");
+    node.put("/v1/data/a%20b", "from http").assert_success();
+
+    block_on(async {
+        let mut kvs = node.grpc_client().await;
+        assert_eq!(get(&mut kvs, "a b").await.expect("Get"), b"from http");
+        set(&mut kvs, "from/grpc", "value").await;
+    });
+    assert_eq!(node.get("/v1/data/from/grpc").text(), "value");
+}
+
+#[test]
 fn scan_returns_values_and_pairs_in_key_order() {
     let node = Node::start("node1");
     block_on(async {
@@ -97,8 +125,11 @@ fn scan_returns_values_and_pairs_in_key_order() {
 
         let request = ScanRequest { prefix: "user/".to_string() };
         let scan = kvs.scan(request).await.expect("Scan").into_inner();
-        assert_eq!(scan.values, [b"1", b"2", b"3"]);
-        let pair = |key: &str, value: &str| KeyValuePair { key: key.to_string(), value: value.as_bytes().to_vec() };
+        assert_eq!(scan.values, [&b"1"[..], b"2", b"3"]);
+        let pair = |key: &str, value: &str| KeyValuePair {
+            key: key.to_string(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        };
         let expected = [pair("user/a", "1"), pair("user/b", "2"), pair("user/c", "3")];
         assert_eq!(scan.pairs, expected);
     });

@@ -95,6 +95,15 @@ fn keys_may_contain_slashes() {
 }
 
 #[test]
+fn empty_value_is_stored_not_missing() {
+    let node = Node::start("node1");
+
+    node.put("/v1/data/empty", "").assert_success();
+    let got = node.get("/v1/data/empty");
+    assert_eq!((got.status, got.body.len()), (200, 0), "{got:?}");
+}
+
+#[test]
 fn missing_key_is_404_and_empty_key_is_400() {
     let node = Node::start("node1");
 

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::tls::ClientTls;
 use actix::prelude::*;
 use openraft::{RaftMetrics, ServerState};
-use tonic::transport::ClientTlsConfig;
 
 use crate::command::{node_id, Member, NodeId};
 use crate::error::{CeteError, CeteResult};
@@ -34,7 +34,7 @@ pub fn state_name(state: ServerState) -> &'static str {
 pub struct ClusterActor {
     me: Member,
     latest: RaftMetrics<NodeId, Member>,
-    tls: Option<ClientTlsConfig>,
+    tls: Option<ClientTls>,
     /// One link per other member, with the record it was opened for.
     links: HashMap<String, (Member, Addr<PeerLinkActor>)>,
     /// Each peer's state as its link last polled it.
@@ -42,7 +42,7 @@ pub struct ClusterActor {
 }
 
 impl ClusterActor {
-    pub fn new(me: Member, tls: Option<ClientTlsConfig>) -> Self {
+    pub fn new(me: Member, tls: Option<ClientTls>) -> Self {
         let latest = RaftMetrics::new_initial(node_id(&me.name));
         ClusterActor { me, latest, tls, links: HashMap::new(), peer_states: HashMap::new() }
     }

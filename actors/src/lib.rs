@@ -26,6 +26,7 @@ pub mod snapshot_file;
 pub mod state_machine;
 pub mod store;
 pub mod system;
+pub mod tls;
 pub mod watch;
 
 pub use error::{CeteError, CeteResult};

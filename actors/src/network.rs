@@ -15,34 +15,27 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
-use crate::address::dial_uri;
 use crate::command::{decode, encode, Member, NodeId, TypeConfig};
+use crate::error::CeteResult;
+use crate::tls::ClientTls;
 
 /// Creates a [`PeerRaftClient`] per peer, sharing the node's TLS settings.
 #[derive(Clone, Default)]
 pub struct Network {
-    tls: Option<ClientTlsConfig>,
+    tls: Option<ClientTls>,
 }
 
 impl Network {
-    pub fn new(tls: Option<ClientTlsConfig>) -> Self {
+    pub fn new(tls: Option<ClientTls>) -> Self {
         Network { tls }
     }
 }
 
-/// Builds a lazily connecting channel to `address` (a peer's raft or gRPC address).
-pub fn peer_channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, tonic::transport::Error> {
-    let mut endpoint = Endpoint::from_shared(dial_uri(address, tls.is_some()))?
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(std::time::Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls.clone())?;
-    }
-    Ok(endpoint.connect_lazy())
+/// A lazily connecting channel to a peer's address; it reconnects by itself.
+pub fn peer_channel(address: &str, tls: Option<&ClientTls>) -> CeteResult<Channel> {
+    crate::tls::channel(address, tls, std::time::Duration::from_secs(2))
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {

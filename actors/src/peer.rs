@@ -9,7 +9,9 @@ use actix::prelude::*;
 use cete_proto::raft::raft_client::RaftClient;
 use cete_proto::raft::RaftPayload;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, ClientTlsConfig};
+use tonic::transport::Channel;
+
+use crate::tls::ClientTls;
 
 use crate::command::{decode, encode, Command, LogId, Member};
 use crate::error::{CeteError, CeteResult};
@@ -60,7 +62,7 @@ pub struct PeerLinkActor {
 }
 
 impl PeerLinkActor {
-    pub fn new(peer: Member, tls: Option<&ClientTlsConfig>, observer: Recipient<PeerState>) -> Self {
+    pub fn new(peer: Member, tls: Option<&ClientTls>, observer: Recipient<PeerState>) -> Self {
         let client = match peer_channel(&peer.raft_address, tls) {
             Ok(channel) => Some(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
             Err(e) => {

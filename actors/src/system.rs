@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::tls::ClientTls;
 use actix::prelude::*;
-use tonic::transport::ClientTlsConfig;
 
 use crate::cluster::ClusterActor;
 use crate::command::{node_id, Member};
@@ -28,7 +28,7 @@ pub struct NodeSettings {
     pub snapshot_every: u64,
     pub max_value_bytes: usize,
     /// TLS for node-to-node connections, when the node runs with a certificate.
-    pub peer_tls: Option<ClientTlsConfig>,
+    pub peer_tls: Option<ClientTls>,
 }
 
 /// A running node's actors, plus the arbiter the StoreActor runs on.

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
+use cete_actors::tls::ClientTls;
 use cete_proto::kvs::kvs_client::KvsClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 
 use super::ClientArgs;
 
@@ -21,65 +22,30 @@ impl ClientArgs {
         self.connect_to(&self.grpc_address).await
     }
 
-    /// Connects to the node at `address` with this command's TLS settings.
+    /// Connects to the node at `address` with this command's TLS settings: with
+    /// `--certificate-file`, the node must present that certificate (or one it issued) for
+    /// `--common-name` (default: localhost for `:port`, else the host dialled).
     pub async fn connect_to(&self, address: &str) -> anyhow::Result<Client> {
-        let tls = self.tls_config(address)?;
-        let uri = cete_actors::address::dial_uri(address, tls.is_some());
-        let mut endpoint = Endpoint::from_shared(uri)
-            .map_err(|err| anyhow!("bad gRPC address {address:?}: {}", error_chain(&err)))?
-            .connect_timeout(CONNECT_TIMEOUT);
-        if let Some(tls) = tls {
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|err| anyhow!("cannot set up TLS for {address}: {}", error_chain(&err)))?;
-        }
-        let channel =
-            endpoint.connect().await.map_err(|err| anyhow!("cannot reach cete at {address}: {}", error_chain(&err)))?;
-        // The node enforces its own value limit; the client takes whatever it is sent.
-        Ok(KvsClient::new(channel).max_decoding_message_size(usize::MAX))
-    }
-
-    /// TLS when `--certificate-file` is given: the node's certificate must chain to it.
-    fn tls_config(&self, address: &str) -> anyhow::Result<Option<ClientTlsConfig>> {
-        let Some(path) = &self.certificate_file else {
-            return Ok(None);
+        let tls = match &self.certificate_file {
+            Some(path) => Some(ClientTls::new(path, self.common_name.as_deref())?),
+            None => None,
         };
-        let pem =
-            std::fs::read(path).map_err(|err| anyhow!("cannot read certificate file {}: {err}", path.display()))?;
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-        // `:9000` dials 127.0.0.1, which certificates rarely name; they do name localhost.
-        // Otherwise tonic checks the host that was dialled.
-        match (&self.common_name, address.starts_with(':')) {
-            (Some(name), _) => tls = tls.domain_name(name.clone()),
-            (None, true) => tls = tls.domain_name("localhost"),
-            (None, false) => {}
-        }
-        Ok(Some(tls))
+        let channel = cete_actors::tls::connect(address, tls.as_ref(), CONNECT_TIMEOUT).await?;
+        // The node enforces its own value limit; the client takes whatever it is sent.
+        Ok(KvsClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
     }
 }
 
 /// A failed call as one line: the node's message, or what the status code means.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    if status.code() == tonic::Code::Unknown && status.message() == "transport error" {
+        return anyhow!("transport error: the node did not speak gRPC; if it runs with TLS, pass --certificate-file");
+    }
     if status.message().is_empty() {
         anyhow!("{}", status.code().description())
     } else {
         anyhow!("{}", status.message())
     }
-}
-
-/// `err` and its causes on one line: tonic's transport errors say little at the top
-/// ("transport error") and the useful part ("Connection refused") underneath.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last().is_none_or(|last| !last.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

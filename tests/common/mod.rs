@@ -263,6 +263,18 @@ impl Drop for Node {
     }
 }
 
+/// Polls `check` until it gives `Some`, failing the test after `timeout`.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no {what} within {timeout:?}");
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
 /// `--raft-address`, `--grpc-address`, `--http-address` and `--data-directory` (under `dir`).
 pub fn address_args(addresses: &Addresses, dir: &Path) -> Vec<String> {
     vec![
@@ -292,11 +304,20 @@ fn hermetic_command() -> Command {
 // HTTP
 
 /// An HTTP answer, read in full.
-#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: Vec<u8>,
+}
+
+/// Shows the body as text, cut short, so a failed assertion stays readable.
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.text();
+        let shown: String = text.chars().take(300).collect();
+        let cut = if shown.len() < text.len() { "..." } else { "" };
+        write!(f, "{} {:?} {shown:?}{cut}", self.status, self.content_type)
+    }
 }
 
 impl Reply {
@@ -323,7 +344,7 @@ impl Reply {
     }
 
     pub fn assert_success(&self) {
-        assert!((200..300).contains(&self.status), "unexpected answer: status {} body {:?}", self.status, self.text());
+        assert!((200..300).contains(&self.status), "unexpected answer: {self:?}");
     }
 }
 
@@ -411,6 +432,44 @@ pub fn assert_cli_success(args: &[&str], output: &Output) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A client command that runs until stopped (`cete watch`); killed when dropped.
+pub struct BackgroundCli {
+    child: Child,
+    dir: TempDir,
+}
+
+impl BackgroundCli {
+    pub fn spawn(args: &[&str]) -> BackgroundCli {
+        let dir = temp_dir();
+        let stdout = File::create(dir.path().join("stdout")).expect("create stdout file");
+        let stderr = File::create(dir.path().join("stderr")).expect("create stderr file");
+        let child = hermetic_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn the cete CLI");
+        BackgroundCli { child, dir }
+    }
+
+    /// What it printed so far.
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+}
+
+impl Drop for BackgroundCli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn run_cli(args: &[&str], input: Option<&[u8]>) -> Output {
