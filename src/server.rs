@@ -13,6 +13,9 @@ use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::config::Config;
 
+/// How long a stopping node waits for calls in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs a node until it is told to stop.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let system = actix_rt::System::with_tokio_rt(|| {
@@ -95,18 +98,26 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     wait_for_signal().await;
     log::info!("shutting down");
     let _ = stop_tx.send(true);
-    http_handle.stop(true).await;
-    for (name, result) in [("raft", raft_task.await), ("gRPC", grpc_task.await)] {
-        match result {
-            Ok(Err(e)) => log::warn!("{name} server: {e:#}"),
-            Err(e) => log::warn!("{name} server task: {e}"),
-            Ok(Ok(())) => {}
-        }
-    }
+    // All three listeners drain at once; in-flight calls get a grace period, and long-lived
+    // ones (watch streams, a join waiting for a catch-up) are cut off after it.
+    tokio::join!(http_handle.stop(true), drain("gRPC", grpc_task), drain("raft", raft_task));
     let _ = http_task.await;
     node.shutdown().await;
     log::info!("stopped");
     Ok(())
+}
+
+async fn drain(name: &str, task: tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let abort = task.abort_handle();
+    match tokio::time::timeout(SHUTDOWN_GRACE, task).await {
+        Ok(Ok(Err(e))) => log::warn!("{name} server: {e:#}"),
+        Ok(Err(e)) if !e.is_cancelled() => log::warn!("{name} server task: {e}"),
+        Err(_) => {
+            log::warn!("{name} server still had calls in flight after {SHUTDOWN_GRACE:?}; closing them");
+            abort.abort();
+        }
+        _ => {}
+    }
 }
 
 /// TLS for all three listeners and for the node's own connections to its peers, when the
