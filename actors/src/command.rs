@@ -18,15 +18,8 @@ pub enum Command {
     Set { key: String, value: Bytes, content_type: Option<String> },
     /// Remove `key`; removing a missing key is not an error.
     Delete { key: String },
-}
-
-impl Command {
-    /// The key this command touches.
-    pub fn key(&self) -> &str {
-        match self {
-            Command::Set { key, .. } | Command::Delete { key } => key,
-        }
-    }
+    /// Several client commands proposed as one log entry (group commit), applied in order.
+    Batch(Vec<Command>),
 }
 
 impl fmt::Display for Command {
@@ -34,6 +27,7 @@ impl fmt::Display for Command {
         match self {
             Command::Set { key, value, .. } => write!(f, "set {key:?} ({} bytes)", value.len()),
             Command::Delete { key } => write!(f, "delete {key:?}"),
+            Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
         }
     }
 }
@@ -46,6 +40,8 @@ pub enum CommandResponse {
     Nothing,
     /// The command was applied.
     Applied,
+    /// One response per command of a batch, in order.
+    Batch(Vec<CommandResponse>),
 }
 
 /// A cluster member as Raft replicates it: its name and addresses travel inside the

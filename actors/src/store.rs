@@ -107,9 +107,7 @@ impl StoreActor {
                 match entry.payload {
                     EntryPayload::Blank => responses.push(CommandResponse::Nothing),
                     EntryPayload::Normal(command) => {
-                        apply_command(&mut kv, &command).map_err(|e| fail(&e))?;
-                        changes.push(Change::from_command(command));
-                        responses.push(CommandResponse::Applied);
+                        responses.push(apply_command(&mut kv, command, &mut changes).map_err(|e| fail(&e))?);
                     }
                     EntryPayload::Membership(membership) => {
                         let before = match previous_membership.take() {
@@ -158,17 +156,29 @@ impl StoreActor {
     }
 }
 
-fn apply_command(kv: &mut redb::Table<&str, &[u8]>, command: &Command) -> Result<(), redb::StorageError> {
+/// Applies one command (a batch in order) and records what changed for watchers.
+fn apply_command(
+    kv: &mut redb::Table<&str, &[u8]>,
+    command: Command,
+    changes: &mut Vec<Change>,
+) -> Result<CommandResponse, redb::StorageError> {
     match command {
         Command::Set { key, value, content_type } => {
-            let record = StoredValue::encode(value, content_type.as_deref());
+            let record = StoredValue::encode(&value, content_type.as_deref());
             kv.insert(key.as_str(), record.as_slice())?;
+            changes.push(Change::Set { key, value });
         }
         Command::Delete { key } => {
             kv.remove(key.as_str())?;
+            changes.push(Change::Delete { key });
+        }
+        Command::Batch(commands) => {
+            let responses =
+                commands.into_iter().map(|c| apply_command(kv, c, changes)).collect::<Result<Vec<_>, _>>()?;
+            return Ok(CommandResponse::Batch(responses));
         }
     }
-    Ok(())
+    Ok(CommandResponse::Applied)
 }
 
 fn read_meta<T: serde::de::DeserializeOwned>(

@@ -11,7 +11,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::command::{Command, StoredMembership};
+use crate::command::StoredMembership;
 use crate::error::CeteError;
 use crate::node::Metadata;
 use crate::store::{StoreActor, Subscribe};
@@ -29,13 +29,6 @@ pub enum Change {
 }
 
 impl Change {
-    pub(crate) fn from_command(command: Command) -> Self {
-        match command {
-            Command::Set { key, value, .. } => Change::Set { key, value },
-            Command::Delete { key } => Change::Delete { key },
-        }
-    }
-
     /// Join and Leave events for the members that differ between two memberships.
     pub(crate) fn membership_diff(before: &StoredMembership, after: &StoredMembership) -> Vec<Change> {
         let old: std::collections::BTreeMap<_, _> = before.nodes().map(|(_, m)| (m.name.clone(), m.clone())).collect();

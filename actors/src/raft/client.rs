@@ -1,10 +1,11 @@
-//! Client traffic through Raft: proposing writes and the read-index barrier of
-//! linearizable reads.
+//! Client traffic through Raft: proposing writes (in batches) and the read-index barrier of
+//! linearizable reads (confirmations shared by the reads waiting for them).
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use openraft::error::{CheckIsLeaderError, RaftError};
+use tokio::sync::oneshot;
 
 use super::{from_client_write_error, RaftActor, WriteRejection};
 use crate::command::{Command, CommandResponse, LogId, Member};
@@ -16,26 +17,132 @@ const APPLY_WAIT: Duration = Duration::from_secs(10);
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// Propose a command through the Raft log; resolves once it is committed and applied here.
+///
+/// Group commit: commands that arrive while earlier proposals are in flight wait in the
+/// actor and go into Raft together as one [`Command::Batch`] entry, so Raft's per-entry work
+/// (log write, replication, apply) is paid once per batch, not once per client.
 #[derive(Message)]
 #[rtype(result = "Result<CommandResponse, WriteRejection>")]
 pub struct ClientWrite(pub Command);
 
+type Reply<T> = oneshot::Sender<Result<T, WriteRejection>>;
+
+/// Writes and read confirmations waiting to enter Raft.
+#[derive(Default)]
+pub(super) struct Pending {
+    writes: Vec<(Command, Reply<CommandResponse>)>,
+    write_bytes: usize,
+    proposals_in_flight: usize,
+    reads: Vec<Reply<Option<LogId>>>,
+    read_check_in_flight: bool,
+}
+
+/// How many batches may be in Raft at once: enough to keep the pipeline busy, few enough
+/// that the commands arriving meanwhile make up the next batch.
+const MAX_PROPOSALS_IN_FLIGHT: usize = 2;
+/// A batch is closed at this many commands or bytes of values.
+const MAX_BATCH_COMMANDS: usize = 4096;
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+fn command_bytes(command: &Command) -> usize {
+    match command {
+        Command::Set { key, value, .. } => key.len() + value.len(),
+        Command::Delete { key } => key.len(),
+        Command::Batch(commands) => commands.iter().map(command_bytes).sum(),
+    }
+}
+
+fn closed<T>(
+    rx: oneshot::Receiver<Result<T, WriteRejection>>,
+) -> impl std::future::Future<Output = Result<T, WriteRejection>> {
+    async move { rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("raft is restarting; retry".into()).into())) }
+}
+
 impl Handler<ClientWrite> for RaftActor {
     type Result = ResponseFuture<Result<CommandResponse, WriteRejection>>;
 
-    fn handle(&mut self, msg: ClientWrite, _: &mut Self::Context) -> Self::Result {
-        let raft = self.raft.clone();
-        Box::pin(async move {
-            match raft.client_write(msg.0).await {
-                Ok(reply) => Ok(reply.data),
-                Err(err) => Err(from_client_write_error(err)),
+    fn handle(&mut self, msg: ClientWrite, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.pending.write_bytes += command_bytes(&msg.0);
+        self.pending.writes.push((msg.0, tx));
+        self.propose(ctx);
+        Box::pin(closed(rx))
+    }
+}
+
+impl RaftActor {
+    /// Proposes the waiting writes as one entry, unless the pipeline is full (then the batch
+    /// keeps growing until a proposal completes).
+    fn propose(&mut self, ctx: &mut Context<Self>) {
+        while !self.pending.writes.is_empty() && self.pending.proposals_in_flight < MAX_PROPOSALS_IN_FLIGHT {
+            let take = self.batch_len();
+            let batch: Vec<_> = self.pending.writes.drain(..take).collect();
+            self.pending.write_bytes = self.pending.writes.iter().map(|(c, _)| command_bytes(c)).sum();
+            self.pending.proposals_in_flight += 1;
+            let raft = self.raft.clone();
+            let proposal = async move {
+                let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let entry =
+                    if commands.len() == 1 { commands.into_iter().next() } else { Some(Command::Batch(commands)) };
+                let result = match entry {
+                    Some(entry) => raft.client_write(entry).await.map(|r| r.data).map_err(from_client_write_error),
+                    None => return,
+                };
+                deliver(replies, result);
+            };
+            ctx.spawn(proposal.into_actor(self).map(|(), actor, ctx| {
+                actor.pending.proposals_in_flight -= 1;
+                actor.propose(ctx);
+            }));
+        }
+    }
+
+    /// How many waiting writes the next batch takes.
+    fn batch_len(&self) -> usize {
+        let mut bytes = 0;
+        let mut count = 0;
+        for (command, _) in self.pending.writes.iter().take(MAX_BATCH_COMMANDS) {
+            bytes += command_bytes(command);
+            count += 1;
+            if bytes >= MAX_BATCH_BYTES {
+                break;
             }
-        })
+        }
+        count.max(1)
+    }
+}
+
+/// Hands each client its own part of a batch's outcome.
+fn deliver(replies: Vec<Reply<CommandResponse>>, result: Result<CommandResponse, WriteRejection>) {
+    match result {
+        Ok(CommandResponse::Batch(responses)) if responses.len() == replies.len() => {
+            for (reply, response) in replies.into_iter().zip(responses) {
+                let _ = reply.send(Ok(response));
+            }
+        }
+        Ok(response) if replies.len() == 1 => {
+            let _ = replies.into_iter().next().map(|reply| reply.send(Ok(response)));
+        }
+        Ok(other) => {
+            let error = CeteError::Internal(format!("a batch of {} got the answer {other:?}", replies.len()));
+            for reply in replies {
+                let _ = reply.send(Err(error.clone().into()));
+            }
+        }
+        Err(rejection) => {
+            for reply in replies {
+                let _ = reply.send(Err(rejection.duplicate()));
+            }
+        }
     }
 }
 
 /// The leader's half of a linearizable read (Raft's ReadIndex): confirm leadership with a
 /// quorum and answer the index every read started now must see applied. Elsewhere: NotLeader.
+///
+/// Reads share confirmations: all reads waiting when a confirmation starts get its answer.
+/// A read that arrives while one is in flight waits for the next: the index of a
+/// confirmation that began before the read arrived could miss writes acknowledged before it.
 #[derive(Message)]
 #[rtype(result = "Result<Option<LogId>, WriteRejection>")]
 pub struct ReadIndex;
@@ -43,18 +150,39 @@ pub struct ReadIndex;
 impl Handler<ReadIndex> for RaftActor {
     type Result = ResponseFuture<Result<Option<LogId>, WriteRejection>>;
 
-    fn handle(&mut self, _: ReadIndex, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: ReadIndex, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.pending.reads.push(tx);
+        self.confirm_reads(ctx);
+        Box::pin(closed(rx))
+    }
+}
+
+impl RaftActor {
+    fn confirm_reads(&mut self, ctx: &mut Context<Self>) {
+        if self.pending.read_check_in_flight || self.pending.reads.is_empty() {
+            return;
+        }
+        self.pending.read_check_in_flight = true;
+        let waiting = std::mem::take(&mut self.pending.reads);
         let raft = self.raft.clone();
-        Box::pin(async move {
-            match raft.get_read_log_id().await {
+        let check = async move {
+            let result = match raft.get_read_log_id().await {
                 Ok((read_log_id, _applied)) => Ok(read_log_id),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                     Err(WriteRejection::NotLeader { leader: f.leader_node })
                 }
                 Err(RaftError::APIError(e)) => Err(CeteError::unavailable("cannot confirm leadership", e).into()),
                 Err(RaftError::Fatal(e)) => Err(CeteError::unavailable("raft has stopped", e).into()),
+            };
+            for reply in waiting {
+                let _ = reply.send(result.as_ref().map(|index| *index).map_err(WriteRejection::duplicate));
             }
-        })
+        };
+        ctx.spawn(check.into_actor(self).map(|(), actor, ctx| {
+            actor.pending.read_check_in_flight = false;
+            actor.confirm_reads(ctx);
+        }));
     }
 }
 

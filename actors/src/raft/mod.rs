@@ -59,11 +59,12 @@ pub struct RaftActor {
     parts: RaftParts,
     cluster: Addr<ClusterActor>,
     metrics_feed: Option<SpawnHandle>,
+    pending: client::Pending,
 }
 
 impl RaftActor {
     pub fn new(raft: Raft, parts: RaftParts, cluster: Addr<ClusterActor>) -> Self {
-        RaftActor { raft, parts, cluster, metrics_feed: None }
+        RaftActor { raft, parts, cluster, metrics_feed: None, pending: client::Pending::default() }
     }
 
     /// Feeds this Raft instance's metrics to the ClusterActor (replacing an older feed).
@@ -99,6 +100,16 @@ impl StreamHandler<RaftMetrics<NodeId, Member>> for RaftActor {
 pub enum WriteRejection {
     Failed(CeteError),
     NotLeader { leader: Option<Member> },
+}
+
+impl WriteRejection {
+    /// The same rejection, for another waiter of a shared outcome.
+    pub fn duplicate(&self) -> Self {
+        match self {
+            WriteRejection::Failed(e) => WriteRejection::Failed(e.clone()),
+            WriteRejection::NotLeader { leader } => WriteRejection::NotLeader { leader: leader.clone() },
+        }
+    }
 }
 
 impl From<CeteError> for WriteRejection {
