@@ -42,3 +42,78 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf $(BIN_DIR)
+
+# ---- Packaging: binary tarballs and the Docker image ----
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+HOST_TARGET := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+DIST_DIR := dist
+PYTHON ?= python3
+DOCKER ?= docker
+DOCKER_IMAGE ?= cete:latest
+# The image the Dockerfile starts FROM; `make docker-build` creates it when it is missing.
+DOCKER_BASE_IMAGE := $(shell sed -n 's/^FROM[[:space:]]\{1,\}\([^[:space:]]\{1,\}\).*/\1/p' Dockerfile | head -n1)
+
+# `make dist` packages for TARGET, a Rust target triple (default: this host). Cete's Go
+# Makefile took GOOS/GOARCH instead; those are accepted too and mapped to the triples below.
+GO_TARGET_linux_amd64 := x86_64-unknown-linux-gnu
+GO_TARGET_linux_arm64 := aarch64-unknown-linux-gnu
+GO_TARGET_linux_386 := i686-unknown-linux-gnu
+GO_TARGET_linux_arm := armv7-unknown-linux-gnueabihf
+GO_TARGET_darwin_amd64 := x86_64-apple-darwin
+GO_TARGET_darwin_arm64 := aarch64-apple-darwin
+GO_TARGET_windows_amd64 := x86_64-pc-windows-msvc
+GO_TARGET_windows_arm64 := aarch64-pc-windows-msvc
+HOST_GOOS := $(if $(findstring -apple-,$(HOST_TARGET)),darwin,$(if $(findstring -windows-,$(HOST_TARGET)),windows,linux))
+HOST_GOARCH := $(if $(filter aarch64-%,$(HOST_TARGET)),arm64,amd64)
+TARGET ?= $(if $(GOOS)$(GOARCH),$(GO_TARGET_$(or $(GOOS),$(HOST_GOOS))_$(or $(GOARCH),$(HOST_GOARCH))),$(HOST_TARGET))
+DIST_NAME := cete-$(VERSION)-$(TARGET)
+DIST_EXE := cete$(if $(findstring -windows-,$(TARGET)),.exe)
+# The host's own build is `make build`'s; any other target builds under target/TRIPLE/.
+DIST_BINARY := $(TARGET_DIR)/$(if $(filter $(HOST_TARGET),$(TARGET)),,$(TARGET)/)release/$(DIST_EXE)
+
+.PHONY: dist docker-build test-docker
+
+# dist/cete-VERSION-TARGET.tar.gz: the binary (debug info stripped), README.md, LICENSE and
+# config/cete.yaml, under one top directory of the same name.
+dist:
+	@test -n "$(TARGET)" || { echo "make dist: no Rust target for GOOS=$(GOOS) GOARCH=$(GOARCH); name one with TARGET=<triple>" >&2; exit 1; }
+	@for f in README.md LICENSE config/cete.yaml; do \
+		test -f $$f || { echo "make dist: $$f is missing; the tarball ships it" >&2; exit 1; }; done
+	@if [ "$(TARGET)" != "$(HOST_TARGET)" ] && ! rustup target list --installed 2>/dev/null | grep -qx '$(TARGET)'; then \
+		echo "make dist: this toolchain cannot build $(TARGET); installed targets: $$(rustup target list --installed 2>/dev/null | tr '\n' ' ')" >&2; \
+		echo "  elsewhere: rustup target add $(TARGET), plus a linker for it (see the README)" >&2; exit 1; fi
+ifeq ($(TARGET),$(HOST_TARGET))
+	$(MAKE) build
+else
+	$(CARGO) build --release --locked --target $(TARGET)
+endif
+	rm -rf $(DIST_DIR)/$(DIST_NAME) $(DIST_DIR)/$(DIST_NAME).tar.gz
+	mkdir -p $(DIST_DIR)/$(DIST_NAME)/config
+	objcopy --strip-debug $(DIST_BINARY) $(DIST_DIR)/$(DIST_NAME)/$(DIST_EXE) 2>/dev/null || cp $(DIST_BINARY) $(DIST_DIR)/$(DIST_NAME)/$(DIST_EXE)
+	cp README.md LICENSE $(DIST_DIR)/$(DIST_NAME)/
+	cp config/cete.yaml $(DIST_DIR)/$(DIST_NAME)/config/
+	tar -C $(DIST_DIR) --owner=0 --group=0 --numeric-owner -czf $(DIST_DIR)/$(DIST_NAME).tar.gz $(DIST_NAME)
+	rm -rf $(DIST_DIR)/$(DIST_NAME)
+	@echo "$(DIST_DIR)/$(DIST_NAME).tar.gz"
+
+# cete:latest from the Dockerfile, with the release binary of this host (stripped of debug
+# info). On a machine that cannot pull images the base image is built first from Debian's
+# packages (docker/base-image.sh: debootstrap, needs root).
+docker-build:
+	docker/base-image.sh $(DOCKER_BASE_IMAGE)
+	$(MAKE) build
+	mkdir -p $(DIST_DIR)/image
+	objcopy --strip-debug $(BINARY) $(DIST_DIR)/image/cete 2>/dev/null || cp $(BINARY) $(DIST_DIR)/image/cete
+	$(DOCKER) build --build-arg CETE_BINARY=$(DIST_DIR)/image/cete -t $(DOCKER_IMAGE) .
+
+# Three containers on a network of their own: writes everywhere, a follower cut off and
+# caught up, the leader partitioned away, a node killed and restarted on its volume.
+test-docker: docker-build
+	$(PYTHON) tests/docker/cluster_test.py --image $(DOCKER_IMAGE)
+
+# Cete against etcd 3.4, 3 nodes each on loopback, the same loads through their HTTP APIs; prints a
+# table (benches/compare.sh; installs etcd-server when missing). BENCH_DURATION=10s by default.
+.PHONY: bench-compare
+bench-compare:
+	bash benches/compare.sh

@@ -8,15 +8,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::tls::ClientTls;
 use actix::prelude::*;
 use openraft::{RaftMetrics, ServerState};
+use tokio::sync::oneshot;
 
 use crate::command::{node_id, Member, NodeId};
 use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
 use crate::node::{ClusterInfo, NodeInfo};
 use crate::peer::{call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState};
+use crate::tls::ClientTls;
 
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -39,12 +40,23 @@ pub struct ClusterActor {
     links: HashMap<String, (Member, Addr<PeerLinkActor>)>,
     /// Each peer's state as its link last polled it.
     peer_states: HashMap<String, String>,
+    /// Reads waiting for a read index from the leader, and whether a request for one is out.
+    waiting_reads: Vec<(Member, oneshot::Sender<CeteResult<ForwardReply>>)>,
+    read_index_in_flight: bool,
 }
 
 impl ClusterActor {
     pub fn new(me: Member, tls: Option<ClientTls>) -> Self {
         let latest = RaftMetrics::new_initial(node_id(&me.name));
-        ClusterActor { me, latest, tls, links: HashMap::new(), peer_states: HashMap::new() }
+        ClusterActor {
+            me,
+            latest,
+            tls,
+            links: HashMap::new(),
+            peer_states: HashMap::new(),
+            waiting_reads: Vec::new(),
+            read_index_in_flight: false,
+        }
     }
 
     fn member_name(&self, id: NodeId) -> Option<String> {
@@ -215,16 +227,56 @@ impl Handler<RouteToLeader> for ClusterActor {
     type Result = ResponseFuture<CeteResult<ForwardReply>>;
 
     fn handle(&mut self, msg: RouteToLeader, ctx: &mut Self::Context) -> Self::Result {
-        let link = match self.links.get(&msg.leader.name) {
-            Some((member, link)) if *member == msg.leader => link.clone(),
-            // A leader this node has not linked yet (its membership is behind): link it now.
+        if matches!(msg.request, Forwarded::ReadIndex) {
+            let (tx, rx) = oneshot::channel();
+            self.waiting_reads.push((msg.leader, tx));
+            self.ask_read_index(ctx);
+            return Box::pin(async move {
+                rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("read index request dropped".into())))
+            });
+        }
+        let link = self.link_to(&msg.leader, ctx);
+        Box::pin(async move { link.send(Forward(msg.request)).await? })
+    }
+}
+
+impl ClusterActor {
+    /// The link to `leader`, opened now if this node has not linked it yet (its membership
+    /// may be behind the leader's).
+    fn link_to(&mut self, leader: &Member, ctx: &mut Context<Self>) -> Addr<PeerLinkActor> {
+        match self.links.get(&leader.name) {
+            Some((member, link)) if member == leader => link.clone(),
             _ => {
-                let link = PeerLinkActor::new(msg.leader.clone(), self.tls.as_ref(), ctx.address().recipient()).start();
-                self.links.insert(msg.leader.name.clone(), (msg.leader.clone(), link.clone()));
+                let link = PeerLinkActor::new(leader.clone(), self.tls.as_ref(), ctx.address().recipient()).start();
+                self.links.insert(leader.name.clone(), (leader.clone(), link.clone()));
                 link
             }
+        }
+    }
+
+    /// One read-index request to the leader serves every read waiting when it is sent; reads
+    /// arriving while it is out wait for the next one (an index asked for before a read
+    /// began could miss writes acknowledged before that read).
+    fn ask_read_index(&mut self, ctx: &mut Context<Self>) {
+        if self.read_index_in_flight || self.waiting_reads.is_empty() {
+            return;
+        }
+        let leader = self.waiting_reads[0].0.clone();
+        let (batch, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.waiting_reads).into_iter().partition(|(l, _)| *l == leader);
+        self.waiting_reads = rest;
+        self.read_index_in_flight = true;
+        let link = self.link_to(&leader, ctx);
+        let ask = async move {
+            let reply = link.send(Forward(Forwarded::ReadIndex)).await.map_err(CeteError::from).and_then(|r| r);
+            for (_, tx) in batch {
+                let _ = tx.send(reply.clone());
+            }
         };
-        Box::pin(async move { link.send(Forward(msg.request)).await? })
+        ctx.spawn(ask.into_actor(self).map(|(), actor, ctx| {
+            actor.read_index_in_flight = false;
+            actor.ask_read_index(ctx);
+        }));
     }
 }
 

@@ -10,6 +10,10 @@
 //! Every mutation (append, truncate, purge, vote) goes through the same queue, so the disk sees
 //! them in openraft's order.
 
+// openraft's storage traits fix the error type (`StorageError`, ~224 bytes); the helpers here
+// return it too, so that every failure reaches openraft unchanged.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;

@@ -11,12 +11,11 @@ use cete_proto::raft::RaftPayload;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
-use crate::tls::ClientTls;
-
 use crate::command::{decode, encode, Command, LogId, Member};
 use crate::error::{CeteError, CeteResult};
 use crate::network::peer_channel;
 use crate::node::NodeInfo;
+use crate::tls::ClientTls;
 
 /// How often a link asks its peer for its state.
 const POLL_EVERY: Duration = Duration::from_secs(1);

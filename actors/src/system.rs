@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::tls::ClientTls;
 use actix::prelude::*;
 
 use crate::cluster::ClusterActor;
@@ -18,6 +17,7 @@ use crate::log_store::LogStore;
 use crate::network::Network;
 use crate::raft::{RaftActor, RaftParts};
 use crate::store::StoreActor;
+use crate::tls::ClientTls;
 
 /// What a node needs to know to start.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 
+mod bench;
 mod cluster;
 mod delete;
 mod dial;
@@ -66,6 +67,8 @@ pub enum Command {
     Metrics(ClientArgs),
     /// Print the version
     Version,
+    /// Put load on a running cluster (or on etcd) and report throughput and latency
+    Bench(bench::BenchArgs),
 }
 
 /// How a client subcommand reaches a node. Flags only: clients read no environment or file.
@@ -108,6 +111,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch::run(args).await,
         Command::Metrics(args) => metrics::run(args).await,
         Command::Version => version::run(),
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -52,10 +52,9 @@ fn command_bytes(command: &Command) -> usize {
     }
 }
 
-fn closed<T>(
-    rx: oneshot::Receiver<Result<T, WriteRejection>>,
-) -> impl std::future::Future<Output = Result<T, WriteRejection>> {
-    async move { rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("raft is restarting; retry".into()).into())) }
+/// The reply of a waiting request, or "retry" when its Raft instance went away.
+async fn closed<T>(rx: oneshot::Receiver<Result<T, WriteRejection>>) -> Result<T, WriteRejection> {
+    rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("raft is restarting; retry".into()).into()))
 }
 
 impl Handler<ClientWrite> for RaftActor {

@@ -1,0 +1,92 @@
+//! HTTP from the tests: one blocking client, and answers read in full.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// An HTTP answer, read in full.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// Shows the body as text, cut short, so a failed assertion stays readable.
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.text();
+        let shown: String = text.chars().take(300).collect();
+        let cut = if shown.len() < text.len() { "..." } else { "" };
+        write!(f, "{} {:?} {shown:?}{cut}", self.status, self.content_type)
+    }
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): status {} {:?}", self.status, self.text()))
+    }
+
+    /// Asserts this is an error of `status` with a JSON body `{"error":"<something>"}`.
+    pub fn assert_error(&self, status: u16) {
+        assert_eq!(self.status, status, "unexpected answer: {self:?}");
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "error Content-Type {:?}, body {:?}",
+            self.content_type,
+            self.text()
+        );
+        let error = &self.json()["error"];
+        assert!(error.as_str().is_some_and(|message| !message.is_empty()), "no \"error\" message in {:?}", self.text());
+    }
+
+    pub fn assert_success(&self) {
+        assert!((200..300).contains(&self.status), "unexpected answer: {self:?}");
+    }
+}
+
+/// One client for the whole test process. Plain HTTP only; proxies in the environment ignored.
+pub(crate) fn client() -> &'static reqwest::blocking::Client {
+    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("build the HTTP client")
+    })
+}
+
+pub fn try_http(
+    method: reqwest::Method,
+    url: &str,
+    body: Vec<u8>,
+    content_type: Option<&str>,
+) -> Result<Reply, reqwest::Error> {
+    let mut request = client().request(method, url).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+    }
+    let response = request.send()?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let body = response.bytes()?.to_vec();
+    Ok(Reply { status, content_type, body })
+}
+
+pub fn http(method: reqwest::Method, url: &str, body: Vec<u8>, content_type: Option<&str>) -> Reply {
+    try_http(method.clone(), url, body, content_type).unwrap_or_else(|e| panic!("{method} {url} failed: {e}"))
+}
+
+/// Whether anything answers HTTP on `address` (`host:port`).
+pub fn answers_http(address: &str) -> bool {
+    let url = format!("http://{address}/v1/liveness_check");
+    try_http(reqwest::Method::GET, &url, Vec::new(), None).is_ok()
+}

@@ -1,0 +1,233 @@
+//! One `cete start` process: spawned on free ports, polled until ready, killed, restarted.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cete_proto::kvs::kvs_client::KvsClient;
+use tempfile::TempDir;
+use tonic::transport::Channel;
+
+use super::http::{client, http, Reply};
+use super::{grpc_client, hermetic_command, temp_dir, Addresses, EXIT_TIMEOUT, POLL_INTERVAL, READY_TIMEOUT};
+
+/// Free ports are released before the node binds them, so another test may grab one first.
+const START_ATTEMPTS: usize = 3;
+
+/// A node as `/v1/node` and `cete node` describe it (the inner object, without `"node"`).
+pub fn node_json(addresses: &Addresses, state: &str) -> serde_json::Value {
+    serde_json::json!({
+        "raft_address": addresses.raft,
+        "metadata": {"grpc_address": addresses.grpc, "http_address": addresses.http},
+        "state": state,
+    })
+}
+
+/// One `cete start` process, its temp dir (data and log) and how it was started.
+pub struct Node {
+    pub addresses: Addresses,
+    dir: TempDir,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// A standalone node `id` on free ports, ready to serve.
+    pub fn start(id: &str) -> Node {
+        Node::start_with(id, &[])
+    }
+
+    /// Like [`Node::start`], with `extra` flags after the standard ones.
+    pub fn start_with(id: &str, extra: &[&str]) -> Node {
+        Node::start_with_env(id, extra, &[])
+    }
+
+    /// Like [`Node::start_with`], with `CETE_*` variables in the environment.
+    pub fn start_with_env(id: &str, extra: &[&str], envs: &[(&str, &str)]) -> Node {
+        let envs: Vec<(String, String)> =
+            envs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        for attempt in 1..=START_ATTEMPTS {
+            let dir = temp_dir();
+            let addresses = Addresses::free();
+            let mut args = vec![format!("--id={id}")];
+            args.extend(address_args(&addresses, dir.path()));
+            args.extend(extra.iter().map(|arg| arg.to_string()));
+            let mut node = Node::spawn(dir, args, envs.clone(), addresses);
+            match node.try_wait_ready() {
+                Ok(()) => return node,
+                Err(_) if attempt < START_ATTEMPTS && node.lost_a_port() => continue,
+                Err(why) => panic!("node {id} did not become ready: {why}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Spawns `cete start ARGS` with `envs` (and no other `CETE_*` variable) without waiting.
+    /// `addresses` is where the test expects it to answer; `dir` holds its log.
+    pub fn spawn(dir: TempDir, args: Vec<String>, envs: Vec<(String, String)>, addresses: Addresses) -> Node {
+        let mut node = Node { addresses, dir, args, envs, child: None };
+        node.launch();
+        node
+    }
+
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "the node is already running");
+        let log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open the node log");
+        let stderr = log.try_clone().expect("clone the node log handle");
+        let mut command = hermetic_command();
+        command
+            .arg("start")
+            .args(&self.args)
+            .envs(self.envs.clone())
+            // No `cete.yaml` from the developer's home directory.
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr);
+        self.child = Some(command.spawn().expect("spawn cete start"));
+    }
+
+    /// Polls `/v1/readiness_check` until it answers 200.
+    pub fn wait_ready(&mut self) {
+        if let Err(why) = self.try_wait_ready() {
+            panic!("node on {} did not become ready: {why}", self.addresses.http);
+        }
+    }
+
+    pub fn try_wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Err(format!("`cete start` exited early with {status}"));
+            }
+            let url = format!("http://{}/v1/readiness_check", self.addresses.http);
+            let probe = client().get(url).timeout(Duration::from_secs(2)).send();
+            if probe.is_ok_and(|reply| reply.status() == 200) {
+                return Ok(());
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+        Err(format!("not ready after {READY_TIMEOUT:?}"))
+    }
+
+    /// The exit status, if the process has exited (it is then no longer tracked).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = child.try_wait().expect("poll the node process")?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Waits for the process to exit by itself and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+        panic!("the node did not exit within {EXIT_TIMEOUT:?}");
+    }
+
+    /// `kill -9`: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the node");
+            child.wait().expect("reap the node");
+        }
+    }
+
+    /// A graceful stop (SIGTERM); returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let child = self.child.as_ref().expect("the node is not running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM the node");
+        self.wait_exit()
+    }
+
+    /// Starts the process again on the same data directory, ports and flags; waits until ready.
+    pub fn restart(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    /// Like [`Node::restart`], with `extra` flags appended from now on.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.args.extend(extra.iter().map(|arg| arg.to_string()));
+        self.restart();
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    /// Everything the process wrote to stdout and stderr so far, across restarts.
+    pub fn log(&self) -> String {
+        fs::read(self.log_path()).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
+    }
+
+    fn lost_a_port(&self) -> bool {
+        self.log().contains("Address already in use")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addresses.http)
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        http(reqwest::Method::GET, &self.url(path), Vec::new(), None)
+    }
+
+    pub fn put(&self, path: &str, body: impl Into<Vec<u8>>) -> Reply {
+        http(reqwest::Method::PUT, &self.url(path), body.into(), None)
+    }
+
+    pub fn put_typed(&self, path: &str, body: impl Into<Vec<u8>>, content_type: &str) -> Reply {
+        let url = self.url(path);
+        http(reqwest::Method::PUT, &url, body.into(), Some(content_type))
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        http(reqwest::Method::DELETE, &self.url(path), Vec::new(), None)
+    }
+
+    pub async fn grpc_client(&self) -> KvsClient<Channel> {
+        grpc_client(&self.addresses.grpc).await
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            // Keep the data and log of a failed test for a closer look.
+            self.dir.disable_cleanup(true);
+            let log = self.log();
+            eprintln!(
+                "\n===== log of the node on {} (kept in {}) =====\n{log}===== end of log =====",
+                self.addresses.http,
+                self.dir.path().display()
+            );
+        }
+        self.kill9();
+    }
+}
+
+/// `--raft-address`, `--grpc-address`, `--http-address` and `--data-directory` (under `dir`).
+pub fn address_args(addresses: &Addresses, dir: &Path) -> Vec<String> {
+    vec![
+        format!("--raft-address={}", addresses.raft),
+        format!("--grpc-address={}", addresses.grpc),
+        format!("--http-address={}", addresses.http),
+        format!("--data-directory={}", dir.join("data").display()),
+    ]
+}
