@@ -15,6 +15,8 @@ use crate::raft::{
 
 /// How many times a request follows the leader before giving up.
 const MAX_HOPS: usize = 3;
+/// How long a join waits for the new node to catch up before it is made a voter.
+const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(50);
 
 /// Serves `request` on the leader, wherever it is.
 pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<ForwardReply> {
@@ -80,7 +82,13 @@ async fn join(handles: &NodeHandles, member: &Member) -> Result<ForwardReply, Wr
         JoinPlan::Promote => handles.raft.send(PromoteMember(member.clone())).await.map_err(CeteError::from)??,
         JoinPlan::Add => {
             handles.cluster.send(PrepareJoiner(member.clone())).await.map_err(CeteError::from)??;
-            handles.raft.send(AddMember(member.clone())).await.map_err(CeteError::from)??;
+            let added = tokio::time::timeout(CATCH_UP_TIMEOUT, handles.raft.send(AddMember(member.clone())));
+            added.await.map_err(|_| {
+                CeteError::Unavailable(format!(
+                    "{} did not catch up within {CATCH_UP_TIMEOUT:?}; it stays a learner until it does                      (repeat the join to make it a voter)",
+                    member.name
+                ))
+            })?.map_err(CeteError::from)??;
             log::info!("{} joined the cluster at {}", member.name, member.raft_address);
         }
     }
