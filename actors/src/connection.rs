@@ -4,6 +4,7 @@
 //! consistency, routing to Raft or the store — happens here.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -74,8 +75,21 @@ fn check_key(key: &str) -> CeteResult<()> {
     Ok(())
 }
 
+/// How long a client write may wait to be committed. A leader cut off from its quorum
+/// never commits; past this the client is told the outcome is unknown instead of hanging.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a linearizable read may wait for the leader's confirmation and the apply.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn write(handles: NodeHandles, command: Command) -> CeteResult<()> {
-    done(on_leader(&handles, Forwarded::Write(command)).await?)
+    let routed = tokio::time::timeout(WRITE_TIMEOUT, on_leader(&handles, Forwarded::Write(command)));
+    let reply = routed.await.map_err(|_| {
+        CeteError::Unavailable(format!(
+            "the write was not committed within {WRITE_TIMEOUT:?} (no quorum reachable?); it may or may not \
+             take effect"
+        ))
+    })?;
+    done(reply?)
 }
 
 /// Linearizable: ask the leader for its read index (confirming its leadership with a quorum),
@@ -84,11 +98,19 @@ async fn read_barrier(handles: &NodeHandles, consistency: Consistency) -> CeteRe
     if consistency == Consistency::Serializable {
         return Ok(());
     }
-    match on_leader(handles, Forwarded::ReadIndex).await? {
-        ForwardReply::ReadIndex(index) => handles.raft.send(AwaitApplied(index)).await?,
-        ForwardReply::Failed(e) => Err(e),
-        other => Err(CeteError::Internal(format!("unexpected answer to a read index: {other:?}"))),
-    }
+    let barrier = async {
+        match on_leader(handles, Forwarded::ReadIndex).await? {
+            ForwardReply::ReadIndex(index) => handles.raft.send(AwaitApplied(index)).await?,
+            ForwardReply::Failed(e) => Err(e),
+            other => Err(CeteError::Internal(format!("unexpected answer to a read index: {other:?}"))),
+        }
+    };
+    tokio::time::timeout(READ_TIMEOUT, barrier).await.map_err(|_| {
+        CeteError::Unavailable(format!(
+            "no leader confirmed this read within {READ_TIMEOUT:?}; the cluster may have lost its quorum \
+             (a serializable read answers from this node's own state)"
+        ))
+    })?
 }
 
 /// Read one key; `NotFound` when it is missing.

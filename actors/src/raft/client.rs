@@ -171,7 +171,10 @@ impl RaftActor {
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                     Err(WriteRejection::NotLeader { leader: f.leader_node })
                 }
-                Err(RaftError::APIError(e)) => Err(CeteError::unavailable("cannot confirm leadership", e).into()),
+                Err(RaftError::APIError(_)) => Err(CeteError::Unavailable(
+                    "the leader cannot reach a quorum to confirm a linearizable read".into(),
+                )
+                .into()),
                 Err(RaftError::Fatal(e)) => Err(CeteError::unavailable("raft has stopped", e).into()),
             };
             for reply in waiting {
