@@ -133,9 +133,18 @@ impl Handler<PeerState> for ClusterActor {
     type Result = ();
 
     fn handle(&mut self, msg: PeerState, _: &mut Self::Context) {
-        if self.links.contains_key(&msg.name) {
-            self.peer_states.insert(msg.name, msg.state);
+        if !self.links.contains_key(&msg.name) {
+            return;
         }
+        // One line per change of reachability, not one per failed heartbeat.
+        let was_down = self.peer_states.get(&msg.name).map(|s| s == "Shutdown");
+        let is_down = msg.state == "Shutdown";
+        match (was_down, is_down) {
+            (Some(false) | None, true) => log::warn!("peer {} is unreachable", msg.name),
+            (Some(true), false) => log::info!("peer {} is reachable again ({})", msg.name, msg.state),
+            _ => {}
+        }
+        self.peer_states.insert(msg.name, msg.state);
     }
 }
 

@@ -40,7 +40,12 @@ pub struct RunningNode {
 impl RunningNode {
     /// Stops Raft first (no more applies), then the store (which makes its state durable).
     pub async fn shutdown(self) {
-        let _ = self.handles.raft.send(crate::raft::Shutdown).await;
+        // Raft's shutdown waits for its replication tasks; a peer that is down must not hold
+        // the node up for long.
+        let raft_stopped = self.handles.raft.send(crate::raft::Shutdown);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), raft_stopped).await.is_err() {
+            log::warn!("raft did not stop within 5 s; stopping the store anyway");
+        }
         self.store_arbiter.stop();
         let _ = self.store_arbiter.join();
     }
