@@ -69,7 +69,7 @@ HOST_GOARCH := $(if $(filter aarch64-%,$(HOST_TARGET)),arm64,amd64)
 TARGET ?= $(if $(GOOS)$(GOARCH),$(GO_TARGET_$(or $(GOOS),$(HOST_GOOS))_$(or $(GOARCH),$(HOST_GOARCH))),$(HOST_TARGET))
 DIST_NAME := cete-$(VERSION)-$(TARGET)
 DIST_EXE := cete$(if $(findstring -windows-,$(TARGET)),.exe)
-# The host's own build is `make build`'s; any other target builds under target/TRIPLE/.
+# The host's own build is the one `make build` copies; any other target builds under target/TRIPLE/.
 DIST_BINARY := $(TARGET_DIR)/$(if $(filter $(HOST_TARGET),$(TARGET)),,$(TARGET)/)release/$(DIST_EXE)
 
 .PHONY: dist docker-build test-docker
@@ -84,7 +84,7 @@ dist:
 		echo "make dist: this toolchain cannot build $(TARGET); installed targets: $$(rustup target list --installed 2>/dev/null | tr '\n' ' ')" >&2; \
 		echo "  elsewhere: rustup target add $(TARGET), plus a linker for it (see the README)" >&2; exit 1; fi
 ifeq ($(TARGET),$(HOST_TARGET))
-	$(MAKE) build
+	$(CARGO) build --release --locked
 else
 	$(CARGO) build --release --locked --target $(TARGET)
 endif
@@ -97,15 +97,16 @@ endif
 	rm -rf $(DIST_DIR)/$(DIST_NAME)
 	@echo "$(DIST_DIR)/$(DIST_NAME).tar.gz"
 
-# cete:latest from the Dockerfile, with the release binary of this host (stripped of debug
-# info). On a machine that cannot pull images the base image is built first from Debian's
-# packages (docker/base-image.sh: debootstrap, needs root).
+# cete:latest from the Dockerfile, with the release binary of this host stripped of debug
+# info; the build context is that one file. On a machine that cannot pull images the base
+# image is built first from Debian's packages (docker/base-image.sh: debootstrap, needs root).
 docker-build:
 	docker/base-image.sh $(DOCKER_BASE_IMAGE)
-	$(MAKE) build
+	$(CARGO) build --release --locked
+	rm -rf $(DIST_DIR)/image
 	mkdir -p $(DIST_DIR)/image
-	objcopy --strip-debug $(BINARY) $(DIST_DIR)/image/cete 2>/dev/null || cp $(BINARY) $(DIST_DIR)/image/cete
-	$(DOCKER) build --build-arg CETE_BINARY=$(DIST_DIR)/image/cete -t $(DOCKER_IMAGE) .
+	objcopy --strip-debug $(TARGET_DIR)/release/cete $(DIST_DIR)/image/cete 2>/dev/null || cp $(TARGET_DIR)/release/cete $(DIST_DIR)/image/cete
+	$(DOCKER) build --file Dockerfile --build-arg CETE_BINARY=cete --tag $(DOCKER_IMAGE) $(DIST_DIR)/image
 
 # Three containers on a network of their own: writes everywhere, a follower cut off and
 # caught up, the leader partitioned away, a node killed and restarted on its volume.

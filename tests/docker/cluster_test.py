@@ -16,11 +16,15 @@ commands (`cete start --peer-grpc-address`, every address by container name), th
    acknowledged write back.
 
 At the end every acknowledged write is on every node (serializable reads, which each node
-answers from its own state), and nothing else is, but for the writes sent to the cut-off leader:
-their clients gave up on them, so they may still take effect once the partition heals (a node
-that steps down hands its pending writes to the new leader), but then on every node alike. Each wait polls against a deadline. On a
-failure the nodes' logs are printed, and the containers, network and volumes are removed
-whatever happens. Exits non-zero on failure; the last line counts passed and failed steps.
+answers from its own state), and nothing else is, but for the writes sent to the cut-off
+leader: their clients gave up on them, so they may still take effect once the partition heals
+(a node that steps down hands its pending writes to the new leader), but then on every node
+alike. Each wait polls against a deadline. On a failure the nodes' logs are printed; the
+containers, network and volumes are removed whatever happens. Exits non-zero on failure; the
+last line counts the steps passed and failed.
+
+The nodes are reached from this host at their addresses on the test network (no published
+ports): a node's address is fixed (`--ip`), so it is the same after a reconnect or a restart.
 
 Usage: tests/docker/cluster_test.py [--image cete:latest]
 Needs: a Docker engine on this host, and root (nsenter + iptables) to partition a node.
@@ -42,7 +46,7 @@ READY = 60
 ELECTION = 30
 CONVERGE = 30
 # A write that gets no answer in this long is not acknowledged.
-WRITE_TIMEOUT = 5
+WRITE_TIMEOUT = 3
 
 
 class Scenario:
@@ -186,6 +190,14 @@ class Scenario:
             if getattr(answer, "status", None) == 200:
                 raise SafetyViolation(f"{old}, cut off from the majority, acknowledged PUT {key}")
             self.say(f"write to the old leader not acknowledged, as it must not be: {answer}")
+        # Nor may it answer a linearizable read from its stale state: majority/0 exists now.
+        try:
+            stale = old.http("GET", "/v1/data/majority/0", timeout=WRITE_TIMEOUT)
+        except OSError as e:
+            stale = f"no answer ({e})"
+        if getattr(stale, "status", None) in (200, 404):
+            raise SafetyViolation(f"{old}, cut off, answered a linearizable read of majority/0: {stale}")
+        self.say(f"linearizable read on the old leader refused, as it must be: {stale}")
         for node in self.nodes:
             applied = [key for key in keys if node.local_get(key) is not None]
             if applied:
