@@ -264,7 +264,8 @@ print_table() {
         "$(awk '{ printf "%s%s ms overwriting, %s ms appending", (NR > 1 ? "; " : ""), $2, $1 }' "$RESULTS/fsync.txt")" \
         "(target uses the mean overwriting figure, $fsync_ms ms)"
     echo "loads: $DURATION each over HTTP, 128-byte values, writes and reads spread over the 3 nodes," \
-        "the 1-client load sent to the leader; $(nproc) cores, load average before: $LOAD_BEFORE"
+        "the 1-client load sent to the leader"
+    echo "$(nproc) cores; load average before: $LOAD_BEFORE, after: $LOAD_AFTER (other work on the machine skews all of this)"
 }
 
 main() {
@@ -282,10 +283,11 @@ main() {
     LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
     log "timing fsync on the data disk"
     measure_fsync
-    log "cete $("$CETE" version 2>/dev/null | head -1) and $(etcd --version | head -1)"
+    log "$("$CETE" version 2>/dev/null | head -1) against etcd $(etcd --version | awk 'NR == 1 { print $3 }')"
     bench_cete
     bench_etcd
     measure_fsync
+    LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
     print_table | tee "$RESULTS/table.txt"
     log "JSON of every load and the table are in $RESULTS"
 }

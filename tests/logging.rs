@@ -89,7 +89,9 @@ fn a_busy_node_rotates_compresses_and_caps_its_log_backups() {
     eventually("three log rotations", TRAFFIC_TIMEOUT, || {
         put_keys(&node, next_key..next_key + 20);
         next_key += 20;
-        seen.extend(backup_names(logs.path()).into_iter().map(|name| name.trim_end_matches(".gz").to_owned()));
+        // A backup is plain, then `.gz.tmp` beside it while the compressor works, then `.gz`.
+        let backups = backup_names(logs.path()).into_iter();
+        seen.extend(backups.map(|name| name.trim_end_matches(".tmp").trim_end_matches(".gz").to_owned()));
         (seen.len() >= 3).then_some(())
     });
 
@@ -114,7 +116,8 @@ fn a_busy_node_rotates_compresses_and_caps_its_log_backups() {
 
 /// The backups in `dir` (name and text), once they are all gzipped, whole and at most
 /// `max_backups`. An idle DEBUG node still logs (about 30 KB/s), so a rotation may be under
-/// way: for a moment a backup too many, or one not yet compressed. Retries past those.
+/// way, and backups are compressed in the background: for a moment a backup too many, or one
+/// not yet compressed (plain, with a `.gz.tmp` beside it). Retries past those.
 fn settled_backups(dir: &Path, max_backups: usize) -> Vec<(String, String)> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {

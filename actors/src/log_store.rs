@@ -169,7 +169,11 @@ fn run_writer(shared: Arc<Shared>, rx: mpsc::Receiver<WriteOp>) {
 
 fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    // The committed index is only a hint for the next start (losing it means re-applying a
+    // little more), so a batch of nothing else is not worth a flush: it becomes durable with
+    // the next append or vote.
+    let only_hints = batch.iter().all(|op| matches!(op, WriteOp::SaveCommitted { .. }));
+    txn.set_durability(if only_hints { Durability::None } else { Durability::Immediate })?;
     {
         let mut log = txn.open_table(LOG)?;
         let mut meta = txn.open_table(META)?;

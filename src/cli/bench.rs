@@ -10,6 +10,7 @@
 //! The CLI runs on a single-threaded runtime; the load runs on a multi-threaded one of its own
 //! (`--threads`, default: every core), so the generator is not the first thing to saturate.
 
+mod driver;
 mod http;
 mod progress;
 mod report;
@@ -17,26 +18,25 @@ mod target;
 mod workload;
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 
 use self::http::BaseUrl;
-use self::progress::Progress;
-use self::report::{Setup, Summary, Tally};
-use self::target::{Connection, Consistency, Endpoint, Protocol, System, Value};
-use self::workload::{value_of_size, KeySpace, Mix, Op, OpSource, Workload};
+use self::report::Setup;
+use self::target::{Consistency, Endpoint, Protocol, System, Value};
+use self::workload::{value_of_size, KeySpace, Mix, Workload};
 use super::{emit, ClientArgs};
 
-/// A client whose request failed waits this long before the next, so that a node that is down
-/// is not hammered with connection attempts.
-const ERROR_PAUSE: Duration = Duration::from_millis(10);
-/// Attempts per key while preloading before the run is given up.
-const PRELOAD_ATTEMPTS: usize = 3;
-
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+--grpc-address and --http-address take comma-separated lists; client i uses endpoint i mod N.
+
+Examples:
+  cete bench put --grpc-address :9000,:9001,:9002 --clients 64 --duration 15s
+  cete bench get --protocol http --http-address :8000 --consistency serializable --json
+  cete bench mixed --target etcd --http-address http://127.0.0.1:2379 --read-ratio 0.8")]
 pub struct BenchArgs {
     /// The load: put, get (over --keys preloaded keys) or mixed (--read-ratio reads)
     #[arg(value_enum)]
@@ -106,7 +106,6 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// gRPC endpoints: --grpc-address takes a comma-separated list here
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -117,11 +116,13 @@ struct Plan {
     endpoints: Vec<Endpoint>,
     client: ClientArgs,
     mix: Mix,
+    /// Whether to write the `mix.keys` keys before the clock starts.
     preload: bool,
     consistency: Consistency,
     value: Value,
     duration: Option<Duration>,
     total: Option<u64>,
+    /// Per request.
     timeout: Duration,
 }
 
@@ -243,7 +244,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build();
             let summary = match runtime {
-                Ok(runtime) => runtime.block_on(bench(plan)),
+                Ok(runtime) => runtime.block_on(driver::bench(plan)),
                 Err(err) => Err(anyhow!("cannot start the load generator's runtime: {err}")),
             };
             let _ = done.send(summary);
@@ -256,148 +257,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     emit(output.as_bytes())?;
     Ok(if summary.requests == 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
-async fn bench(plan: Arc<Plan>) -> anyhow::Result<Summary> {
-    let mut connections = connect_all(&plan).await?;
-    if plan.preload {
-        connections = preload(&plan, connections).await?;
-    }
-    let counters = Arc::new(Counters::new(&plan));
-    let progress = Progress::run(plan.duration, plan.total, counters.done_handle());
-    let started = Instant::now();
-    let clients: Vec<_> = connections
-        .into_iter()
-        .enumerate()
-        .map(|(client, connection)| tokio::spawn(drive(plan.clone(), client, connection, counters.clone())))
-        .collect();
-    let mut tally = Tally::default();
-    for client in clients {
-        tally.merge(client.await.context("a bench client failed")?);
-    }
-    let elapsed = started.elapsed();
-    progress.finish();
-    Ok(Summary::new(plan.setup.clone(), tally, elapsed))
-}
-
-/// One connection per client, client `i` to endpoint `i % endpoints`, all dialled at once.
-async fn connect_all(plan: &Plan) -> anyhow::Result<Vec<Connection>> {
-    let opening = (0..plan.setup.clients).map(|client| {
-        let endpoint = &plan.endpoints[client % plan.endpoints.len()];
-        async move {
-            Connection::open(endpoint, &plan.client, plan.timeout)
-                .await
-                .map_err(|message| anyhow!("cannot connect to {endpoint}: {message}"))
-        }
-    });
-    futures::future::try_join_all(opening).await
-}
-
-/// Writes keys `0..keys` (not measured), spread over the clients; hands the connections back.
-async fn preload(plan: &Arc<Plan>, connections: Vec<Connection>) -> anyhow::Result<Vec<Connection>> {
-    let written = Arc::new(AtomicU64::new(0));
-    let progress = Progress::preloading(plan.mix.keys, written.clone());
-    let clients = connections.len() as u64;
-    let writers: Vec<_> = connections
-        .into_iter()
-        .enumerate()
-        .map(|(client, mut connection)| {
-            let (plan, written) = (plan.clone(), written.clone());
-            tokio::spawn(async move {
-                for index in (client as u64..plan.mix.keys).step_by(clients as usize) {
-                    put_with_retries(&plan, &mut connection, index).await?;
-                    written.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok::<_, anyhow::Error>(connection)
-            })
-        })
-        .collect();
-    let mut preloaded = Vec::with_capacity(writers.len());
-    for writer in writers {
-        preloaded.push(writer.await.context("a preloading client failed")??);
-    }
-    progress.finish();
-    Ok(preloaded)
-}
-
-async fn put_with_retries(plan: &Plan, connection: &mut Connection, index: u64) -> anyhow::Result<()> {
-    let key = plan.mix.key_name(index);
-    let mut last_error = String::new();
-    for _ in 0..PRELOAD_ATTEMPTS {
-        match request(plan, connection, Op::Put(index)).await {
-            Ok(()) => return Ok(()),
-            Err(message) => last_error = message,
-        }
-        tokio::time::sleep(ERROR_PAUSE).await;
-    }
-    bail!("cannot preload key {key}: {last_error}")
-}
-
-/// How far the run is, shared by the clients and the progress bar.
-struct Counters {
-    /// Requests started; with `--total`, a client stops when its claim is past the total.
-    started: AtomicU64,
-    /// Requests answered (or failed).
-    done: Arc<AtomicU64>,
-    deadline: Option<Instant>,
-    total: Option<u64>,
-}
-
-impl Counters {
-    fn new(plan: &Plan) -> Counters {
-        Counters {
-            started: AtomicU64::new(0),
-            done: Arc::new(AtomicU64::new(0)),
-            deadline: plan.duration.map(|duration| Instant::now() + duration),
-            total: plan.total,
-        }
-    }
-
-    fn done_handle(&self) -> Arc<AtomicU64> {
-        self.done.clone()
-    }
-
-    /// Whether the caller may send one more request.
-    fn claim(&self) -> bool {
-        if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return false;
-        }
-        self.total.is_none_or(|total| self.started.fetch_add(1, Ordering::Relaxed) < total)
-    }
-}
-
-/// One client: requests back to back until the run is over.
-async fn drive(plan: Arc<Plan>, client: usize, mut connection: Connection, counters: Arc<Counters>) -> Tally {
-    let mut ops = OpSource::new(plan.mix.clone(), client, plan.setup.clients);
-    let mut tally = Tally::default();
-    while counters.claim() {
-        let op = ops.next_op();
-        let begun = Instant::now();
-        let outcome = match tokio::time::timeout(plan.timeout, request(&plan, &mut connection, op)).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                connection.after_abandoned_request();
-                Err(format!("no answer within {:?}", plan.timeout))
-            }
-        };
-        let latency = begun.elapsed();
-        counters.done.fetch_add(1, Ordering::Relaxed);
-        match outcome {
-            Ok(()) => tally.success(latency),
-            Err(message) => {
-                tally.error(message);
-                tokio::time::sleep(ERROR_PAUSE).await;
-            }
-        }
-    }
-    tally
-}
-
-async fn request(plan: &Plan, connection: &mut Connection, op: Op) -> Result<(), String> {
-    match op {
-        Op::Put(index) => connection.put(plan.mix.key_name(index), &plan.value).await,
-        Op::Get(index) => connection.get(plan.mix.key_name(index), plan.consistency).await,
-    }
 }
 
 #[cfg(test)]
