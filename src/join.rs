@@ -30,6 +30,10 @@ pub async fn join_cluster(peer: &str, me: &Member, tls: Option<&ClientTls>) -> a
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        // A certificate the other side refuses (or that this side refuses) stays refused.
+        if format!("{error:#}").contains("certificate") {
+            return Err(error).with_context(|| format!("cannot join the cluster at {peer}: TLS refused"));
+        }
         // A refusal (the node holds data, a name clash) will not change by retrying.
         if let Some(status) = error.downcast_ref::<tonic::Status>() {
             if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) {

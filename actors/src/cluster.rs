@@ -71,6 +71,27 @@ impl ClusterActor {
         }
     }
 
+    /// A peer's state: what it last reported of itself (Shutdown when it did not answer),
+    /// corrected by what this node's Raft knows newer — who leads now — since polls are a
+    /// second apart.
+    fn peer_state<'a>(&'a self, member: &Member) -> &'a str {
+        let id = node_id(&member.name);
+        let polled = self.peer_states.get(&member.name).map(String::as_str);
+        let leads = self.latest.current_leader == Some(id);
+        match polled {
+            Some("Shutdown") => "Shutdown",
+            _ if leads => "Leader",
+            Some("Leader") | None => {
+                if self.latest.membership_config.membership().voter_ids().any(|v| v == id) {
+                    "Follower"
+                } else {
+                    "Learner"
+                }
+            }
+            Some(state) => state,
+        }
+    }
+
     /// Opens links to new members (or members whose addresses changed), closes the rest.
     fn sync_links(&mut self, ctx: &mut Context<Self>) {
         let members: HashMap<String, Member> = self
@@ -176,17 +197,10 @@ impl Handler<DescribeCluster> for ClusterActor {
             let info = if member.name == self.me.name {
                 self.my_info()
             } else {
-                // Not polled yet: say what Raft implies until the first answer arrives.
-                let implied =
-                    if self.latest.membership_config.membership().voter_ids().any(|v| v == node_id(&member.name)) {
-                        "Follower"
-                    } else {
-                        "Learner"
-                    };
                 NodeInfo {
                     raft_address: member.raft_address.clone(),
                     metadata: member.metadata.clone(),
-                    state: self.peer_states.get(&member.name).cloned().unwrap_or_else(|| implied.to_string()),
+                    state: self.peer_state(member).to_string(),
                 }
             };
             cluster.nodes.insert(member.name.clone(), info);
@@ -307,6 +321,7 @@ impl Handler<PrepareJoiner> for ClusterActor {
             match call_peer(Some(client), &msg.0, &Forwarded::PrepareToJoin, PREPARE_TIMEOUT).await? {
                 ForwardReply::Done => Ok(()),
                 ForwardReply::Failed(e) => Err(e),
+                ForwardReply::NotSent(why) => Err(CeteError::Unavailable(format!("cannot reach the new node: {why}"))),
                 other => Err(CeteError::Internal(format!("unexpected answer from {}: {other:?}", msg.0.name))),
             }
         })

@@ -10,7 +10,8 @@ use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::peer::{ForwardReply, Forwarded};
 use crate::raft::{
-    AddMember, AwaitLeader, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember, WriteRejection,
+    AddMember, AwaitLeader, AwaitNewLeader, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember,
+    WriteRejection,
 };
 
 /// How many times a request follows the leader before giving up.
@@ -39,8 +40,18 @@ pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<
             }
             continue;
         }
-        match handles.cluster.send(RouteToLeader { leader, request: request.clone() }).await?? {
+        match handles.cluster.send(RouteToLeader { leader: leader.clone(), request: request.clone() }).await?? {
             ForwardReply::NotLeader(next) => hint = next,
+            ForwardReply::NotSent(why) => {
+                // The leader is down (or cut off); the request never left: wait for the next one.
+                log::debug!("cannot route to the leader ({why}); waiting for a new one");
+                hint = handles.raft.send(AwaitNewLeader { replacing: leader.name }).await?;
+                if hint.is_none() {
+                    return Err(CeteError::Unavailable(format!(
+                        "the leader is unreachable ({why}) and no other was elected"
+                    )));
+                }
+            }
             ForwardReply::Failed(e) => return Err(e),
             reply => return Ok(reply),
         }
@@ -98,8 +109,9 @@ async fn join(handles: &NodeHandles, member: &Member) -> Result<ForwardReply, Wr
 /// Turns a reply into the unit result of a write-like request.
 pub fn done(reply: ForwardReply) -> CeteResult<()> {
     match reply {
+        ForwardReply::Done => Ok(()),
         ForwardReply::Failed(e) => Err(e),
-        _ => Ok(()),
+        other => Err(CeteError::Internal(format!("unexpected answer to a write: {other:?}"))),
     }
 }
 

@@ -49,6 +49,9 @@ pub enum ForwardReply {
     Status(NodeInfo),
     /// The receiver is not the leader (any more); here is who it thinks is.
     NotLeader(Option<Member>),
+    /// The receiver could not be connected to: the request was never sent (so it is safe to
+    /// send it elsewhere). Made locally, never sent over the wire.
+    NotSent(String),
     Failed(CeteError),
 }
 
@@ -84,9 +87,22 @@ pub async fn call_peer(
     let data = encode(request).map_err(|e| CeteError::internal("encode forwarded request", e))?;
     let mut call = tonic::Request::new(RaftPayload { data: data.into() });
     call.set_timeout(timeout);
-    let reply = client.forward(call).await.map_err(|status| {
-        CeteError::Unavailable(format!("cannot reach {} at {}: {}", peer.name, peer.raft_address, status.message()))
-    })?;
+    let reply = match client.forward(call).await {
+        Ok(reply) => reply,
+        // A connection that could not be made carried nothing: the request was not sent.
+        Err(status) if status.code() == tonic::Code::Unavailable && status.message().contains("connect") => {
+            return Ok(ForwardReply::NotSent(format!("{} at {}: {}", peer.name, peer.raft_address, status.message())));
+        }
+        Err(status) => {
+            return Err(CeteError::Unavailable(format!(
+                "lost contact with {} at {} while it handled the request (it may or may not have taken \
+                 effect): {}",
+                peer.name,
+                peer.raft_address,
+                status.message()
+            )))
+        }
+    };
     decode(&reply.into_inner().data).map_err(|e| CeteError::internal("decode forwarded reply", e))
 }
 

@@ -69,7 +69,9 @@ pub struct WatchActor {
 impl WatchActor {
     /// Starts a watcher subscribed to `store`; the receiver is the client's stream.
     pub fn spawn(store: &Addr<StoreActor>, prefix: String) -> mpsc::Receiver<Result<Change, CeteError>> {
-        let (client, stream) = mpsc::channel(WATCH_BUFFER);
+        // One slot more than changes may take: the last one is for the error that tells a
+        // dropped client why.
+        let (client, stream) = mpsc::channel(WATCH_BUFFER + 1);
         let watcher = WatchActor { prefix, client }.start();
         store.do_send(Subscribe(watcher.recipient()));
         stream
@@ -100,6 +102,9 @@ impl Handler<WatchEvent> for WatchActor {
             WatchEvent::Overflowed => return self.drop_slow_client(ctx),
         };
         for change in changes.iter().filter(|c| c.matches(&self.prefix)) {
+            if self.client.capacity() <= 1 {
+                return self.drop_slow_client(ctx);
+            }
             match self.client.try_send(Ok(change.clone())) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => return self.drop_slow_client(ctx),

@@ -20,3 +20,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 pub fn type_url(message: &str) -> String {
     format!("type.googleapis.com/kvs.{message}")
 }
+
+/// gRPC request metadata selecting read consistency: `linearizable` (default) or `serializable`.
+pub const CONSISTENCY_METADATA: &str = "cete-consistency";
+
+/// gRPC request metadata restricting a Watch to keys under a prefix.
+pub const WATCH_PREFIX_METADATA: &str = "cete-watch-prefix";

@@ -38,7 +38,13 @@ impl ClientArgs {
 
 /// A failed call as one line: the node's message, or what the status code means.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    if status.code() == tonic::Code::Unknown && status.message() == "transport error" {
+    let message = status.message();
+    let broken_protocol = ["transport error", "h2 protocol error", "http2 error", "frame with invalid size"]
+        .iter()
+        .any(|sign| message.contains(sign));
+    if matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Unavailable)
+        && broken_protocol
+    {
         return anyhow!("transport error: the node did not speak gRPC; if it runs with TLS, pass --certificate-file");
     }
     if status.message().is_empty() {

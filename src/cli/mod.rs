@@ -62,7 +62,7 @@ pub enum Command {
     /// Make the node take a Raft snapshot now
     Snapshot(ClientArgs),
     /// Stream every change (set, delete, join, leave) as JSON lines
-    Watch(ClientArgs),
+    Watch(watch::WatchArgs),
     /// Print the Prometheus metrics text
     Metrics(ClientArgs),
     /// Print the version

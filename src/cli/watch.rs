@@ -12,10 +12,25 @@ use serde_json::{json, Value};
 
 use super::dial::status_error;
 use super::{emit, ClientArgs};
+use cete_proto::WATCH_PREFIX_METADATA as WATCH_PREFIX_KEY;
 
-pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect().await?;
-    let mut stream = client.watch(()).await.map_err(status_error)?.into_inner();
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// Only changes to keys under this prefix (membership changes are then left out)
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.client.connect().await?;
+    let mut request = tonic::Request::new(());
+    if let Some(prefix) = args.prefix.filter(|p| !p.is_empty()) {
+        let value = prefix.parse().map_err(|_| anyhow!("the prefix {prefix:?} cannot travel as gRPC metadata"))?;
+        request.metadata_mut().insert(WATCH_PREFIX_KEY, value);
+    }
+    let mut stream = client.watch(request).await.map_err(status_error)?.into_inner();
     // Interrupting a watch is how it normally ends. One listener for the whole loop, so an
     // interrupt that arrives while a line is being printed is not missed.
     let interrupted = tokio::signal::ctrl_c();

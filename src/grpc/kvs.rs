@@ -15,10 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::{connection_of, status};
 
-/// Metadata key selecting read consistency: `linearizable` (default) or `serializable`.
-pub const CONSISTENCY_KEY: &str = "cete-consistency";
-/// Metadata key restricting a Watch to keys under a prefix.
-pub const WATCH_PREFIX_KEY: &str = "cete-watch-prefix";
+use cete_proto::{CONSISTENCY_METADATA as CONSISTENCY_KEY, WATCH_PREFIX_METADATA as WATCH_PREFIX_KEY};
 
 pub struct KvsService;
 

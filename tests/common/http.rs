@@ -90,3 +90,76 @@ pub fn answers_http(address: &str) -> bool {
     let url = format!("http://{address}/v1/liveness_check");
     try_http(reqwest::Method::GET, &url, Vec::new(), None).is_ok()
 }
+
+/// Like [`try_http`], giving up after `timeout`: for nodes that may be down or paused.
+pub fn try_http_within(
+    method: reqwest::Method,
+    url: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Reply, reqwest::Error> {
+    let response = client().request(method, url).body(body).timeout(timeout).send()?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let body = response.bytes()?.to_vec();
+    Ok(Reply { status, content_type, body })
+}
+
+/// HTTPS the way Cete's README does it: `curl --cacert CA https://localhost:PORT/...`.
+///
+/// `Err` carries curl's exit code and message when no HTTP answer came back (a refused
+/// certificate is exit code 60).
+pub fn curl(
+    method: &str,
+    url: &str,
+    body: &[u8],
+    cacert: &std::path::Path,
+    timeout: Duration,
+) -> Result<Reply, CurlError> {
+    let dir = super::temp_dir();
+    let body_in = dir.path().join("request");
+    let body_out = dir.path().join("response");
+    std::fs::write(&body_in, body).expect("write the request body");
+    let mut command = std::process::Command::new("curl");
+    command
+        .args(["--silent", "--show-error", "--noproxy", "*", "--request", method])
+        .arg("--cacert")
+        .arg(cacert)
+        .args(["--max-time", &format!("{:.1}", timeout.as_secs_f64())])
+        .args(["--write-out", "%{http_code} %{content_type}"])
+        .arg("--output")
+        .arg(&body_out);
+    if !body.is_empty() {
+        command.arg("--data-binary").arg(format!("@{}", body_in.display()));
+        command.args(["--header", "Content-Type:"]);
+    }
+    // `localhost` is what the certificate names; the nodes listen on 127.0.0.1 only.
+    if let Some(port) = url.strip_prefix("https://localhost:").and_then(|rest| rest.split('/').next()) {
+        command.args(["--resolve", &format!("localhost:{port}:127.0.0.1")]);
+    }
+    let output = command.arg(url).output().expect("run curl");
+    if !output.status.success() {
+        return Err(CurlError {
+            exit_code: output.status.code(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    let written = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, content_type) = written.split_once(' ').unwrap_or((&written, ""));
+    Ok(Reply {
+        status: status.parse().unwrap_or_else(|_| panic!("curl wrote no status: {written:?}")),
+        content_type: content_type.to_string(),
+        body: std::fs::read(&body_out).unwrap_or_default(),
+    })
+}
+
+/// curl could not get an HTTP answer.
+#[derive(Debug)]
+pub struct CurlError {
+    pub exit_code: Option<i32>,
+    pub stderr: String,
+}

@@ -8,9 +8,13 @@
 //! Each test file is its own crate and uses only part of this module (hence the `allow`).
 #![allow(dead_code, unused_imports)]
 
+mod certs;
 mod cli;
+mod cluster;
 mod http;
+mod metrics;
 mod node;
+mod watch;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -22,9 +26,13 @@ use cete_proto::kvs::kvs_client::KvsClient;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
+pub use certs::{CertificateAuthority, Issued, SelfSigned};
 pub use cli::{assert_cli_success, cli, cli_ok, cli_with_stdin, BackgroundCli};
-pub use http::{answers_http, http, try_http, Reply};
+pub use cluster::{cluster_status, node_state, Cluster, FORM_TIMEOUT};
+pub use http::{answers_http, curl, http, try_http, try_http_within, CurlError, Reply};
+pub use metrics::{metric, metric_value};
 pub use node::{address_args, node_json, Node};
+pub use watch::{grpc_watch, is_membership, next_event, unpack, NdjsonWatch, WATCH_PREFIX_KEY};
 
 /// How long a node may take from spawn to `/v1/readiness_check` answering 200.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);

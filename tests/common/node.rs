@@ -10,7 +10,7 @@ use cete_proto::kvs::kvs_client::KvsClient;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
-use super::http::{client, http, Reply};
+use super::http::{client, curl, http, try_http_within, CurlError, Reply};
 use super::{grpc_client, hermetic_command, temp_dir, Addresses, EXIT_TIMEOUT, POLL_INTERVAL, READY_TIMEOUT};
 
 /// Free ports are released before the node binds them, so another test may grab one first.
@@ -32,6 +32,10 @@ pub struct Node {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     child: Option<Child>,
+    /// With TLS on: the CA file HTTPS requests trust (they then go through curl).
+    https_ca: Option<PathBuf>,
+    /// Stopped with SIGSTOP: it would take any request and never answer.
+    paused: bool,
 }
 
 impl Node {
@@ -47,6 +51,16 @@ impl Node {
 
     /// Like [`Node::start_with`], with `CETE_*` variables in the environment.
     pub fn start_with_env(id: &str, extra: &[&str], envs: &[(&str, &str)]) -> Node {
+        Node::start_full(id, extra, envs, None)
+    }
+
+    /// A node serving HTTPS (its TLS flags are in `extra`); the test's HTTPS requests, the
+    /// readiness probe included, trust `ca_file`.
+    pub fn start_https(id: &str, extra: &[&str], ca_file: &Path) -> Node {
+        Node::start_full(id, extra, &[], Some(ca_file))
+    }
+
+    fn start_full(id: &str, extra: &[&str], envs: &[(&str, &str)], https_ca: Option<&Path>) -> Node {
         let envs: Vec<(String, String)> =
             envs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
         for attempt in 1..=START_ATTEMPTS {
@@ -55,7 +69,9 @@ impl Node {
             let mut args = vec![format!("--id={id}")];
             args.extend(address_args(&addresses, dir.path()));
             args.extend(extra.iter().map(|arg| arg.to_string()));
-            let mut node = Node::spawn(dir, args, envs.clone(), addresses);
+            let mut node = Node::unlaunched(dir, args, envs.clone(), addresses);
+            node.https_ca = https_ca.map(Path::to_path_buf);
+            node.launch();
             match node.try_wait_ready() {
                 Ok(()) => return node,
                 Err(_) if attempt < START_ATTEMPTS && node.lost_a_port() => continue,
@@ -68,9 +84,27 @@ impl Node {
     /// Spawns `cete start ARGS` with `envs` (and no other `CETE_*` variable) without waiting.
     /// `addresses` is where the test expects it to answer; `dir` holds its log.
     pub fn spawn(dir: TempDir, args: Vec<String>, envs: Vec<(String, String)>, addresses: Addresses) -> Node {
-        let mut node = Node { addresses, dir, args, envs, child: None };
+        let mut node = Node::unlaunched(dir, args, envs, addresses);
         node.launch();
         node
+    }
+
+    fn unlaunched(dir: TempDir, args: Vec<String>, envs: Vec<(String, String)>, addresses: Addresses) -> Node {
+        Node { addresses, dir, args, envs, child: None, https_ca: None, paused: false }
+    }
+
+    /// The `--id` it was started with (`node1`, the default, when none was given).
+    pub fn id(&self) -> String {
+        let mut args = self.args.iter();
+        while let Some(arg) = args.next() {
+            if let Some(id) = arg.strip_prefix("--id=") {
+                return id.to_string();
+            }
+            if arg == "--id" {
+                return args.next().cloned().unwrap_or_default();
+            }
+        }
+        "node1".to_string()
     }
 
     fn launch(&mut self) {
@@ -103,9 +137,8 @@ impl Node {
             if let Some(status) = self.exited() {
                 return Err(format!("`cete start` exited early with {status}"));
             }
-            let url = format!("http://{}/v1/readiness_check", self.addresses.http);
-            let probe = client().get(url).timeout(Duration::from_secs(2)).send();
-            if probe.is_ok_and(|reply| reply.status() == 200) {
+            let probe = self.try_request("GET", "/v1/readiness_check", Vec::new(), Duration::from_secs(2));
+            if probe.is_ok_and(|reply| reply.status == 200) {
                 return Ok(());
             }
             thread::sleep(POLL_INTERVAL);
@@ -139,6 +172,33 @@ impl Node {
             child.kill().expect("SIGKILL the node");
             child.wait().expect("reap the node");
         }
+        self.paused = false;
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open, as a node in a long GC pause or
+    /// behind a partition would.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// SIGCONT after [`Node::pause`].
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.paused = false;
+    }
+
+    /// Running and not paused: it answers requests.
+    pub fn is_serving(&self) -> bool {
+        self.child.is_some() && !self.paused
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("the node is not running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "signal {signal} to the node");
     }
 
     /// A graceful stop (SIGTERM); returns the exit status.
@@ -180,16 +240,48 @@ impl Node {
         self.log().contains("Address already in use")
     }
 
+    /// `http://127.0.0.1:PORT/path`, or `https://localhost:PORT/path` (the name its
+    /// certificate carries) when the node serves HTTPS.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addresses.http)
+        match &self.https_ca {
+            None => format!("http://{}{path}", self.addresses.http),
+            Some(_) => {
+                let port = self.addresses.http.rsplit(':').next().expect("a port");
+                format!("https://localhost:{port}{path}")
+            }
+        }
+    }
+
+    /// One request that gives up after `timeout`; `Err` says why no answer came.
+    pub fn try_request(&self, method: &str, path: &str, body: Vec<u8>, timeout: Duration) -> Result<Reply, String> {
+        let url = self.url(path);
+        match &self.https_ca {
+            None => {
+                let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+                try_http_within(method, &url, body, timeout).map_err(|e| format!("{e}"))
+            }
+            Some(ca) => curl(method, &url, &body, ca, timeout).map_err(|e| format!("{e:?}")),
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, body: Vec<u8>) -> Reply {
+        match &self.https_ca {
+            None => {
+                let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+                http(method, &self.url(path), body, None)
+            }
+            Some(_) => self
+                .try_request(method, path, body, Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("{method} {} failed: {e}", self.url(path))),
+        }
     }
 
     pub fn get(&self, path: &str) -> Reply {
-        http(reqwest::Method::GET, &self.url(path), Vec::new(), None)
+        self.request("GET", path, Vec::new())
     }
 
     pub fn put(&self, path: &str, body: impl Into<Vec<u8>>) -> Reply {
-        http(reqwest::Method::PUT, &self.url(path), body.into(), None)
+        self.request("PUT", path, body.into())
     }
 
     pub fn put_typed(&self, path: &str, body: impl Into<Vec<u8>>, content_type: &str) -> Reply {
@@ -198,7 +290,7 @@ impl Node {
     }
 
     pub fn delete(&self, path: &str) -> Reply {
-        http(reqwest::Method::DELETE, &self.url(path), Vec::new(), None)
+        self.request("DELETE", path, Vec::new())
     }
 
     pub async fn grpc_client(&self) -> KvsClient<Channel> {
@@ -213,7 +305,8 @@ impl Drop for Node {
             self.dir.disable_cleanup(true);
             let log = self.log();
             eprintln!(
-                "\n===== log of the node on {} (kept in {}) =====\n{log}===== end of log =====",
+                "\n===== log of {} on {} (kept in {}) =====\n{log}===== end of log =====",
+                self.id(),
                 self.addresses.http,
                 self.dir.path().display()
             );

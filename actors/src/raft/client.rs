@@ -232,3 +232,25 @@ impl Handler<AwaitLeader> for RaftActor {
         })
     }
 }
+
+/// Wait (a few seconds at most) until a leader other than `replacing` is known.
+#[derive(Message)]
+#[rtype(result = "Option<Member>")]
+pub struct AwaitNewLeader {
+    pub replacing: String,
+}
+
+impl Handler<AwaitNewLeader> for RaftActor {
+    type Result = ResponseFuture<Option<Member>>;
+
+    fn handle(&mut self, msg: AwaitNewLeader, _: &mut Self::Context) -> Self::Result {
+        let raft = self.raft.clone();
+        let old = crate::command::node_id(&msg.replacing);
+        Box::pin(async move {
+            let wait = raft.wait(Some(LEADER_WAIT));
+            let metrics = wait.metrics(|m| m.current_leader.is_some_and(|l| l != old), "a new leader").await.ok()?;
+            let leader = metrics.current_leader?;
+            metrics.membership_config.membership().get_node(&leader).cloned()
+        })
+    }
+}

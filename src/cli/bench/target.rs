@@ -19,9 +19,7 @@ use tonic::metadata::MetadataValue;
 use super::http::{Answer, BaseUrl, HttpConnection};
 use crate::cli::dial::{status_error, Client};
 use crate::cli::ClientArgs;
-
-/// gRPC metadata key choosing the read consistency (see src/grpc/kvs.rs).
-const CONSISTENCY_METADATA: &str = "cete-consistency";
+use cete_proto::CONSISTENCY_METADATA;
 
 /// The store under load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
