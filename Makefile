@@ -14,7 +14,9 @@ all: build
 build:
 	$(CARGO) build --release --locked
 	mkdir -p $(BIN_DIR)
-	cp $(TARGET_DIR)/release/cete $(BINARY)
+	# Copy beside, then rename: replacing a binary that is running must not fail.
+	cp $(TARGET_DIR)/release/cete $(BINARY).tmp
+	mv -f $(BINARY).tmp $(BINARY)
 
 start: build
 	./$(BINARY) start $(START_FLAGS)
