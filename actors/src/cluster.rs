@@ -12,7 +12,7 @@ use actix::prelude::*;
 use openraft::{RaftMetrics, ServerState};
 use tokio::sync::oneshot;
 
-use crate::command::{node_id, Member, NodeId};
+use crate::command::{node_id, Command, Member, NodeId};
 use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
 use crate::node::{ClusterInfo, NodeInfo};
@@ -43,6 +43,9 @@ pub struct ClusterActor {
     /// Reads waiting for a read index from the leader, and whether a request for one is out.
     waiting_reads: Vec<(Member, oneshot::Sender<CeteResult<ForwardReply>>)>,
     read_index_in_flight: bool,
+    /// Writes waiting to go to the leader, and how many batches of them are out.
+    waiting_writes: Vec<(Member, Command, oneshot::Sender<CeteResult<ForwardReply>>)>,
+    write_batches_in_flight: usize,
 }
 
 impl ClusterActor {
@@ -56,6 +59,8 @@ impl ClusterActor {
             peer_states: HashMap::new(),
             waiting_reads: Vec::new(),
             read_index_in_flight: false,
+            waiting_writes: Vec::new(),
+            write_batches_in_flight: 0,
         }
     }
 
@@ -258,10 +263,23 @@ impl Handler<RouteToLeader> for ClusterActor {
                 rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("read index request dropped".into())))
             });
         }
+        if let Forwarded::Write(command) = msg.request {
+            let (tx, rx) = oneshot::channel();
+            self.waiting_writes.push((msg.leader, command, tx));
+            self.send_writes(ctx);
+            return Box::pin(async move {
+                rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("forwarded write dropped".into())))
+            });
+        }
         let link = self.link_to(&msg.leader, ctx);
         Box::pin(async move { link.send(Forward(msg.request)).await? })
     }
 }
+
+/// How many batches of forwarded writes may be out to the leader at once; writes arriving
+/// meanwhile make up the next batch.
+const MAX_WRITE_BATCHES_IN_FLIGHT: usize = 2;
+const MAX_FORWARDED_BATCH: usize = 1024;
 
 impl ClusterActor {
     /// The link to `leader`, opened now if this node has not linked it yet (its membership
@@ -274,6 +292,42 @@ impl ClusterActor {
                 self.links.insert(leader.name.clone(), (leader.clone(), link.clone()));
                 link
             }
+        }
+    }
+
+    /// Forwards the waiting writes to the leader as one batch (one RPC, one log entry there);
+    /// every writer of the batch gets the batch's answer and, on "not the leader" or "not
+    /// sent", follows the leader itself.
+    fn send_writes(&mut self, ctx: &mut Context<Self>) {
+        while !self.waiting_writes.is_empty() && self.write_batches_in_flight < MAX_WRITE_BATCHES_IN_FLIGHT {
+            let leader = self.waiting_writes[0].0.clone();
+            let mut batch = Vec::new();
+            let mut rest = Vec::new();
+            for waiting in std::mem::take(&mut self.waiting_writes) {
+                if waiting.0 == leader && batch.len() < MAX_FORWARDED_BATCH {
+                    batch.push(waiting);
+                } else {
+                    rest.push(waiting);
+                }
+            }
+            self.waiting_writes = rest;
+            self.write_batches_in_flight += 1;
+            let link = self.link_to(&leader, ctx);
+            let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|(_, c, tx)| (c, tx)).unzip();
+            let request = match <[Command; 1]>::try_from(commands) {
+                Ok([one]) => Forwarded::Write(one),
+                Err(many) => Forwarded::WriteBatch(many),
+            };
+            let send = async move {
+                let reply = link.send(Forward(request)).await.map_err(CeteError::from).and_then(|r| r);
+                for tx in replies {
+                    let _ = tx.send(reply.clone());
+                }
+            };
+            ctx.spawn(send.into_actor(self).map(|(), actor, ctx| {
+                actor.write_batches_in_flight -= 1;
+                actor.send_writes(ctx);
+            }));
         }
     }
 

@@ -5,7 +5,7 @@
 //! most twice), so clients never see "not leader".
 
 use crate::cluster::{PrepareJoiner, RouteToLeader};
-use crate::command::Member;
+use crate::command::{Command, Member};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::peer::{ForwardReply, Forwarded};
@@ -68,6 +68,11 @@ pub async fn serve_locally(handles: &NodeHandles, request: &Forwarded) -> Result
     match request {
         Forwarded::Write(command) => {
             handles.raft.send(ClientWrite(command.clone())).await.map_err(CeteError::from)??;
+            Ok(ForwardReply::Done)
+        }
+        Forwarded::WriteBatch(commands) => {
+            let batch = Command::Batch(commands.clone());
+            handles.raft.send(ClientWrite(batch)).await.map_err(CeteError::from)??;
             Ok(ForwardReply::Done)
         }
         Forwarded::ReadIndex => {

@@ -28,6 +28,8 @@ const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 pub enum Forwarded {
     /// Propose this command.
     Write(Command),
+    /// Propose these commands, gathered by a follower from its clients, as one entry.
+    WriteBatch(Vec<Command>),
     /// Add this member.
     Join(Member),
     /// Remove the member of this name.
