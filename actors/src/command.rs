@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::node::Metadata;
+use crate::requests::RequestId;
 
 /// A change to the key-value state, replicated through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +21,8 @@ pub enum Command {
     Delete { key: String },
     /// Several client commands proposed as one log entry (group commit), applied in order.
     Batch(Vec<Command>),
+    /// A client's command under its request id: applied at most once, however often sent.
+    Request { id: RequestId, command: Box<Command> },
 }
 
 impl fmt::Display for Command {
@@ -28,6 +31,7 @@ impl fmt::Display for Command {
             Command::Set { key, value, .. } => write!(f, "set {key:?} ({} bytes)", value.len()),
             Command::Delete { key } => write!(f, "delete {key:?}"),
             Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
+            Command::Request { id, command } => write!(f, "{command} as request {}/{}", id.origin, id.sequence),
         }
     }
 }

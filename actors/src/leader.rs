@@ -2,7 +2,8 @@
 //! any node. The connection actor tries its own Raft first; when the leader is elsewhere, the
 //! request is routed by mailbox to the ClusterActor, over the leader's peer link, to the
 //! connection actor of that link on the leader. A leader change on the way is followed (at
-//! most twice), so clients never see "not leader".
+//! most twice), so clients never see "not leader". Writes carry request ids (applied at most
+//! once), so one whose leader goes silent with it is sent again to the next leader.
 
 use crate::cluster::{PrepareJoiner, RouteToLeader};
 use crate::command::{Command, Member};
@@ -40,7 +41,32 @@ pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<
             }
             continue;
         }
-        match handles.cluster.send(RouteToLeader { leader: leader.clone(), request: request.clone() }).await?? {
+        let routed = handles.cluster.send(RouteToLeader { leader: leader.clone(), request: request.clone() });
+        let reply = if request.safe_to_resend() {
+            // The leader may go silent with the request in hand (paused, cut off): then its
+            // fate is unknown, and a request that is applied at most once can go to the next
+            // leader instead of waiting on this one.
+            tokio::select! {
+                reply = routed => reply?,
+                Some(next) = wait_for_new_leader(handles, &leader.name) => {
+                    log::debug!("leader {} went silent with a request; resending it to {}", leader.name, next.name);
+                    hint = Some(next);
+                    continue;
+                }
+            }
+        } else {
+            routed.await?
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) if request.safe_to_resend() => {
+                log::debug!("lost the leader {} with a request ({e}); resending it to the next", leader.name);
+                hint = Some(wait_for_new_leader(handles, &leader.name).await.ok_or(e)?);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match reply {
             ForwardReply::NotLeader(next) => hint = next,
             ForwardReply::NotSent(why) => {
                 // The leader is down (or cut off); the request never left: wait for the next one.
@@ -57,6 +83,11 @@ pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<
         }
     }
     Err(CeteError::Unavailable("the leader keeps changing; retry shortly".into()))
+}
+
+/// A leader other than `old`, once one is elected (None after a few seconds without).
+async fn wait_for_new_leader(handles: &NodeHandles, old: &str) -> Option<Member> {
+    handles.raft.send(AwaitNewLeader { replacing: old.to_string() }).await.ok().flatten()
 }
 
 fn no_leader() -> CeteError {

@@ -22,6 +22,7 @@ pub mod network;
 pub mod node;
 pub mod peer;
 pub mod raft;
+pub mod requests;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod store;

@@ -43,6 +43,20 @@ pub enum Forwarded {
     PrepareToJoin,
 }
 
+impl Forwarded {
+    /// Whether sending this again, after its first sending's fate became unknown, cannot make
+    /// it take effect twice: reads, and writes under request ids.
+    pub fn safe_to_resend(&self) -> bool {
+        let once = |c: &Command| matches!(c, Command::Request { .. });
+        match self {
+            Forwarded::ReadIndex | Forwarded::Status => true,
+            Forwarded::Write(command) => once(command),
+            Forwarded::WriteBatch(commands) => commands.iter().all(once),
+            Forwarded::Join(_) | Forwarded::Leave(_) | Forwarded::PrepareToJoin => false,
+        }
+    }
+}
+
 /// The answer to a [`Forwarded`] request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardReply {

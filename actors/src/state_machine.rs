@@ -114,6 +114,34 @@ fn set_current(dir: &Path, current: &CurrentSnapshot) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes the snapshot openraft hands over the data file at `path`: the file it was received
+/// into is renamed there; any other handle (openraft may hand over another file) is copied.
+async fn keep_snapshot(mut snapshot: tokio::fs::File, received: Option<&Path>, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    use tokio::io::AsyncSeekExt;
+
+    let handed = snapshot.metadata().await?;
+    let is_received = match received {
+        Some(received) => {
+            tokio::fs::metadata(received).await.is_ok_and(|m| m.dev() == handed.dev() && m.ino() == handed.ino())
+        }
+        None => false,
+    };
+    if let (true, Some(received)) = (is_received, received) {
+        snapshot.sync_all().await?;
+        drop(snapshot);
+        return tokio::fs::rename(received, path).await;
+    }
+    snapshot.seek(std::io::SeekFrom::Start(0)).await?;
+    let mut copy = tokio::fs::File::create(path).await?;
+    tokio::io::copy(&mut snapshot, &mut copy).await?;
+    copy.sync_all().await?;
+    if let Some(received) = received {
+        let _ = tokio::fs::remove_file(received).await;
+    }
+    Ok(())
+}
+
 /// Removes every snapshot file (a node giving up its state to join another cluster).
 pub fn remove_snapshots(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
@@ -163,12 +191,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let received = self.receiving.take().ok_or_else(|| snap_err("no snapshot is being received"))?;
-        snapshot.sync_all().await.map_err(snap_err)?;
-        drop(snapshot);
         let data_file = format!("snapshot-{}.data", meta.snapshot_id);
         let path = self.dir.join(&data_file);
-        tokio::fs::rename(&received, &path).await.map_err(snap_err)?;
+        let received = self.receiving.take();
+        keep_snapshot(*snapshot, received.as_deref(), &path).await.map_err(snap_err)?;
         // The store streams the pairs from the file: a large snapshot is never held whole.
         let replace = ReplaceState {
             source: Some(path),

@@ -23,6 +23,7 @@ use redb::{
 
 use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership};
 use crate::error::{CeteError, CeteResult};
+use crate::requests::AppliedRequests;
 use crate::watch::{Change, WatchEvent};
 
 /// Keys to stored records (see [`StoredValue::encode`]).
@@ -100,6 +101,7 @@ impl StoreActor {
         {
             let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
             let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
+            let mut requests = AppliedRequests::open(&txn).map_err(|e| fail(&e))?;
             let mut last_applied = None;
             let mut previous_membership: Option<StoredMembership> = None;
             for entry in entries {
@@ -107,7 +109,8 @@ impl StoreActor {
                 match entry.payload {
                     EntryPayload::Blank => responses.push(CommandResponse::Nothing),
                     EntryPayload::Normal(command) => {
-                        responses.push(apply_command(&mut kv, command, &mut changes).map_err(|e| fail(&e))?);
+                        let mut applying = Applying { kv: &mut kv, requests: &mut requests, index: entry.log_id.index };
+                        responses.push(applying.apply(command, &mut changes).map_err(|e| fail(&e))?);
                     }
                     EntryPayload::Membership(membership) => {
                         let before = match previous_membership.take() {
@@ -125,6 +128,7 @@ impl StoreActor {
             }
             if let Some(log_id) = last_applied {
                 meta.insert(LAST_APPLIED, encode(&log_id).map_err(|e| fail(&e))?.as_slice()).map_err(|e| fail(&e))?;
+                requests.prune(log_id.index).map_err(|e| fail(&e))?;
             }
         }
         txn.commit().map_err(|e| fail(&e))?;
@@ -156,29 +160,42 @@ impl StoreActor {
     }
 }
 
-/// Applies one command (a batch in order) and records what changed for watchers.
-fn apply_command(
-    kv: &mut redb::Table<&str, &[u8]>,
-    command: Command,
-    changes: &mut Vec<Change>,
-) -> Result<CommandResponse, redb::StorageError> {
-    match command {
-        Command::Set { key, value, content_type } => {
-            let record = StoredValue::encode(&value, content_type.as_deref());
-            kv.insert(key.as_str(), record.as_slice())?;
-            changes.push(Change::Set { key, value });
+/// The tables one applied entry writes to.
+struct Applying<'a, 'txn> {
+    kv: &'a mut redb::Table<'txn, &'static str, &'static [u8]>,
+    requests: &'a mut AppliedRequests<'txn>,
+    index: u64,
+}
+
+impl Applying<'_, '_> {
+    /// Applies one command (a batch in order, a request at most once) and records what
+    /// changed for watchers.
+    fn apply(&mut self, command: Command, changes: &mut Vec<Change>) -> Result<CommandResponse, redb::Error> {
+        match command {
+            Command::Set { key, value, content_type } => {
+                let record = StoredValue::encode(&value, content_type.as_deref());
+                self.kv.insert(key.as_str(), record.as_slice())?;
+                changes.push(Change::Set { key, value });
+            }
+            Command::Delete { key } => {
+                self.kv.remove(key.as_str())?;
+                changes.push(Change::Delete { key });
+            }
+            Command::Batch(commands) => {
+                let responses = commands.into_iter().map(|c| self.apply(c, changes)).collect::<Result<Vec<_>, _>>()?;
+                return Ok(CommandResponse::Batch(responses));
+            }
+            Command::Request { id, command } => {
+                // Sent again after its first sending's fate was unknown, and already applied.
+                if self.requests.contains(&id)? {
+                    return Ok(CommandResponse::Applied);
+                }
+                self.requests.record(&id, self.index)?;
+                return self.apply(*command, changes);
+            }
         }
-        Command::Delete { key } => {
-            kv.remove(key.as_str())?;
-            changes.push(Change::Delete { key });
-        }
-        Command::Batch(commands) => {
-            let responses =
-                commands.into_iter().map(|c| apply_command(kv, c, changes)).collect::<Result<Vec<_>, _>>()?;
-            return Ok(CommandResponse::Batch(responses));
-        }
+        Ok(CommandResponse::Applied)
     }
-    Ok(CommandResponse::Applied)
 }
 
 fn read_meta<T: serde::de::DeserializeOwned>(
@@ -325,11 +342,18 @@ impl Handler<ReplaceState> for StoreActor {
         {
             let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
             kv.retain(|_, _| false).map_err(|e| fail(&e))?;
+            let mut requests = AppliedRequests::open(&txn).map_err(|e| fail(&e))?;
+            requests.clear().map_err(|e| fail(&e))?;
             if let Some(path) = &msg.source {
-                for pair in crate::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))? {
+                let mut pairs = crate::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))?;
+                for pair in pairs.by_ref() {
                     let (key, record) = pair.map_err(|e| fail(&e))?;
                     kv.insert(key.as_str(), record.as_slice()).map_err(|e| fail(&e))?;
                     keys += 1;
+                }
+                for request in pairs.requests() {
+                    let (id, index) = request.map_err(|e| fail(&e))?;
+                    requests.record(&id, index).map_err(|e| fail(&e))?;
                 }
             }
             let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
@@ -394,5 +418,53 @@ impl Handler<WatcherCount> for StoreActor {
     fn handle(&mut self, _: WatcherCount, _: &mut Self::Context) -> usize {
         self.watchers.retain(|w| w.connected());
         self.watchers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::requests::RequestId;
+
+    fn entry(index: u64, command: Command) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
+    }
+
+    fn set(value: &str, id: RequestId) -> Command {
+        let set = Command::Set { key: "x".into(), value: Bytes::from(value.to_string()), content_type: None };
+        Command::Request { id, command: Box::new(set) }
+    }
+
+    #[actix::test]
+    async fn a_request_sent_again_is_applied_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
+        let (first, second) = (RequestId::next(7), RequestId::next(7));
+        // The first write, a later one, then the first again (resent after a leader change).
+        let entries = vec![entry(1, set("1", first)), entry(2, set("2", second)), entry(3, set("1", first))];
+        let responses = store.send(ApplyEntries(entries)).await.unwrap().unwrap();
+        assert_eq!(responses.len(), 3);
+        let value = store.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap();
+        assert_eq!(value.value, Bytes::from("2"), "the resent write must not undo the later one");
+        let (applied, _) = store.send(AppliedState).await.unwrap().unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(3));
+    }
+
+    #[actix::test]
+    async fn a_batch_applies_in_order_and_answers_per_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
+        let batch = Command::Batch(vec![
+            Command::Set { key: "a".into(), value: Bytes::from("1"), content_type: Some("text/x".into()) },
+            Command::Delete { key: "a".into() },
+            Command::Set { key: "b".into(), value: Bytes::from("2"), content_type: None },
+        ]);
+        let responses = store.send(ApplyEntries(vec![entry(1, batch)])).await.unwrap().unwrap();
+        assert_eq!(responses, vec![CommandResponse::Batch(vec![CommandResponse::Applied; 3])]);
+        assert_eq!(store.send(ReadKey("a".into())).await.unwrap().unwrap(), None);
+        let pairs = store.send(ScanPrefix(String::new())).await.unwrap().unwrap();
+        assert_eq!(pairs, vec![("b".to_string(), Bytes::from("2"))]);
     }
 }

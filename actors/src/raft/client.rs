@@ -49,6 +49,7 @@ fn command_bytes(command: &Command) -> usize {
         Command::Set { key, value, .. } => key.len() + value.len(),
         Command::Delete { key } => key.len(),
         Command::Batch(commands) => commands.iter().map(command_bytes).sum(),
+        Command::Request { command, .. } => command_bytes(command),
     }
 }
 
@@ -233,7 +234,7 @@ impl Handler<AwaitLeader> for RaftActor {
     }
 }
 
-/// Wait (a few seconds at most) until a leader other than `replacing` is known.
+/// Wait (a few seconds at most) until a leader other than `replacing` is elected.
 #[derive(Message)]
 #[rtype(result = "Option<Member>")]
 pub struct AwaitNewLeader {
@@ -246,9 +247,15 @@ impl Handler<AwaitNewLeader> for RaftActor {
     fn handle(&mut self, msg: AwaitNewLeader, _: &mut Self::Context) -> Self::Result {
         let raft = self.raft.clone();
         let old = crate::command::node_id(&msg.replacing);
+        // Only an election after this moment counts: a leader this node merely has not heard
+        // of yet is no reason to give up on `replacing`.
+        let term = raft.metrics().borrow().current_term;
         Box::pin(async move {
             let wait = raft.wait(Some(LEADER_WAIT));
-            let metrics = wait.metrics(|m| m.current_leader.is_some_and(|l| l != old), "a new leader").await.ok()?;
+            let elected = move |m: &openraft::RaftMetrics<crate::command::NodeId, Member>| {
+                m.current_term > term && m.current_leader.is_some_and(|l| l != old)
+            };
+            let metrics = wait.metrics(elected, "a new leader").await.ok()?;
             let leader = metrics.current_leader?;
             metrics.membership_config.membership().get_node(&leader).cloned()
         })

@@ -3,12 +3,14 @@
 //! join another cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, StoredMembership};
 
 use super::{from_client_write_error, RaftActor, WriteRejection};
-use crate::command::{node_id, Member, Raft};
+use crate::command::{node_id, Member, NodeId, Raft};
 use crate::error::{CeteError, CeteResult};
 use crate::store::{ReplaceState, Stats};
 
@@ -109,10 +111,28 @@ impl Handler<AddMember> for RaftActor {
 }
 
 async fn promote(raft: &Raft, id: u64) -> Result<(), WriteRejection> {
-    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-        .await
-        .map_err(from_client_write_error)?;
-    Ok(())
+    change_membership(raft, ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await
+}
+
+/// How long a membership change waits for an earlier one to finish.
+const MEMBERSHIP_WAIT: Duration = Duration::from_secs(10);
+
+/// Applies a membership change, waiting first for one still in progress (a change is two
+/// log entries, the joint configuration and the new one; the next may start only after).
+async fn change_membership(raft: &Raft, change: ChangeMembers<NodeId, Member>) -> Result<(), WriteRejection> {
+    let deadline = Instant::now() + MEMBERSHIP_WAIT;
+    loop {
+        match raft.change_membership(change.clone(), false).await {
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))))
+                if Instant::now() < deadline =>
+            {
+                let settled =
+                    |m: &openraft::RaftMetrics<NodeId, Member>| m.membership_config.log_id() <= &m.last_applied;
+                let _ = raft.wait(Some(deadline - Instant::now())).metrics(settled, "membership settled").await;
+            }
+            other => return other.map(|_| ()).map_err(from_client_write_error),
+        }
+    }
 }
 
 /// Promote a learner that is already a member to a voter.
@@ -149,7 +169,7 @@ impl Handler<RemoveMember> for RaftActor {
             let is_voter = membership.membership().voter_ids().any(|v| v == id);
             // A removed voter is dropped from the node list too (retain = false).
             let change = if is_voter { ChangeMembers::RemoveVoters(ids) } else { ChangeMembers::RemoveNodes(ids) };
-            raft.change_membership(change, false).await.map_err(from_client_write_error)?;
+            change_membership(&raft, change).await?;
             Ok(())
         })
     }
