@@ -11,13 +11,12 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::cluster::{ClusterActor, DescribeCluster, DescribeNode, LatestMetrics, Readiness};
-use crate::command::{node_id, Command};
+use crate::command::Command;
 use crate::error::{CeteError, CeteResult};
 use crate::leader::{done, member, on_leader, serve_locally};
 use crate::node::{ClusterInfo, NodeInfo};
 use crate::peer::{ForwardReply, Forwarded};
 use crate::raft::{AwaitApplied, RaftActor, ResetForJoin, TakeSnapshot, WriteRejection};
-use crate::requests::RequestId;
 use crate::store::{ReadKey, ScanPrefix, Stats, StoreActor, StoredValue, WatcherCount};
 use crate::watch::{Change, WatchActor};
 
@@ -83,9 +82,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn write(handles: NodeHandles, command: Command) -> CeteResult<()> {
-    // The id makes the write safe to send again when a leader goes silent with it.
-    let id = RequestId::next(node_id(&handles.me));
-    let command = Command::Request { id, command: Box::new(command) };
     let routed = tokio::time::timeout(WRITE_TIMEOUT, on_leader(&handles, Forwarded::Write(command)));
     let reply = routed.await.map_err(|_| {
         CeteError::Unavailable(format!(

@@ -6,7 +6,7 @@
 //! once), so one whose leader goes silent with it is sent again to the next leader.
 
 use crate::cluster::{PrepareJoiner, RouteToLeader};
-use crate::command::{Command, Member};
+use crate::command::{node_id, Command, Member};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::peer::{ForwardReply, Forwarded};
@@ -17,6 +17,9 @@ use crate::raft::{
 
 /// How many times a request follows the leader before giving up.
 const MAX_HOPS: usize = 3;
+/// How long the leader may take to answer a routed request before this node starts watching
+/// for an election that would replace it (far above a healthy round trip).
+const SILENT_LEADER: std::time::Duration = std::time::Duration::from_millis(300);
 /// How long a join waits for the new node to catch up before it is made a voter.
 const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(50);
 
@@ -27,6 +30,9 @@ pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<
         Err(WriteRejection::Failed(e)) => return Err(e),
         Err(WriteRejection::NotLeader { leader }) => leader,
     };
+    // Leaving this node, a write gets its request id: from here on it may have to be sent
+    // again, and the id makes that safe.
+    let request = request.once(node_id(&handles.me));
     for _ in 0..MAX_HOPS {
         let leader = match hint.take() {
             Some(leader) => leader,
@@ -41,21 +47,22 @@ pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<
             }
             continue;
         }
-        let routed = handles.cluster.send(RouteToLeader { leader: leader.clone(), request: request.clone() });
-        let reply = if request.safe_to_resend() {
-            // The leader may go silent with the request in hand (paused, cut off): then its
+        let mut routed =
+            std::pin::pin!(handles.cluster.send(RouteToLeader { leader: leader.clone(), request: request.clone() }));
+        let reply = match tokio::time::timeout(SILENT_LEADER, &mut routed).await {
+            Ok(reply) => reply?,
+            // The leader may have gone silent with the request in hand (paused, cut off): its
             // fate is unknown, and a request that is applied at most once can go to the next
-            // leader instead of waiting on this one.
-            tokio::select! {
-                reply = routed => reply?,
+            // leader, once one is elected, instead of waiting on this one.
+            Err(_) if request.safe_to_resend() => tokio::select! {
+                reply = &mut routed => reply?,
                 Some(next) = wait_for_new_leader(handles, &leader.name) => {
                     log::debug!("leader {} went silent with a request; resending it to {}", leader.name, next.name);
                     hint = Some(next);
                     continue;
                 }
-            }
-        } else {
-            routed.await?
+            },
+            Err(_) => routed.await?,
         };
         let reply = match reply {
             Ok(reply) => reply,

@@ -15,6 +15,7 @@ use crate::command::{decode, encode, Command, LogId, Member};
 use crate::error::{CeteError, CeteResult};
 use crate::network::peer_channel;
 use crate::node::NodeInfo;
+use crate::requests::RequestId;
 use crate::tls::ClientTls;
 
 /// How often a link asks its peer for its state.
@@ -44,6 +45,19 @@ pub enum Forwarded {
 }
 
 impl Forwarded {
+    /// This request with its writes under request ids from `origin` (applied at most once).
+    pub fn once(self, origin: u64) -> Self {
+        let once = |command: Command| match command {
+            Command::Request { .. } => command,
+            command => Command::Request { id: RequestId::next(origin), command: Box::new(command) },
+        };
+        match self {
+            Forwarded::Write(command) => Forwarded::Write(once(command)),
+            Forwarded::WriteBatch(commands) => Forwarded::WriteBatch(commands.into_iter().map(once).collect()),
+            other => other,
+        }
+    }
+
     /// Whether sending this again, after its first sending's fate became unknown, cannot make
     /// it take effect twice: reads, and writes under request ids.
     pub fn safe_to_resend(&self) -> bool {
