@@ -37,9 +37,11 @@ pub(super) struct Pending {
     read_check_in_flight: bool,
 }
 
-/// How many batches may be in Raft at once: enough to keep the pipeline busy, few enough
-/// that the commands arriving meanwhile make up the next batch.
-const MAX_PROPOSALS_IN_FLIGHT: usize = 2;
+/// How many batches may be in Raft at once. openraft 0.9 flushes and replicates one append
+/// at a time anyway, so a second batch in flight only splits the next one: measured here,
+/// one in flight gave the most writes per second (about 6.6-7.2k against 5.0-6.9k with two,
+/// 3 nodes and 64 HTTP clients on 2 cores). A lone write still goes at once.
+const MAX_PROPOSALS_IN_FLIGHT: usize = 1;
 /// A batch is closed at this many commands or bytes of values.
 const MAX_BATCH_COMMANDS: usize = 4096;
 const MAX_BATCH_BYTES: usize = 16 << 20;
