@@ -41,6 +41,21 @@ pub enum Consistency {
     Serializable,
 }
 
+impl std::str::FromStr for Consistency {
+    type Err = CeteError;
+
+    /// `linearizable` or `serializable`, in any case: how both front doors name it.
+    fn from_str(name: &str) -> CeteResult<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "linearizable" => Ok(Consistency::Linearizable),
+            "serializable" => Ok(Consistency::Serializable),
+            _ => Err(CeteError::InvalidArgument(format!(
+                "consistency must be linearizable or serializable, not {name:?}"
+            ))),
+        }
+    }
+}
+
 pub struct ConnectionActor {
     handles: NodeHandles,
     door: &'static str,

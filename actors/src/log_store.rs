@@ -138,17 +138,8 @@ fn read_meta<T: serde::de::DeserializeOwned>(db: &Database, key: &str) -> Result
 /// The log's bounds as the disk has them, read once at open.
 fn load_state(db: &Database) -> Result<LogState<TypeConfig>, StorageError> {
     let last_purged_log_id: Option<LogId> = read_meta(db, PURGED_KEY)?;
-    let fail = |e: &dyn std::fmt::Display| io_err(StorageIOError::read_logs(AnyError::error(e.to_string())));
-    let txn = db.begin_read().map_err(|e| fail(&e))?;
-    let last = match txn.open_table(LOG) {
-        Ok(table) => match table.last().map_err(|e| fail(&e))? {
-            Some((_, bytes)) => Some(decode::<Entry>(bytes.value()).map_err(|e| fail(&e))?.log_id),
-            None => None,
-        },
-        Err(redb::TableError::TableDoesNotExist(_)) => None,
-        Err(e) => return Err(fail(&e)),
-    };
-    Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
+    let last_log_id = last_on_disk(db)?.or(last_purged_log_id);
+    Ok(LogState { last_purged_log_id, last_log_id })
 }
 
 /// The writer thread: take everything queued, write it in one transaction, flush once, report.

@@ -33,13 +33,9 @@ async fn observed<T>(endpoint: &'static str, call: impl Future<Output = Result<T
 }
 
 fn consistency(metadata: &MetadataMap) -> Result<Consistency, Status> {
-    match metadata.get(CONSISTENCY_KEY).map(|v| v.to_str().unwrap_or("").to_ascii_lowercase()) {
+    match metadata.get(CONSISTENCY_KEY) {
         None => Ok(Consistency::Linearizable),
-        Some(v) if v == "linearizable" => Ok(Consistency::Linearizable),
-        Some(v) if v == "serializable" => Ok(Consistency::Serializable),
-        Some(v) => {
-            Err(Status::invalid_argument(format!("{CONSISTENCY_KEY} must be linearizable or serializable, not {v:?}")))
-        }
+        Some(value) => value.to_str().unwrap_or("").parse().map_err(status),
     }
 }
 

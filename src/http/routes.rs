@@ -60,15 +60,9 @@ fn read_query(req: &HttpRequest) -> Result<(Consistency, String), HttpError> {
     let query = web::Query::<ReadQuery>::from_query(req.query_string())
         .map_err(|e| CeteError::InvalidArgument(format!("bad query string: {e}")))?
         .into_inner();
-    let consistency = match query.consistency.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("linearizable") => Consistency::Linearizable,
-        Some("serializable") => Consistency::Serializable,
-        Some(other) => {
-            return Err(CeteError::InvalidArgument(format!(
-                "consistency must be linearizable or serializable, not {other:?}"
-            ))
-            .into())
-        }
+    let consistency = match query.consistency.as_deref() {
+        None => Consistency::Linearizable,
+        Some(name) => name.parse()?,
     };
     Ok((consistency, query.prefix.unwrap_or_default()))
 }

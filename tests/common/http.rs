@@ -70,15 +70,7 @@ pub fn try_http(
     if let Some(content_type) = content_type {
         request = request.header(reqwest::header::CONTENT_TYPE, content_type);
     }
-    let response = request.send()?;
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-        .unwrap_or_default();
-    let body = response.bytes()?.to_vec();
-    Ok(Reply { status, content_type, body })
+    read_reply(request.send()?)
 }
 
 pub fn http(method: reqwest::Method, url: &str, body: Vec<u8>, content_type: Option<&str>) -> Reply {
@@ -98,15 +90,7 @@ pub fn try_http_within(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Reply, reqwest::Error> {
-    let response = client().request(method, url).body(body).timeout(timeout).send()?;
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-        .unwrap_or_default();
-    let body = response.bytes()?.to_vec();
-    Ok(Reply { status, content_type, body })
+    read_reply(client().request(method, url).body(body).timeout(timeout).send()?)
 }
 
 /// HTTPS the way Cete's README does it: `curl --cacert CA https://localhost:PORT/...`.
@@ -162,4 +146,16 @@ pub fn curl(
 pub struct CurlError {
     pub exit_code: Option<i32>,
     pub stderr: String,
+}
+
+/// A response read in full: status, Content-Type and body.
+fn read_reply(response: reqwest::blocking::Response) -> Result<Reply, reqwest::Error> {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let body = response.bytes()?.to_vec();
+    Ok(Reply { status, content_type, body })
 }
