@@ -17,14 +17,15 @@ use crate::config::Config;
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs a node until it is told to stop.
+///
+/// The node's core — Raft (openraft's tasks and the RaftActor), the ClusterActor, the peer
+/// links and both gRPC servers with their connection actors — shares one thread: the hand-offs
+/// between them are the hot path of every write and read, and on one thread they cost a queue
+/// push instead of a futex wake-up and a context switch (measured: more writes and reads per
+/// second than with a multi-threaded runtime, 3 nodes on 2 cores). The HTTP workers, the
+/// StoreActor and the log's flush thread run beside it.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("cete-worker")
-            .build()
-            .expect("cannot build the tokio runtime")
-    });
+    let system = actix_rt::System::new();
     system.block_on(run_node(config))
 }
 

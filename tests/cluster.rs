@@ -465,6 +465,25 @@ fn a_paused_leader_is_replaced_then_steps_down_and_catches_up() {
 }
 
 #[test]
+fn a_read_sent_to_a_follower_as_the_leader_freezes_is_confirmed_by_the_new_leader() {
+    let mut cluster = Cluster::start(3);
+    let old = cluster.leader();
+    let follower = cluster.followers()[0];
+    cluster.nodes[follower].put("/v1/data/before", "written").assert_success();
+    // One read through the old leader first, so that a read-index request to it is what the
+    // follower has in flight when it freezes.
+    assert_eq!(cluster.nodes[follower].get("/v1/data/before").text(), "written");
+
+    cluster.nodes[old].pause();
+    let reply = cluster.nodes[follower].try_request("GET", "/v1/data/before", Vec::new(), FAILOVER_DEADLINE);
+    match reply {
+        Ok(reply) if reply.status == 200 => assert_eq!(reply.text(), "written"),
+        other => panic!("a linearizable read sent as the leader froze: {other:?}"),
+    }
+    cluster.nodes[old].resume();
+}
+
+#[test]
 fn a_write_sent_to_a_follower_as_the_leader_freezes_follows_the_new_leader() {
     let mut cluster = Cluster::start(3);
     let old = cluster.leader();

@@ -42,10 +42,11 @@ pub struct ClusterActor {
     peer_states: HashMap<String, String>,
     /// Reads waiting for a read index from the leader, and whether a request for one is out.
     waiting_reads: Vec<(Member, oneshot::Sender<CeteResult<ForwardReply>>)>,
-    read_index_in_flight: bool,
+    /// The leaders a read-index request is out to (one each at a time).
+    read_index_in_flight: std::collections::HashSet<String>,
     /// Writes waiting to go to the leader, and how many batches of them are out.
     waiting_writes: Vec<(Member, Command, oneshot::Sender<CeteResult<ForwardReply>>)>,
-    write_batches_in_flight: usize,
+    write_batches_in_flight: HashMap<String, usize>,
 }
 
 impl ClusterActor {
@@ -58,9 +59,9 @@ impl ClusterActor {
             links: HashMap::new(),
             peer_states: HashMap::new(),
             waiting_reads: Vec::new(),
-            read_index_in_flight: false,
+            read_index_in_flight: Default::default(),
             waiting_writes: Vec::new(),
-            write_batches_in_flight: 0,
+            write_batches_in_flight: HashMap::new(),
         }
     }
 
@@ -276,9 +277,11 @@ impl Handler<RouteToLeader> for ClusterActor {
     }
 }
 
-/// How many batches of forwarded writes may be out to the leader at once; writes arriving
-/// meanwhile make up the next batch.
-const MAX_WRITE_BATCHES_IN_FLIGHT: usize = 2;
+/// How many batches of forwarded writes may be out to one leader at once; writes arriving
+/// meanwhile make up the next batch (one in flight gave the largest batches, and the most
+/// writes per second). Counted per leader: a leader that froze with a batch must not hold
+/// back the writes resent to its successor.
+const MAX_WRITE_BATCHES_IN_FLIGHT: usize = 1;
 const MAX_FORWARDED_BATCH: usize = 1024;
 
 impl ClusterActor {
@@ -299,8 +302,17 @@ impl ClusterActor {
     /// every writer of the batch gets the batch's answer and, on "not the leader" or "not
     /// sent", follows the leader itself.
     fn send_writes(&mut self, ctx: &mut Context<Self>) {
-        while !self.waiting_writes.is_empty() && self.write_batches_in_flight < MAX_WRITE_BATCHES_IN_FLIGHT {
-            let leader = self.waiting_writes[0].0.clone();
+        loop {
+            let in_flight = &self.write_batches_in_flight;
+            let Some(leader) = self
+                .waiting_writes
+                .iter()
+                .map(|(leader, ..)| leader)
+                .find(|leader| in_flight.get(&leader.name).copied().unwrap_or(0) < MAX_WRITE_BATCHES_IN_FLIGHT)
+                .cloned()
+            else {
+                return;
+            };
             let mut batch = Vec::new();
             let mut rest = Vec::new();
             for waiting in std::mem::take(&mut self.waiting_writes) {
@@ -311,7 +323,7 @@ impl ClusterActor {
                 }
             }
             self.waiting_writes = rest;
-            self.write_batches_in_flight += 1;
+            *self.write_batches_in_flight.entry(leader.name.clone()).or_default() += 1;
             let link = self.link_to(&leader, ctx);
             let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|(_, c, tx)| (c, tx)).unzip();
             let request = match <[Command; 1]>::try_from(commands) {
@@ -324,8 +336,13 @@ impl ClusterActor {
                     let _ = tx.send(reply.clone());
                 }
             };
-            ctx.spawn(send.into_actor(self).map(|(), actor, ctx| {
-                actor.write_batches_in_flight -= 1;
+            ctx.spawn(send.into_actor(self).map(move |(), actor, ctx| {
+                if let Some(count) = actor.write_batches_in_flight.get_mut(&leader.name) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        actor.write_batches_in_flight.remove(&leader.name);
+                    }
+                }
                 actor.send_writes(ctx);
             }));
         }
@@ -335,25 +352,29 @@ impl ClusterActor {
     /// arriving while it is out wait for the next one (an index asked for before a read
     /// began could miss writes acknowledged before that read).
     fn ask_read_index(&mut self, ctx: &mut Context<Self>) {
-        if self.read_index_in_flight || self.waiting_reads.is_empty() {
-            return;
+        loop {
+            let in_flight = &self.read_index_in_flight;
+            let Some(leader) =
+                self.waiting_reads.iter().map(|(leader, _)| leader).find(|l| !in_flight.contains(&l.name)).cloned()
+            else {
+                return;
+            };
+            let (batch, rest): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.waiting_reads).into_iter().partition(|(l, _)| *l == leader);
+            self.waiting_reads = rest;
+            self.read_index_in_flight.insert(leader.name.clone());
+            let link = self.link_to(&leader, ctx);
+            let ask = async move {
+                let reply = link.send(Forward(Forwarded::ReadIndex)).await.map_err(CeteError::from).and_then(|r| r);
+                for (_, tx) in batch {
+                    let _ = tx.send(reply.clone());
+                }
+            };
+            ctx.spawn(ask.into_actor(self).map(move |(), actor, ctx| {
+                actor.read_index_in_flight.remove(&leader.name);
+                actor.ask_read_index(ctx);
+            }));
         }
-        let leader = self.waiting_reads[0].0.clone();
-        let (batch, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.waiting_reads).into_iter().partition(|(l, _)| *l == leader);
-        self.waiting_reads = rest;
-        self.read_index_in_flight = true;
-        let link = self.link_to(&leader, ctx);
-        let ask = async move {
-            let reply = link.send(Forward(Forwarded::ReadIndex)).await.map_err(CeteError::from).and_then(|r| r);
-            for (_, tx) in batch {
-                let _ = tx.send(reply.clone());
-            }
-        };
-        ctx.spawn(ask.into_actor(self).map(|(), actor, ctx| {
-            actor.read_index_in_flight = false;
-            actor.ask_read_index(ctx);
-        }));
     }
 }
 

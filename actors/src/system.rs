@@ -1,7 +1,7 @@
 //! Starting a node's actor system: open the two redb databases, build openraft on top of the
 //! storage adapters, and start the StoreActor, RaftActor and ClusterActor.
 //!
-//! Data directory layout: `raft.redb` (log and vote), `store.redb` (applied state) and
+//! Data directory layout: `raft-log/` (the Raft log and vote, a write-ahead log), `store.redb` (applied state) and
 //! `snapshots/`.
 
 use std::path::PathBuf;
@@ -79,7 +79,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     let store_arbiter = Arbiter::new();
     let store = StoreActor::start_in_arbiter(&store_arbiter.handle(), move |_| store);
 
-    let log_store = LogStore::open(&dir.join("raft.redb")).map_err(|e| CeteError::internal("raft log", e))?;
+    let log_store = LogStore::open(&dir.join("raft-log")).map_err(|e| CeteError::internal("raft log", e))?;
     let cluster = ClusterActor::new(settings.me.clone(), settings.peer_tls.clone()).start();
     let parts = RaftParts {
         me: settings.me.clone(),

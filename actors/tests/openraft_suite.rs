@@ -1,4 +1,4 @@
-//! openraft's own storage test suite, run against Cete's log store (redb, group commit) and
+//! openraft's own storage test suite, run against Cete's log store (a chunked WAL, group commit) and
 //! state machine (messages to a real StoreActor), each test on fresh files.
 
 use std::sync::mpsc;
@@ -32,7 +32,7 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, Guard> for Builder {
     async fn build(&self) -> Result<(Guard, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = LogStore::open(&dir.path().join("raft.redb"))?;
+        let log = LogStore::open(&dir.path().join("raft-log"))?;
         // The suite runs each test on a plain tokio runtime; the StoreActor gets an actix
         // system of its own on another thread, as it has an arbiter of its own in the node.
         let store_path = dir.path().join("store.redb");

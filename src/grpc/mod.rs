@@ -115,13 +115,15 @@ pub fn connection_of<T>(request: &tonic::Request<T>) -> Result<Addr<ConnectionAc
     Err(Status::internal("request without a connection"))
 }
 
-/// Accepts client connections on `listen`, starting a ConnectionActor on `arbiter` for each.
+/// Accepts client connections on `listen`, starting a ConnectionActor for each on the node's
+/// own thread, beside the Raft and cluster actors its requests go to: a message between them
+/// is a queue push, not a wake-up of another thread.
 fn accept_connections(
     listen: SocketAddr,
     handles: NodeHandles,
     door: &'static str,
-    arbiter: ArbiterHandle,
 ) -> std::io::Result<impl Stream<Item = std::io::Result<ConnectionIo>>> {
+    let arbiter = Arbiter::current();
     let incoming = TcpIncoming::bind(listen)?.with_nodelay(Some(true));
     Ok(incoming.map(move |accepted| {
         let io = accepted?;
@@ -154,16 +156,14 @@ pub fn serve_clients(
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
-    let arbiter = Arbiter::new();
     let max_message = handles.max_value_bytes.saturating_add(1 << 20);
-    let incoming = accept_connections(listen, handles, "grpc", arbiter.handle())?;
+    let incoming = accept_connections(listen, handles, "grpc")?;
     let service = cete_proto::kvs::kvs_server::KvsServer::new(KvsService)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(usize::MAX);
     let router = server_builder(tls)?.add_service(service);
     Ok(async move {
         let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
-        arbiter.stop();
         Ok(result?)
     })
 }
@@ -177,16 +177,14 @@ pub fn serve_raft(
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
-    let arbiter = Arbiter::new();
     let raft = handles.raft.clone();
-    let incoming = accept_connections(listen, handles, "peer", arbiter.handle())?;
+    let incoming = accept_connections(listen, handles, "peer")?;
     let service = cete_proto::raft::raft_server::RaftServer::new(RaftService::new(raft))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     let router = server_builder(tls)?.add_service(service);
     Ok(async move {
         let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
-        arbiter.stop();
         Ok(result?)
     })
 }

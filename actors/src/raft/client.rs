@@ -64,6 +64,9 @@ impl Handler<ClientWrite> for RaftActor {
     type Result = ResponseFuture<Result<CommandResponse, WriteRejection>>;
 
     fn handle(&mut self, msg: ClientWrite, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(leader) = self.leader_elsewhere.clone() {
+            return Box::pin(std::future::ready(Err(WriteRejection::NotLeader { leader: Some(leader) })));
+        }
         let (tx, rx) = oneshot::channel();
         self.pending.write_bytes += command_bytes(&msg.0);
         self.pending.writes.push((msg.0, tx));
@@ -153,6 +156,9 @@ impl Handler<ReadIndex> for RaftActor {
     type Result = ResponseFuture<Result<Option<LogId>, WriteRejection>>;
 
     fn handle(&mut self, _: ReadIndex, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(leader) = self.leader_elsewhere.clone() {
+            return Box::pin(std::future::ready(Err(WriteRejection::NotLeader { leader: Some(leader) })));
+        }
         let (tx, rx) = oneshot::channel();
         self.pending.reads.push(tx);
         self.confirm_reads(ctx);

@@ -60,11 +60,21 @@ pub struct RaftActor {
     cluster: Addr<ClusterActor>,
     metrics_feed: Option<SpawnHandle>,
     pending: client::Pending,
+    /// The leader, when the latest metrics name another node: requests that only a leader
+    /// can serve are turned away at once instead of queueing for openraft to refuse them.
+    leader_elsewhere: Option<Member>,
 }
 
 impl RaftActor {
     pub fn new(raft: Raft, parts: RaftParts, cluster: Addr<ClusterActor>) -> Self {
-        RaftActor { raft, parts, cluster, metrics_feed: None, pending: client::Pending::default() }
+        RaftActor {
+            raft,
+            parts,
+            cluster,
+            metrics_feed: None,
+            pending: client::Pending::default(),
+            leader_elsewhere: None,
+        }
     }
 
     /// Feeds this Raft instance's metrics to the ClusterActor (replacing an older feed).
@@ -87,6 +97,12 @@ impl Actor for RaftActor {
 
 impl StreamHandler<RaftMetrics<NodeId, Member>> for RaftActor {
     fn handle(&mut self, metrics: RaftMetrics<NodeId, Member>, _: &mut Self::Context) {
+        self.leader_elsewhere = match metrics.current_leader {
+            Some(leader) if leader != self.parts.id && metrics.state != openraft::ServerState::Leader => {
+                metrics.membership_config.membership().get_node(&leader).cloned()
+            }
+            _ => None,
+        };
         self.cluster.do_send(MetricsUpdate(metrics));
     }
 
