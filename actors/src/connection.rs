@@ -13,10 +13,10 @@ use tokio::sync::mpsc;
 use crate::cluster::{ClusterActor, DescribeCluster, DescribeNode, LatestMetrics, Readiness};
 use crate::command::Command;
 use crate::error::{CeteError, CeteResult};
-use crate::leader::{done, member, on_leader, serve_locally};
+use crate::leader::{done, member, serve_locally};
 use crate::node::{ClusterInfo, NodeInfo};
 use crate::peer::{ForwardReply, Forwarded};
-use crate::raft::{AwaitApplied, RaftActor, ResetForJoin, TakeSnapshot, WriteRejection};
+use crate::raft::{OnLeader, RaftActor, ReadBarrier, ResetForJoin, TakeSnapshot, WriteRejection};
 use crate::store::{ReadKey, ScanPrefix, Stats, StoreActor, StoredValue, WatcherCount};
 use crate::watch::{Change, WatchActor};
 
@@ -97,14 +97,14 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn write(handles: NodeHandles, command: Command) -> CeteResult<()> {
-    let routed = tokio::time::timeout(WRITE_TIMEOUT, on_leader(&handles, Forwarded::Write(command)));
+    let routed = tokio::time::timeout(WRITE_TIMEOUT, handles.raft.send(OnLeader(Forwarded::Write(command))));
     let reply = routed.await.map_err(|_| {
         CeteError::Unavailable(format!(
             "the write was not committed within {WRITE_TIMEOUT:?} (no quorum reachable?); it may or may not \
              take effect"
         ))
     })?;
-    done(reply?)
+    done(reply??)
 }
 
 /// Linearizable: ask the leader for its read index (confirming its leadership with a quorum),
@@ -113,19 +113,13 @@ async fn read_barrier(handles: &NodeHandles, consistency: Consistency) -> CeteRe
     if consistency == Consistency::Serializable {
         return Ok(());
     }
-    let barrier = async {
-        match on_leader(handles, Forwarded::ReadIndex).await? {
-            ForwardReply::ReadIndex(index) => handles.raft.send(AwaitApplied(index)).await?,
-            ForwardReply::Failed(e) => Err(e),
-            other => Err(CeteError::Internal(format!("unexpected answer to a read index: {other:?}"))),
-        }
-    };
+    let barrier = handles.raft.send(ReadBarrier);
     tokio::time::timeout(READ_TIMEOUT, barrier).await.map_err(|_| {
         CeteError::Unavailable(format!(
             "no leader confirmed this read within {READ_TIMEOUT:?}; the cluster may have lost its quorum \
              (a serializable read answers from this node's own state)"
         ))
-    })?
+    })??
 }
 
 /// Read one key; `NotFound` when it is missing.
@@ -296,7 +290,7 @@ impl Handler<JoinNode> for ConnectionActor {
             if msg.node.raft_address.is_empty() {
                 return Err(CeteError::InvalidArgument(format!("node {} needs a raft_address", msg.id)));
             }
-            done(on_leader(&handles, Forwarded::Join(member(msg.id, msg.node))).await?)
+            done(handles.raft.send(OnLeader(Forwarded::Join(member(msg.id, msg.node)))).await??)
         })
     }
 }
@@ -317,7 +311,7 @@ impl Handler<LeaveNode> for ConnectionActor {
             if msg.id.is_empty() {
                 return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
             }
-            done(on_leader(&handles, Forwarded::Leave(msg.id)).await?)
+            done(handles.raft.send(OnLeader(Forwarded::Leave(msg.id))).await??)
         })
     }
 }

@@ -91,8 +91,16 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         snapshot_dir: dir.join("snapshots"),
     };
     let raft = parts.build().await?;
-    let raft = RaftActor::new(raft, parts, cluster.clone()).start();
-    let handles =
-        NodeHandles { me: settings.me.name.clone(), raft, store, cluster, max_value_bytes: settings.max_value_bytes };
+    let handles = |raft| NodeHandles {
+        me: settings.me.name.clone(),
+        raft,
+        store: store.clone(),
+        cluster: cluster.clone(),
+        max_value_bytes: settings.max_value_bytes,
+    };
+    // The RaftActor routes leader-only requests itself, so it holds the node's handles, its
+    // own address among them.
+    let raft = RaftActor::create(|ctx| RaftActor::new(raft, parts, cluster.clone(), handles(ctx.address())));
+    let handles = handles(raft);
     Ok(RunningNode { handles, store_arbiter })
 }

@@ -10,6 +10,8 @@ use tokio::sync::oneshot;
 use super::{from_client_write_error, RaftActor, WriteRejection};
 use crate::command::{Command, CommandResponse, LogId, Member};
 use crate::error::{CeteError, CeteResult};
+use crate::leader::on_leader;
+use crate::peer::{ForwardReply, Forwarded};
 
 /// How long a read waits for this node to apply up to the leader's read index.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
@@ -198,27 +200,56 @@ impl RaftActor {
 }
 
 /// The reader's half: wait until this node has applied up to the read index.
+async fn await_applied(raft: &crate::command::Raft, index: Option<LogId>) -> CeteResult<()> {
+    let Some(index) = index.map(|id| id.index) else {
+        return Ok(());
+    };
+    if raft.metrics().borrow().last_applied.map(|l| l.index) >= Some(index) {
+        return Ok(());
+    }
+    raft.wait(Some(APPLY_WAIT))
+        .applied_index_at_least(Some(index), "linearizable read")
+        .await
+        .map(|_| ())
+        .map_err(|e| CeteError::unavailable("this node is too far behind the leader to read", e))
+}
+
+/// Serve a request that only the leader can serve — a write, a join, a leave — wherever the
+/// leader is: here, or routed by mailbox over the leader's peer link (see [`crate::leader`]).
+/// The routing runs on this actor's thread, beside the ClusterActor and the peer links it
+/// goes through, so a connection actor pays one hand-off to get there and one back.
+#[derive(Message)]
+#[rtype(result = "CeteResult<ForwardReply>")]
+pub struct OnLeader(pub Forwarded);
+
+impl Handler<OnLeader> for RaftActor {
+    type Result = ResponseFuture<CeteResult<ForwardReply>>;
+
+    fn handle(&mut self, msg: OnLeader, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        Box::pin(async move { on_leader(&handles, msg.0).await })
+    }
+}
+
+/// The barrier of a linearizable read: the leader's read index (confirmed with a quorum,
+/// wherever the leader is), then this node's apply up to it. Once it resolves, the local
+/// state holds every write acknowledged before the barrier began.
 #[derive(Message)]
 #[rtype(result = "CeteResult<()>")]
-pub struct AwaitApplied(pub Option<LogId>);
+pub struct ReadBarrier;
 
-impl Handler<AwaitApplied> for RaftActor {
+impl Handler<ReadBarrier> for RaftActor {
     type Result = ResponseFuture<CeteResult<()>>;
 
-    fn handle(&mut self, msg: AwaitApplied, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: ReadBarrier, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
         let raft = self.raft.clone();
         Box::pin(async move {
-            let Some(index) = msg.0.map(|id| id.index) else {
-                return Ok(());
-            };
-            if raft.metrics().borrow().last_applied.map(|l| l.index) >= Some(index) {
-                return Ok(());
+            match on_leader(&handles, Forwarded::ReadIndex).await? {
+                ForwardReply::ReadIndex(index) => await_applied(&raft, index).await,
+                ForwardReply::Failed(e) => Err(e),
+                other => Err(CeteError::Internal(format!("unexpected answer to a read index: {other:?}"))),
             }
-            raft.wait(Some(APPLY_WAIT))
-                .applied_index_at_least(Some(index), "linearizable read")
-                .await
-                .map(|_| ())
-                .map_err(|e| CeteError::unavailable("this node is too far behind the leader to read", e))
         })
     }
 }

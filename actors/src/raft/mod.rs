@@ -23,6 +23,7 @@ pub use self::client::*;
 pub use self::membership::*;
 use crate::cluster::{ClusterActor, MetricsUpdate};
 use crate::command::{Member, NodeId, Raft};
+use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::log_store::LogStore;
 use crate::network::Network;
@@ -63,11 +64,14 @@ pub struct RaftActor {
     /// The leader, when the latest metrics name another node: requests that only a leader
     /// can serve are turned away at once instead of queueing for openraft to refuse them.
     leader_elsewhere: Option<Member>,
+    /// The node's actors, for routing requests to the leader.
+    handles: NodeHandles,
 }
 
 impl RaftActor {
-    pub fn new(raft: Raft, parts: RaftParts, cluster: Addr<ClusterActor>) -> Self {
+    pub fn new(raft: Raft, parts: RaftParts, cluster: Addr<ClusterActor>, handles: NodeHandles) -> Self {
         RaftActor {
+            handles,
             raft,
             parts,
             cluster,
