@@ -1,11 +1,6 @@
 //! The `cete` binary: a node (`cete start`) or a client of one (every other subcommand).
 //! This file only wires: parse, then hand over to the server or the CLI.
 
-/// mimalloc: the nodes allocate small, short-lived buffers on every request from several
-/// threads; glibc malloc spent ~10% of a leader's CPU in them (perf), mimalloc less.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod cli;
 mod config;
 mod grpc;
