@@ -41,9 +41,9 @@ use crate::command::{decode, encode, Entry, LogId, StorageError, TypeConfig, Vot
 
 /// A chunk file is closed at this size; purging drops whole closed chunks, and the entries of
 /// the open chunk stay in memory until it is closed and synced, so this bounds both.
-const CHUNK_MAX_BYTES: usize = 16 << 20;
+const CHUNK_MAX_BYTES: usize = 4 << 20;
 /// Entries kept in memory for replication beyond the open chunk (older ones are read back).
-const CACHE_MAX_BYTES: usize = 32 << 20;
+const CACHE_MAX_BYTES: usize = 4 << 20;
 const CACHE_MAX_ENTRIES: usize = 100_000;
 /// The largest record a decoder accepts: a torn length must not allocate gigabytes.
 const MAX_RECORD_BYTES: usize = 1 << 30;
