@@ -1,8 +1,8 @@
-//! Starting a node's actor system: open the two redb databases, build openraft on top of the
-//! storage adapters, and start the StoreActor, RaftActor and ClusterActor.
+//! Starting a node's actor system: open the Raft log and the store, build openraft on top of
+//! the storage adapters, and start the StoreActor, RaftActor and ClusterActor.
 //!
-//! Data directory layout: `raft-log/` (the Raft log and vote, a write-ahead log), `store.redb` (applied state) and
-//! `snapshots/`.
+//! Data directory layout: `raft-log/` (the Raft log and vote, a chunked write-ahead log),
+//! `store.redb` (the applied state) and `snapshots/`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
