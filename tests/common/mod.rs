@@ -46,9 +46,42 @@ pub fn cete_bin() -> &'static str {
 }
 
 /// A port nothing listens on right now: bind port 0, note what the kernel chose, release it.
+/// Ports handed to tests come from below Linux's ephemeral range (32768-60999): a port the
+/// kernel picks for `bind(0)` is released at once and may be handed to any outgoing connection
+/// before the node binds it. Tests run as parallel processes, so each port is claimed with a
+/// file created exclusively; claims older than [`PORT_CLAIM_TTL`] are from finished runs.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+const PORT_CLAIM_TTL: Duration = Duration::from_secs(600);
+
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    let claims = std::env::temp_dir().join("cete-test-ports");
+    std::fs::create_dir_all(&claims).expect("create the port claims directory");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut state = nanos ^ (u64::from(std::process::id()) << 32) ^ DRAWS.fetch_add(1, Ordering::Relaxed);
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..10_000 {
+        // xorshift: a different sequence per process and per call.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let port = TEST_PORTS.start + (state % span) as u16;
+        let claim = claims.join(port.to_string());
+        if let Ok(modified) = std::fs::metadata(&claim).and_then(|m| m.modified()) {
+            if modified.elapsed().unwrap_or_default() < PORT_CLAIM_TTL {
+                continue;
+            }
+            let _ = std::fs::remove_file(&claim);
+        }
+        if std::fs::OpenOptions::new().write(true).create_new(true).open(&claim).is_err() {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free test port in {TEST_PORTS:?}");
 }
 
 pub fn local(port: u16) -> String {
