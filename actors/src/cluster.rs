@@ -5,7 +5,7 @@
 //! (started and stopped as the membership changes), and routes requests that only the leader
 //! can serve over the leader's link.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -43,10 +43,10 @@ pub struct ClusterActor {
     /// Reads waiting for a read index from the leader, and whether a request for one is out.
     waiting_reads: Vec<(Member, oneshot::Sender<CeteResult<ForwardReply>>)>,
     /// The leaders a read-index request is out to (one each at a time).
-    read_index_in_flight: std::collections::HashSet<String>,
+    read_index_in_flight: HashSet<String>,
     /// Writes waiting to go to the leader, and how many batches of them are out.
     waiting_writes: Vec<(Member, Command, oneshot::Sender<CeteResult<ForwardReply>>)>,
-    write_batches_in_flight: HashMap<String, usize>,
+    write_batches_in_flight: HashSet<String>,
 }
 
 impl ClusterActor {
@@ -61,7 +61,7 @@ impl ClusterActor {
             waiting_reads: Vec::new(),
             read_index_in_flight: Default::default(),
             waiting_writes: Vec::new(),
-            write_batches_in_flight: HashMap::new(),
+            write_batches_in_flight: HashSet::new(),
         }
     }
 
@@ -277,11 +277,10 @@ impl Handler<RouteToLeader> for ClusterActor {
     }
 }
 
-/// How many batches of forwarded writes may be out to one leader at once; writes arriving
-/// meanwhile make up the next batch (one in flight gave the largest batches, and the most
-/// writes per second). Counted per leader: a leader that froze with a batch must not hold
-/// back the writes resent to its successor.
-const MAX_WRITE_BATCHES_IN_FLIGHT: usize = 1;
+/// One batch of forwarded writes is out to a leader at a time; writes arriving meanwhile make
+/// up the next batch (one in flight gave the largest batches, and the most writes per second).
+/// Counted per leader: a leader that froze with a batch must not hold back the writes resent
+/// to its successor.
 const MAX_FORWARDED_BATCH: usize = 1024;
 
 impl ClusterActor {
@@ -308,7 +307,7 @@ impl ClusterActor {
                 .waiting_writes
                 .iter()
                 .map(|(leader, ..)| leader)
-                .find(|leader| in_flight.get(&leader.name).copied().unwrap_or(0) < MAX_WRITE_BATCHES_IN_FLIGHT)
+                .find(|leader| !in_flight.contains(&leader.name))
                 .cloned()
             else {
                 return;
@@ -323,7 +322,7 @@ impl ClusterActor {
                 }
             }
             self.waiting_writes = rest;
-            *self.write_batches_in_flight.entry(leader.name.clone()).or_default() += 1;
+            self.write_batches_in_flight.insert(leader.name.clone());
             let link = self.link_to(&leader, ctx);
             let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|(_, c, tx)| (c, tx)).unzip();
             let request = match <[Command; 1]>::try_from(commands) {
@@ -337,12 +336,7 @@ impl ClusterActor {
                 }
             };
             ctx.spawn(send.into_actor(self).map(move |(), actor, ctx| {
-                if let Some(count) = actor.write_batches_in_flight.get_mut(&leader.name) {
-                    *count = count.saturating_sub(1);
-                    if *count == 0 {
-                        actor.write_batches_in_flight.remove(&leader.name);
-                    }
-                }
+                actor.write_batches_in_flight.remove(&leader.name);
                 actor.send_writes(ctx);
             }));
         }

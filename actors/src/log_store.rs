@@ -90,37 +90,25 @@ fn read_framed<T: DeserializeOwned, R: io::Read>(mut r: R) -> io::Result<(T, usi
     Ok((value, len))
 }
 
-/// A log id as the WAL stores it.
+/// A value the WAL stores as a length-prefixed MessagePack record part, ordered as the value
+/// is (log ids totally, votes as openraft orders them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct WalLogId(LogId);
+pub struct Framed<T>(T);
 
-impl Encode for WalLogId {
+impl<T: Serialize> Encode for Framed<T> {
     fn encode<W: io::Write>(&self, w: W) -> io::Result<usize> {
         write_framed(&self.0, w)
     }
 }
 
-impl Decode for WalLogId {
+impl<T: DeserializeOwned> Decode for Framed<T> {
     fn decode<R: io::Read>(r: R) -> io::Result<Self> {
-        read_framed(r).map(|(id, _)| WalLogId(id))
+        read_framed(r).map(|(value, _)| Framed(value))
     }
 }
 
-/// A vote as the WAL stores it (ordered as openraft orders votes).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd)]
-pub struct WalVote(Vote);
-
-impl Encode for WalVote {
-    fn encode<W: io::Write>(&self, w: W) -> io::Result<usize> {
-        write_framed(&self.0, w)
-    }
-}
-
-impl Decode for WalVote {
-    fn decode<R: io::Read>(r: R) -> io::Result<Self> {
-        read_framed(r).map(|(vote, _)| WalVote(vote))
-    }
-}
+pub type WalLogId = Framed<LogId>;
+pub type WalVote = Framed<Vote>;
 
 /// An entry as the WAL stores and caches it: shared, so caching it copies nothing.
 #[derive(Debug, Clone)]
@@ -349,7 +337,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let vote = WalVote(*vote);
+        let vote = Framed(*vote);
         self.durably(vote_write_err, |wal| wal.save_vote(vote).map(|_| ())).await
     }
 
@@ -360,7 +348,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Only a hint for the next start (losing it means re-applying a little more): written
         // with the next flush, and skipped where the WAL would refuse it (never an error).
-        let Some(committed) = committed.map(WalLogId) else { return Ok(()) };
+        let Some(committed) = committed.map(Framed) else { return Ok(()) };
         self.with(write_err, |wal| {
             let state = wal.log_state();
             if Some(&committed) > state.last() || Some(&committed) <= state.committed() {
@@ -384,7 +372,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // the log there; openraft does not send one, but the WAL would refuse it.
             let purged = wal.log_state().purged().map(|id| id.0.index);
             let fresh = entries.into_iter().filter(|entry| Some(entry.log_id.index) > purged);
-            wal.append(fresh.map(|entry| (WalLogId(entry.log_id), WalEntry::new(entry))))?;
+            wal.append(fresh.map(|entry| (Framed(entry.log_id), WalEntry::new(entry))))?;
             wal.flush(true, Some(Flushed::Log(callback)))
         })
     }
@@ -394,6 +382,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.durably(write_err, |wal| wal.purge(WalLogId(log_id)).map(|_| ())).await
+        self.durably(write_err, |wal| wal.purge(Framed(log_id)).map(|_| ())).await
     }
 }
