@@ -1,14 +1,20 @@
 //! StoreActor: the owner of the applied key-value state, a redb database in the data directory.
 //!
-//! It applies committed log entries (in batches, one transaction per batch), answers reads,
+//! It applies committed log entries (into one open transaction, see below), answers reads,
 //! opens consistent views for snapshots, installs received snapshots, and tells watchers what
 //! changed. It runs on an arbiter of its own so that disk work never stalls other actors.
 //!
-//! Durability: applied state is committed without fsync. That is safe because the Raft log is
-//! durable before anything is applied: after a crash redb rolls back to its last durable
-//! commit, `last_applied` rolls back with it (same transaction), and openraft re-applies the
-//! rest from the log. A durable commit is made every second, before every snapshot (the log
-//! is purged only behind a snapshot) and on stop.
+//! Group commit of the applied state: entries are applied into one open write transaction,
+//! which every read here also goes through (so reads see every applied write), and which is
+//! committed durably every second, before every snapshot (the log is purged only behind a
+//! snapshot), on stop, and once it holds [`COMMIT_AFTER_WRITES`] changes. A commit per entry
+//! cost more CPU than the apply itself (redb writes and checksums its dirty pages at each).
+//!
+//! That is safe because the Raft log is durable before anything is applied: after a crash
+//! redb rolls back to its last durable commit, `last_applied` rolls back with it (same
+//! transaction), and openraft re-applies the rest from the log. An apply that fails leaves
+//! the open transaction unusable, so the store stops serving (fail-stop) rather than answer
+//! from state that lost applied entries; a restart re-applies them from the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +25,7 @@ use bytes::Bytes;
 use openraft::EntryPayload;
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
 
 use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership};
@@ -34,6 +41,9 @@ const LAST_APPLIED: &str = "last_applied";
 const LAST_MEMBERSHIP: &str = "last_membership";
 
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// The open transaction is committed early once it holds this many changes, bounding the
+/// memory its dirty pages take.
+const COMMIT_AFTER_WRITES: usize = 100_000;
 
 /// A value as stored: the bytes and the media type they were given with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +76,12 @@ impl StoredValue {
 
 pub struct StoreActor {
     db: Arc<Database>,
-    /// Commits made since the last durable one.
-    dirty: bool,
+    /// The transaction applies go into and reads go through; none right after a commit.
+    open: Option<WriteTransaction>,
+    /// Changes in `open` (it must be committed before it is dropped).
+    uncommitted: usize,
+    /// Why the store stopped serving: an apply failed and the open transaction is lost.
+    failed: Option<String>,
     watchers: Vec<Recipient<WatchEvent>>,
 }
 
@@ -77,68 +91,100 @@ impl StoreActor {
         let txn = db.begin_write().map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(KV).map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
+        crate::requests::upgrade(&txn).map_err(|e| CeteError::internal("store upgrade", e))?;
         txn.commit().map_err(|e| CeteError::internal("store", e))?;
-        Ok(StoreActor { db: Arc::new(db), dirty: false, watchers: Vec::new() })
+        Ok(StoreActor { db: Arc::new(db), open: None, uncommitted: 0, failed: None, watchers: Vec::new() })
     }
 
-    fn make_durable(&mut self) -> CeteResult<()> {
-        if !self.dirty {
-            return Ok(());
+    /// The open transaction (begun now if there is none), unless the store has failed.
+    fn txn(&mut self) -> CeteResult<&WriteTransaction> {
+        if let Some(why) = &self.failed {
+            return Err(CeteError::Unavailable(format!("the store stopped after a failed apply: {why}")));
         }
-        let mut txn = self.db.begin_write().map_err(|e| CeteError::internal("store", e))?;
-        txn.set_durability(Durability::Immediate).map_err(|e| CeteError::internal("store", e))?;
-        txn.commit().map_err(|e| CeteError::internal("store flush", e))?;
-        self.dirty = false;
-        Ok(())
+        if self.open.is_none() {
+            self.open = Some(self.db.begin_write().map_err(|e| CeteError::internal("store", e))?);
+        }
+        Ok(self.open.as_ref().expect("just opened"))
+    }
+
+    /// Commits what has been applied, durably (fsync). Nothing to do when nothing changed.
+    fn make_durable(&mut self) -> CeteResult<()> {
+        let Some(mut txn) = self.open.take() else { return Ok(()) };
+        if self.uncommitted == 0 {
+            return txn.abort().map_err(|e| CeteError::internal("store", e));
+        }
+        self.uncommitted = 0;
+        let result = txn
+            .set_durability(Durability::Immediate)
+            .map_err(|e| e.to_string())
+            .and_then(|()| txn.commit().map_err(|e| e.to_string()));
+        result.map_err(|e| self.fail(format!("commit: {e}")))
+    }
+
+    /// Stops serving: what was applied since the last commit is lost with the transaction.
+    fn fail(&mut self, why: String) -> CeteError {
+        log::error!("the store stops serving: {why}; a restart re-applies the Raft log");
+        self.open = None;
+        self.failed = Some(why.clone());
+        CeteError::Internal(why)
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> CeteResult<(Vec<CommandResponse>, Vec<Change>)> {
+        let result = self.apply_in_open(entries);
+        match result {
+            Ok((responses, changes)) => {
+                self.uncommitted += changes.len().max(1);
+                if self.uncommitted >= COMMIT_AFTER_WRITES {
+                    self.make_durable()?;
+                }
+                Ok((responses, changes))
+            }
+            Err(e) => Err(self.fail(e.to_string())),
+        }
+    }
+
+    fn apply_in_open(&mut self, entries: Vec<Entry>) -> CeteResult<(Vec<CommandResponse>, Vec<Change>)> {
         let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("apply: {e}"));
         let mut responses = Vec::with_capacity(entries.len());
         let mut changes = Vec::new();
-        let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
-        txn.set_durability(Durability::None).map_err(|e| fail(&e))?;
-        {
-            let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
-            let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
-            let mut requests = AppliedRequests::open(&txn).map_err(|e| fail(&e))?;
-            let mut last_applied = None;
-            let mut previous_membership: Option<StoredMembership> = None;
-            for entry in entries {
-                last_applied = Some(entry.log_id);
-                match entry.payload {
-                    EntryPayload::Blank => responses.push(CommandResponse::Nothing),
-                    EntryPayload::Normal(command) => {
-                        let mut applying = Applying { kv: &mut kv, requests: &mut requests, index: entry.log_id.index };
-                        responses.push(applying.apply(command, &mut changes).map_err(|e| fail(&e))?);
-                    }
-                    EntryPayload::Membership(membership) => {
-                        let before = match previous_membership.take() {
-                            Some(m) => m,
-                            None => read_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default(),
-                        };
-                        let stored = StoredMembership::new(Some(entry.log_id), membership);
-                        changes.extend(Change::membership_diff(&before, &stored));
-                        meta.insert(LAST_MEMBERSHIP, encode(&stored).map_err(|e| fail(&e))?.as_slice())
-                            .map_err(|e| fail(&e))?;
-                        previous_membership = Some(stored);
-                        responses.push(CommandResponse::Nothing);
-                    }
+        let txn = self.txn()?;
+        let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
+        let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
+        let mut requests = AppliedRequests::open(txn).map_err(|e| fail(&e))?;
+        let mut last_applied = None;
+        let mut previous_membership: Option<StoredMembership> = None;
+        for entry in entries {
+            last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => responses.push(CommandResponse::Nothing),
+                EntryPayload::Normal(command) => {
+                    let mut applying = Applying { kv: &mut kv, requests: &mut requests, index: entry.log_id.index };
+                    responses.push(applying.apply(command, &mut changes).map_err(|e| fail(&e))?);
+                    requests.end_entry(entry.log_id.index).map_err(|e| fail(&e))?;
+                }
+                EntryPayload::Membership(membership) => {
+                    let before = match previous_membership.take() {
+                        Some(m) => m,
+                        None => read_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default(),
+                    };
+                    let stored = StoredMembership::new(Some(entry.log_id), membership);
+                    changes.extend(Change::membership_diff(&before, &stored));
+                    meta.insert(LAST_MEMBERSHIP, encode(&stored).map_err(|e| fail(&e))?.as_slice())
+                        .map_err(|e| fail(&e))?;
+                    previous_membership = Some(stored);
+                    responses.push(CommandResponse::Nothing);
                 }
             }
-            if let Some(log_id) = last_applied {
-                meta.insert(LAST_APPLIED, encode(&log_id).map_err(|e| fail(&e))?.as_slice()).map_err(|e| fail(&e))?;
-                requests.prune(log_id.index).map_err(|e| fail(&e))?;
-            }
         }
-        txn.commit().map_err(|e| fail(&e))?;
-        self.dirty = true;
+        if let Some(log_id) = last_applied {
+            meta.insert(LAST_APPLIED, encode(&log_id).map_err(|e| fail(&e))?.as_slice()).map_err(|e| fail(&e))?;
+            requests.prune(log_id.index).map_err(|e| fail(&e))?;
+        }
         Ok((responses, changes))
     }
 
-    fn applied_state(&self) -> CeteResult<(Option<LogId>, StoredMembership)> {
-        let txn = self.db.begin_read().map_err(|e| CeteError::internal("store", e))?;
-        let meta = txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
+    fn applied_state(&mut self) -> CeteResult<(Option<LogId>, StoredMembership)> {
+        let meta = self.txn()?.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
         Ok((read_meta(&meta, LAST_APPLIED)?, read_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default()))
     }
 
@@ -186,11 +232,10 @@ impl Applying<'_, '_> {
                 return Ok(CommandResponse::Batch(responses));
             }
             Command::Request { id, command } => {
-                // Sent again after its first sending's fate was unknown, and already applied.
-                if self.requests.contains(&id)? {
+                // Not applied again when sent again after its first sending's fate was unknown.
+                if !self.requests.record(&id, self.index)? {
                     return Ok(CommandResponse::Applied);
                 }
-                self.requests.record(&id, self.index)?;
                 return self.apply(*command, changes);
             }
         }
@@ -264,12 +309,9 @@ impl Handler<ReadKey> for StoreActor {
     type Result = CeteResult<Option<StoredValue>>;
 
     fn handle(&mut self, msg: ReadKey, _: &mut Self::Context) -> Self::Result {
-        let txn = self.db.begin_read().map_err(|e| CeteError::internal("read", e))?;
-        let kv = txn.open_table(KV).map_err(|e| CeteError::internal("read", e))?;
-        match kv.get(msg.0.as_str()).map_err(|e| CeteError::internal("read", e))? {
-            Some(record) => StoredValue::decode(record.value()).map(Some),
-            None => Ok(None),
-        }
+        let kv = self.txn()?.open_table(KV).map_err(|e| CeteError::internal("read", e))?;
+        let record = kv.get(msg.0.as_str()).map_err(|e| CeteError::internal("read", e))?;
+        record.map(|record| StoredValue::decode(record.value())).transpose()
     }
 }
 
@@ -283,8 +325,7 @@ impl Handler<ScanPrefix> for StoreActor {
 
     fn handle(&mut self, msg: ScanPrefix, _: &mut Self::Context) -> Self::Result {
         let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("scan: {e}"));
-        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
-        let kv = txn.open_table(KV).map_err(|e| fail(&e))?;
+        let kv = self.txn()?.open_table(KV).map_err(|e| fail(&e))?;
         let mut pairs = Vec::new();
         for item in kv.range::<&str>(msg.0.as_str()..).map_err(|e| fail(&e))? {
             let (key, record) = item.map_err(|e| fail(&e))?;
@@ -336,6 +377,11 @@ impl Handler<ReplaceState> for StoreActor {
 
     fn handle(&mut self, msg: ReplaceState, _: &mut Self::Context) -> Self::Result {
         let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("install snapshot: {e}"));
+        // What was applied and not yet committed is replaced by the snapshot anyway.
+        if let Some(open) = self.open.take() {
+            open.abort().map_err(|e| fail(&e))?;
+        }
+        self.uncommitted = 0;
         let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
         txn.set_durability(Durability::Immediate).map_err(|e| fail(&e))?;
         let mut keys = 0;
@@ -354,6 +400,7 @@ impl Handler<ReplaceState> for StoreActor {
                 for request in pairs.requests() {
                     let (id, index) = request.map_err(|e| fail(&e))?;
                     requests.record(&id, index).map_err(|e| fail(&e))?;
+                    requests.end_entry(index).map_err(|e| fail(&e))?;
                 }
             }
             let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
@@ -370,7 +417,7 @@ impl Handler<ReplaceState> for StoreActor {
             meta.insert(LAST_MEMBERSHIP, membership.as_slice()).map_err(|e| fail(&e))?;
         }
         txn.commit().map_err(|e| fail(&e))?;
-        self.dirty = false;
+        self.failed = None;
         Ok(keys)
     }
 }
@@ -389,8 +436,7 @@ impl Handler<Stats> for StoreActor {
     type Result = CeteResult<StoreStats>;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
-        let txn = self.db.begin_read().map_err(|e| CeteError::internal("stats", e))?;
-        let kv = txn.open_table(KV).map_err(|e| CeteError::internal("stats", e))?;
+        let kv = self.txn()?.open_table(KV).map_err(|e| CeteError::internal("stats", e))?;
         Ok(StoreStats { keys: kv.len().map_err(|e| CeteError::internal("stats", e))? })
     }
 }
@@ -450,6 +496,22 @@ mod tests {
         assert_eq!(value.value, Bytes::from("2"), "the resent write must not undo the later one");
         let (applied, _) = store.send(AppliedState).await.unwrap().unwrap();
         assert_eq!(applied.map(|l| l.index), Some(3));
+    }
+
+    #[actix::test]
+    async fn applied_writes_are_read_at_once_and_committed_before_a_snapshot_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
+        let set = Command::Set { key: "k".into(), value: Bytes::from("v"), content_type: None };
+        store.send(ApplyEntries(vec![entry(1, set)])).await.unwrap().unwrap();
+        // Not committed yet, and read all the same: reads go through the open transaction.
+        let value = store.send(ReadKey("k".into())).await.unwrap().unwrap().unwrap();
+        assert_eq!(value.value, Bytes::from("v"));
+        // A snapshot reads committed state only: the view sees the write and its index.
+        let view = store.send(OpenSnapshotView).await.unwrap().unwrap();
+        assert_eq!(view.last_applied.map(|l| l.index), Some(1));
+        let kv = view.txn.open_table(KV).unwrap();
+        assert!(kv.get("k").unwrap().is_some(), "the snapshot view must see what was applied before it");
     }
 
     #[actix::test]
