@@ -44,9 +44,9 @@ pub struct ClusterActor {
     waiting_reads: Vec<(Member, oneshot::Sender<CeteResult<ForwardReply>>)>,
     /// The leaders a read-index request is out to (one each at a time).
     read_index_in_flight: HashSet<String>,
-    /// Writes waiting to go to the leader, and how many batches of them are out.
+    /// Writes waiting to go to the leader, and how many batches of them are out to each.
     waiting_writes: Vec<(Member, Command, oneshot::Sender<CeteResult<ForwardReply>>)>,
-    write_batches_in_flight: HashSet<String>,
+    write_batches_in_flight: HashMap<String, usize>,
 }
 
 impl ClusterActor {
@@ -61,7 +61,7 @@ impl ClusterActor {
             waiting_reads: Vec::new(),
             read_index_in_flight: Default::default(),
             waiting_writes: Vec::new(),
-            write_batches_in_flight: HashSet::new(),
+            write_batches_in_flight: HashMap::new(),
         }
     }
 
@@ -244,6 +244,21 @@ impl Handler<LatestMetrics> for ClusterActor {
     }
 }
 
+/// The leader has started a round: it is appending entries to this node's log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaderAppending;
+
+impl Handler<LeaderAppending> for ClusterActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LeaderAppending, ctx: &mut Self::Context) {
+        if !self.waiting_writes.is_empty() {
+            self.send_writes(ctx, true);
+        }
+    }
+}
+
 /// Send a request to `leader` over its peer link.
 #[derive(Message)]
 #[rtype(result = "CeteResult<ForwardReply>")]
@@ -267,7 +282,7 @@ impl Handler<RouteToLeader> for ClusterActor {
         if let Forwarded::Write(command) = msg.request {
             let (tx, rx) = oneshot::channel();
             self.waiting_writes.push((msg.leader, command, tx));
-            self.send_writes(ctx);
+            self.send_writes(ctx, false);
             return Box::pin(async move {
                 rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("forwarded write dropped".into())))
             });
@@ -277,10 +292,13 @@ impl Handler<RouteToLeader> for ClusterActor {
     }
 }
 
-/// One batch of forwarded writes is out to a leader at a time; writes arriving meanwhile make
-/// up the next batch (one in flight gave the largest batches, and the most writes per second).
-/// Counted per leader: a leader that froze with a batch must not hold back the writes resent
-/// to its successor.
+/// When forwarded writes go to the leader. A batch goes at once when none is out to that
+/// leader. While one is out, writes wait for the leader to start its next round (it appends
+/// to this node's log: [`LeaderAppending`]); sent then, they reach the leader while that round
+/// is under way and make its next proposal, where a batch sent when the previous one returns
+/// arrives after that proposal left and waits a whole round more. Counted per leader: a
+/// leader that froze with batches must not hold back the writes resent to its successor.
+const MAX_FORWARDED_BATCHES_IN_FLIGHT: usize = 3;
 const MAX_FORWARDED_BATCH: usize = 1024;
 
 impl ClusterActor {
@@ -299,19 +317,25 @@ impl ClusterActor {
 
     /// Forwards the waiting writes to the leader as one batch (one RPC, one log entry there);
     /// every writer of the batch gets the batch's answer and, on "not the leader" or "not
-    /// sent", follows the leader itself.
-    fn send_writes(&mut self, ctx: &mut Context<Self>) {
+    /// sent", follows the leader itself. `leader_appending`: the leader has just started a
+    /// round, so a batch may join those already out.
+    fn send_writes(&mut self, ctx: &mut Context<Self>, leader_appending: bool) {
+        let limit = if leader_appending { MAX_FORWARDED_BATCHES_IN_FLIGHT } else { 1 };
+        let mut sent = HashSet::new();
         loop {
             let in_flight = &self.write_batches_in_flight;
             let Some(leader) = self
                 .waiting_writes
                 .iter()
                 .map(|(leader, ..)| leader)
-                .find(|leader| !in_flight.contains(&leader.name))
+                .find(|leader| {
+                    !sent.contains(&leader.name) && in_flight.get(&leader.name).copied().unwrap_or(0) < limit
+                })
                 .cloned()
             else {
                 return;
             };
+            sent.insert(leader.name.clone());
             let mut batch = Vec::new();
             let mut rest = Vec::new();
             for waiting in std::mem::take(&mut self.waiting_writes) {
@@ -322,7 +346,7 @@ impl ClusterActor {
                 }
             }
             self.waiting_writes = rest;
-            self.write_batches_in_flight.insert(leader.name.clone());
+            *self.write_batches_in_flight.entry(leader.name.clone()).or_default() += 1;
             let link = self.link_to(&leader, ctx);
             let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|(_, c, tx)| (c, tx)).unzip();
             let request = match <[Command; 1]>::try_from(commands) {
@@ -336,8 +360,13 @@ impl ClusterActor {
                 }
             };
             ctx.spawn(send.into_actor(self).map(move |(), actor, ctx| {
-                actor.write_batches_in_flight.remove(&leader.name);
-                actor.send_writes(ctx);
+                if let Some(count) = actor.write_batches_in_flight.get_mut(&leader.name) {
+                    *count -= 1;
+                    if *count == 0 {
+                        actor.write_batches_in_flight.remove(&leader.name);
+                    }
+                }
+                actor.send_writes(ctx, false);
             }));
         }
     }

@@ -21,6 +21,10 @@ impl Handler<DeliverAppendEntries> for RaftActor {
     type Result = ResponseFuture<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>;
 
     fn handle(&mut self, msg: DeliverAppendEntries, _: &mut Self::Context) -> Self::Result {
+        if !msg.0.entries.is_empty() {
+            // Writes this node holds for the leader catch its next proposal if sent now.
+            self.cluster.do_send(crate::cluster::LeaderAppending);
+        }
         let raft = self.raft.clone();
         Box::pin(async move { raft.append_entries(msg.0).await })
     }
