@@ -5,6 +5,9 @@
 //! A peer's channel is created lazily and reconnects by itself, so a peer that is down
 //! simply shows up as `Unreachable` until it is back.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use cete_proto::raft::raft_client::RaftClient;
 use cete_proto::raft::RaftPayload;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -21,15 +24,32 @@ use crate::command::{decode, encode, Member, NodeId, TypeConfig};
 use crate::error::CeteResult;
 use crate::tls::ClientTls;
 
-/// Creates a [`PeerRaftClient`] per peer, sharing the node's TLS settings.
+/// Creates a [`PeerRaftClient`] per peer, sharing the node's TLS settings and one channel
+/// (one HTTP/2 connection) per peer address among all clients.
+///
+/// openraft asks for a client per replication stream, but also one per peer for every
+/// leadership confirmation of a linearizable read; a channel each would mean a TCP and
+/// HTTP/2 handshake per confirmation.
 #[derive(Clone, Default)]
 pub struct Network {
     tls: Option<ClientTls>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Network {
     pub fn new(tls: Option<ClientTls>) -> Self {
-        Network { tls }
+        Network { tls, channels: Arc::default() }
+    }
+
+    /// The channel to `address`, made on first use; it reconnects by itself.
+    fn channel(&self, address: &str) -> CeteResult<Channel> {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = peer_channel(address, self.tls.as_ref())?;
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
     }
 }
 
@@ -42,7 +62,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerRaftClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerRaftClient {
-        let client = match peer_channel(&node.raft_address, self.tls.as_ref()) {
+        let client = match self.channel(&node.raft_address) {
             Ok(channel) => Ok(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
             Err(e) => Err(format!("bad raft address {:?} of {}: {e}", node.raft_address, node.name)),
         };
