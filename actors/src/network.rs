@@ -18,6 +18,8 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::command::{decode, encode, Member, NodeId, TypeConfig};
@@ -66,7 +68,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             Ok(channel) => Ok(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
             Err(e) => Err(format!("bad raft address {:?} of {}: {e}", node.raft_address, node.name)),
         };
-        PeerRaftClient { target, member: node.clone(), client }
+        PeerRaftClient { target, member: node.clone(), client, stream: None }
     }
 }
 
@@ -75,13 +77,53 @@ pub struct PeerRaftClient {
     target: NodeId,
     member: Member,
     client: Result<RaftClient<Channel>, String>,
+    /// The open AppendEntries stream, if any. Taken out for each call and put back only once
+    /// its reply arrived: a call that fails or is abandoned (openraft times calls out) drops
+    /// the stream, so a late reply can never be read as the answer to a later request.
+    stream: Option<AppendStream>,
+}
+
+/// One side of an `AppendEntriesStream` call: requests go into `requests`, replies come back
+/// in order on `replies`.
+struct AppendStream {
+    requests: mpsc::Sender<RaftPayload>,
+    replies: tonic::Streaming<RaftPayload>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct TransportError(String);
 
+// The error type is openraft's: what its `RaftNetwork` methods return.
+#[allow(clippy::result_large_err)]
 impl PeerRaftClient {
+    fn client<E: std::error::Error>(&mut self) -> Result<&mut RaftClient<Channel>, RPCError<NodeId, Member, E>> {
+        match &mut self.client {
+            Ok(client) => Ok(client),
+            Err(msg) => Err(RPCError::Unreachable(Unreachable::new(&TransportError(msg.clone())))),
+        }
+    }
+
+    /// What a failed call means to openraft: the peer is unreachable, or the call broke.
+    fn transport_error<E: std::error::Error>(&self, status: &tonic::Status) -> RPCError<NodeId, Member, E> {
+        let err = TransportError(format!("{} at {}: {}", self.member.name, self.member.raft_address, status.message()));
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => RPCError::Unreachable(Unreachable::new(&err)),
+            _ => RPCError::Network(NetworkError::new(&err)),
+        }
+    }
+
+    /// Decodes a peer's reply: Raft's answer, or Raft's own error on the peer.
+    fn answer<Resp, E>(&self, data: &[u8]) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.member.clone(), e)))
+    }
+
     async fn call<Req, Resp, E>(
         &mut self,
         rpc: &'static str,
@@ -92,30 +134,45 @@ impl PeerRaftClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = match &mut self.client {
-            Ok(client) => client,
-            Err(msg) => return Err(RPCError::Unreachable(Unreachable::new(&TransportError(msg.clone())))),
-        };
         let data = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let payload = tonic::Request::new(RaftPayload { data: data.into() });
+        let client = self.client()?;
         let reply = match rpc {
             "append_entries" => client.append_entries(payload).await,
             "vote" => client.vote(payload).await,
             _ => client.install_snapshot(payload).await,
         };
-        let reply = reply.map_err(|status| {
-            let err =
-                TransportError(format!("{} at {}: {}", self.member.name, self.member.raft_address, status.message()));
-            match status.code() {
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                    RPCError::Unreachable(Unreachable::new(&err))
-                }
-                _ => RPCError::Network(NetworkError::new(&err)),
+        let reply = reply.map_err(|status| self.transport_error(&status))?;
+        self.answer(&reply.into_inner().data)
+    }
+
+    /// Sends one AppendEntries on this client's stream (opened now if there is none) and
+    /// waits for its reply.
+    async fn call_on_stream(
+        &mut self,
+        request: &AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        let data = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut stream = match self.stream.take() {
+            Some(stream) => stream,
+            None => {
+                let (requests, outgoing) = mpsc::channel(1);
+                let call = self.client()?.append_entries_stream(ReceiverStream::new(outgoing)).await;
+                let replies = call.map_err(|status| self.transport_error(&status))?.into_inner();
+                AppendStream { requests, replies }
             }
-        })?;
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.member.clone(), e)))
+        };
+        if stream.requests.send(RaftPayload { data: data.into() }).await.is_err() {
+            let closed = tonic::Status::unavailable("the append stream closed");
+            return Err(self.transport_error(&closed));
+        }
+        let reply = match stream.replies.message().await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return Err(self.transport_error(&tonic::Status::unavailable("the append stream ended"))),
+            Err(status) => return Err(self.transport_error(&status)),
+        };
+        self.stream = Some(stream);
+        self.answer(&reply.data)
     }
 }
 
@@ -125,6 +182,12 @@ impl RaftNetwork<TypeConfig> for PeerRaftClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        // Replication (entries, or a stream already open) goes on the stream; a lone
+        // heartbeat, such as the one openraft sends on a fresh client to confirm leadership
+        // for a read, is cheaper as one call than as a stream opened for it.
+        if self.stream.is_some() || !rpc.entries.is_empty() {
+            return self.call_on_stream(&rpc).await;
+        }
         self.call("append_entries", &rpc).await
     }
 

@@ -9,9 +9,10 @@ use cete_actors::peer::Forwarded;
 use cete_actors::raft::peer_rpc::{DeliverAppendEntries, DeliverSnapshotChunk, DeliverVote};
 use cete_actors::raft::RaftActor;
 use cete_proto::raft::{raft_server::Raft, RaftPayload};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 pub struct RaftService {
     raft: Addr<RaftActor>,
@@ -33,18 +34,50 @@ impl RaftService {
         R: Serialize + Send + 'static,
         RaftActor: actix::Handler<M>,
     {
-        let request: Req =
-            decode(&payload.data).map_err(|e| Status::invalid_argument(format!("undecodable raft rpc: {e}")))?;
-        let reply = self.raft.send(wrap(request)).await.map_err(|e| Status::unavailable(e.to_string()))?;
-        let data = encode(&reply).map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
-        Ok(Response::new(RaftPayload { data: data.into() }))
+        deliver(&self.raft, payload, wrap).await.map(Response::new)
     }
 }
+
+/// Decodes a Raft RPC, hands it to the RaftActor, and encodes the RaftActor's answer.
+async fn deliver<Req, M, R>(
+    raft: &Addr<RaftActor>,
+    payload: RaftPayload,
+    wrap: fn(Req) -> M,
+) -> Result<RaftPayload, Status>
+where
+    Req: DeserializeOwned,
+    M: actix::Message<Result = R> + Send + 'static,
+    R: Serialize + Send + 'static,
+    RaftActor: actix::Handler<M>,
+{
+    let request: Req =
+        decode(&payload.data).map_err(|e| Status::invalid_argument(format!("undecodable raft rpc: {e}")))?;
+    let reply = raft.send(wrap(request)).await.map_err(|e| Status::unavailable(e.to_string()))?;
+    let data = encode(&reply).map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
+    Ok(RaftPayload { data: data.into() })
+}
+
+type Replies = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RaftPayload, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Raft for RaftService {
     async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         self.deliver(request.into_inner(), DeliverAppendEntries).await
+    }
+
+    type AppendEntriesStreamStream = Replies;
+
+    /// A leader's replication stream: each request is delivered in turn and answered in order.
+    async fn append_entries_stream(
+        &self,
+        request: Request<Streaming<RaftPayload>>,
+    ) -> Result<Response<Replies>, Status> {
+        let raft = self.raft.clone();
+        let replies = request.into_inner().then(move |payload| {
+            let raft = raft.clone();
+            async move { deliver(&raft, payload?, DeliverAppendEntries).await }
+        });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
