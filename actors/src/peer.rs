@@ -3,12 +3,15 @@
 //! leader's link as [`Forwarded`] messages and are handed, on the leader, to the connection
 //! actor of the link's connection. The link also polls its peer's state for `/v1/cluster`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::prelude::*;
 use cete_proto::raft::raft_client::RaftClient;
 use cete_proto::raft::RaftPayload;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::command::{decode, encode, Command, LogId, Member};
@@ -91,7 +94,16 @@ pub struct PeerLinkActor {
     client: Option<RaftClient<Channel>>,
     /// Who to tell about the peer's state.
     observer: Recipient<PeerState>,
+    /// The open forward stream (its requests' sending side and its number), if any.
+    stream: Option<(u64, mpsc::Sender<RaftPayload>)>,
+    streams_opened: u64,
+    /// Requests sent on the open stream and not answered yet, by id.
+    pending: HashMap<u64, oneshot::Sender<CeteResult<ForwardReply>>>,
+    next_id: u64,
 }
+
+/// How many requests may wait to go out on a forward stream.
+const STREAM_BUFFER: usize = 1024;
 
 impl PeerLinkActor {
     pub fn new(peer: Member, tls: Option<&ClientTls>, observer: Recipient<PeerState>) -> Self {
@@ -102,8 +114,59 @@ impl PeerLinkActor {
                 None
             }
         };
-        PeerLinkActor { peer, client, observer }
+        PeerLinkActor { peer, client, observer, stream: None, streams_opened: 0, pending: HashMap::new(), next_id: 0 }
     }
+
+    /// The sending side of the forward stream, opened now if there is none. The stream's
+    /// replies come back to this actor as [`StreamReply`] messages, its end as [`StreamEnded`].
+    fn stream(&mut self, ctx: &mut Context<Self>) -> CeteResult<mpsc::Sender<RaftPayload>> {
+        if let Some((_, requests)) = &self.stream {
+            return Ok(requests.clone());
+        }
+        let mut client = self
+            .client
+            .clone()
+            .ok_or_else(|| CeteError::Unavailable(format!("no usable address for {}", self.peer.name)))?;
+        self.streams_opened += 1;
+        let number = self.streams_opened;
+        let (requests, outgoing) = mpsc::channel(STREAM_BUFFER);
+        self.stream = Some((number, requests.clone()));
+        let link = ctx.address();
+        let peer = self.peer.clone();
+        actix::spawn(async move {
+            let ended = match client.forward_stream(ReceiverStream::new(outgoing)).await {
+                Ok(response) => {
+                    let mut replies = response.into_inner();
+                    loop {
+                        match replies.message().await {
+                            Ok(Some(reply)) => link.do_send(StreamReply(reply)),
+                            Ok(None) => break lost_contact(&peer, "the forward stream ended"),
+                            Err(status) => break lost_contact(&peer, status.message()),
+                        }
+                    }
+                }
+                Err(status) if is_connect_error(&status) => {
+                    ForwardReply::NotSent(format!("{} at {}: {}", peer.name, peer.raft_address, status.message()))
+                }
+                Err(status) => lost_contact(&peer, status.message()),
+            };
+            link.do_send(StreamEnded { number, ended });
+        });
+        Ok(requests)
+    }
+}
+
+/// A connection that could not be made carried nothing: the request was not sent.
+fn is_connect_error(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.message().contains("connect")
+}
+
+/// The answer to requests whose fate is unknown: the peer may have served them or not.
+fn lost_contact(peer: &Member, why: &str) -> ForwardReply {
+    ForwardReply::Failed(CeteError::Unavailable(format!(
+        "lost contact with {} at {} while it handled the request (it may or may not have taken effect): {why}",
+        peer.name, peer.raft_address
+    )))
 }
 
 /// Sends one forwarded request over `client` and decodes the reply.
@@ -119,21 +182,22 @@ pub async fn call_peer(
     call.set_timeout(timeout);
     let reply = match client.forward(call).await {
         Ok(reply) => reply,
-        // A connection that could not be made carried nothing: the request was not sent.
-        Err(status) if status.code() == tonic::Code::Unavailable && status.message().contains("connect") => {
+        Err(status) if is_connect_error(&status) => {
             return Ok(ForwardReply::NotSent(format!("{} at {}: {}", peer.name, peer.raft_address, status.message())));
         }
-        Err(status) => {
-            return Err(CeteError::Unavailable(format!(
-                "lost contact with {} at {} while it handled the request (it may or may not have taken \
-                 effect): {}",
-                peer.name,
-                peer.raft_address,
-                status.message()
-            )))
-        }
+        Err(status) => return lost_contact(peer, status.message()).into_result(),
     };
     decode(&reply.into_inner().data).map_err(|e| CeteError::internal("decode forwarded reply", e))
+}
+
+impl ForwardReply {
+    /// A `Failed` reply as the error it carries.
+    fn into_result(self) -> CeteResult<ForwardReply> {
+        match self {
+            ForwardReply::Failed(e) => Err(e),
+            reply => Ok(reply),
+        }
+    }
 }
 
 impl Actor for PeerLinkActor {
@@ -142,6 +206,8 @@ impl Actor for PeerLinkActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(POLL_EVERY, |link, ctx| {
+            // Requests that timed out waiting: their replies, if they ever come, go nowhere.
+            link.pending.retain(|_, reply| !reply.is_closed());
             let client = link.client.clone();
             let peer = link.peer.clone();
             let observer = link.observer.clone();
@@ -175,10 +241,73 @@ pub struct Forward(pub Forwarded);
 impl Handler<Forward> for PeerLinkActor {
     type Result = ResponseFuture<CeteResult<ForwardReply>>;
 
-    fn handle(&mut self, msg: Forward, _: &mut Self::Context) -> Self::Result {
-        let client = self.client.clone();
+    /// Sends the request on the forward stream; the reply arrives as a [`StreamReply`].
+    fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) -> Self::Result {
+        let id = self.next_id;
+        self.next_id += 1;
+        let sent = encode(&(id, &msg.0))
+            .map_err(|e| CeteError::internal("encode forwarded request", e))
+            .and_then(|data| Ok((data, self.stream(ctx)?)))
+            .and_then(|(data, requests)| {
+                requests
+                    .try_send(RaftPayload { data: data.into() })
+                    .map_err(|_| CeteError::Unavailable(format!("too many requests queued for {}", self.peer.name)))
+            });
+        if let Err(e) = sent {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(id, tx);
         let peer = self.peer.clone();
-        Box::pin(async move { call_peer(client, &peer, &msg.0, FORWARD_TIMEOUT).await })
+        Box::pin(async move {
+            match tokio::time::timeout(FORWARD_TIMEOUT, rx).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(_)) => lost_contact(&peer, "the link closed").into_result(),
+                Err(_) => lost_contact(&peer, "no reply in time").into_result(),
+            }
+        })
+    }
+}
+
+/// A reply that came back on the forward stream: `(id, ForwardReply)`, encoded.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StreamReply(RaftPayload);
+
+impl Handler<StreamReply> for PeerLinkActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamReply, _: &mut Self::Context) {
+        match decode::<(u64, ForwardReply)>(&msg.0.data) {
+            Ok((id, reply)) => {
+                if let Some(waiting) = self.pending.remove(&id) {
+                    let _ = waiting.send(reply.into_result());
+                }
+            }
+            Err(e) => log::warn!("undecodable reply from {}: {e}", self.peer.name),
+        }
+    }
+}
+
+/// The forward stream of this number ended (or could not be opened): every request still
+/// waiting on it gets `ended`, and the next request opens a new stream.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StreamEnded {
+    number: u64,
+    ended: ForwardReply,
+}
+
+impl Handler<StreamEnded> for PeerLinkActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamEnded, _: &mut Self::Context) {
+        if self.stream.as_ref().is_some_and(|(number, _)| *number == msg.number) {
+            self.stream = None;
+            for (_, waiting) in self.pending.drain() {
+                let _ = waiting.send(msg.ended.clone().into_result());
+            }
+        }
     }
 }
 

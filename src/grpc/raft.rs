@@ -5,7 +5,7 @@
 use actix::Addr;
 use cete_actors::command::{decode, encode};
 use cete_actors::connection::HandleForwarded;
-use cete_actors::peer::Forwarded;
+use cete_actors::peer::{ForwardReply, Forwarded};
 use cete_actors::raft::peer_rpc::{DeliverAppendEntries, DeliverSnapshotChunk, DeliverVote};
 use cete_actors::raft::RaftActor;
 use cete_proto::raft::{raft_server::Raft, RaftPayload};
@@ -57,6 +57,9 @@ where
     Ok(RaftPayload { data: data.into() })
 }
 
+/// How many routed requests of one peer link are served at once (writes wait for commit).
+const MAX_FORWARDS_SERVED_AT_ONCE: usize = 256;
+
 type Replies = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RaftPayload, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -86,6 +89,32 @@ impl Raft for RaftService {
 
     async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         self.deliver(request.into_inner(), DeliverSnapshotChunk).await
+    }
+
+    type ForwardStreamStream = Replies;
+
+    /// A peer link's stream of routed requests: each is handed to this connection's actor as
+    /// it arrives, and answered, under its id, when done (several are served at once).
+    async fn forward_stream(&self, request: Request<Streaming<RaftPayload>>) -> Result<Response<Replies>, Status> {
+        let connection = super::connection_of(&request)?;
+        let replies = request
+            .into_inner()
+            .map(move |payload| {
+                let connection = connection.clone();
+                async move {
+                    let (id, forwarded): (u64, Forwarded) = decode(&payload?.data)
+                        .map_err(|e| Status::invalid_argument(format!("undecodable forwarded request: {e}")))?;
+                    let reply = match connection.send(HandleForwarded(forwarded)).await {
+                        Ok(reply) => reply,
+                        Err(e) => ForwardReply::Failed(e.into()),
+                    };
+                    let data =
+                        encode(&(id, reply)).map_err(|e| Status::internal(format!("cannot encode reply: {e}")))?;
+                    Ok(RaftPayload { data: data.into() })
+                }
+            })
+            .buffer_unordered(MAX_FORWARDS_SERVED_AT_ONCE);
+        Ok(Response::new(Box::pin(replies)))
     }
 
     /// A request routed here by a peer: handed to this connection's actor.
