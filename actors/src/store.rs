@@ -5,9 +5,10 @@
 //! changed. It runs on an arbiter of its own so that disk work never stalls other actors.
 //!
 //! Group commit of the applied state: entries are applied into one open write transaction,
-//! which every read here also goes through (so reads see every applied write), and which is
-//! committed durably every second, before every snapshot (the log is purged only behind a
-//! snapshot), on stop, and once it holds [`COMMIT_AFTER_WRITES`] changes. A commit per entry
+//! which every read here also goes through (so reads see every applied write). It is
+//! committed without fsync every [`COMMIT_EVERY`] or once it holds [`COMMIT_AFTER_WRITES`]
+//! changes (bounding the memory its dirty pages take), and durably every second, before
+//! every snapshot (the log is purged only behind a snapshot) and on stop. A commit per entry
 //! cost more CPU than the apply itself (redb writes and checksums its dirty pages at each).
 //!
 //! That is safe because the Raft log is durable before anything is applied: after a crash
@@ -41,9 +42,8 @@ const LAST_APPLIED: &str = "last_applied";
 const LAST_MEMBERSHIP: &str = "last_membership";
 
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
-/// The open transaction is committed early once it holds this many changes, bounding the
-/// memory its dirty pages take.
-const COMMIT_AFTER_WRITES: usize = 100_000;
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
+const COMMIT_AFTER_WRITES: usize = 10_000;
 
 /// A value as stored: the bytes and the media type they were given with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,8 @@ pub struct StoreActor {
     open: Option<WriteTransaction>,
     /// Changes in `open` (it must be committed before it is dropped).
     uncommitted: usize,
+    /// Commits made without fsync since the last durable one.
+    dirty: bool,
     /// Why the store stopped serving: an apply failed and the open transaction is lost.
     failed: Option<String>,
     watchers: Vec<Recipient<WatchEvent>>,
@@ -93,7 +95,14 @@ impl StoreActor {
         txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
         crate::requests::upgrade(&txn).map_err(|e| CeteError::internal("store upgrade", e))?;
         txn.commit().map_err(|e| CeteError::internal("store", e))?;
-        Ok(StoreActor { db: Arc::new(db), open: None, uncommitted: 0, failed: None, watchers: Vec::new() })
+        Ok(StoreActor {
+            db: Arc::new(db),
+            open: None,
+            uncommitted: 0,
+            dirty: false,
+            failed: None,
+            watchers: Vec::new(),
+        })
     }
 
     /// The open transaction (begun now if there is none), unless the store has failed.
@@ -107,17 +116,32 @@ impl StoreActor {
         Ok(self.open.as_ref().expect("just opened"))
     }
 
-    /// Commits what has been applied, durably (fsync). Nothing to do when nothing changed.
+    /// Commits what has been applied, durably (fsync), with every commit made before it.
     fn make_durable(&mut self) -> CeteResult<()> {
-        let Some(mut txn) = self.open.take() else { return Ok(()) };
-        if self.uncommitted == 0 {
+        self.commit(Durability::Immediate)
+    }
+
+    /// Commits the open transaction: without fsync (`None`) when it holds changes; durably
+    /// (`Immediate`) when it or an earlier commit without fsync does.
+    fn commit(&mut self, durability: Durability) -> CeteResult<()> {
+        let durable = matches!(durability, Durability::Immediate);
+        let needed = self.uncommitted > 0 || (durable && self.dirty);
+        let Some(mut txn) = self.open.take() else {
+            if !needed {
+                return Ok(());
+            }
+            self.open = Some(self.db.begin_write().map_err(|e| CeteError::internal("store", e))?);
+            return self.commit(durability);
+        };
+        if !needed {
             return txn.abort().map_err(|e| CeteError::internal("store", e));
         }
         self.uncommitted = 0;
         let result = txn
-            .set_durability(Durability::Immediate)
+            .set_durability(durability)
             .map_err(|e| e.to_string())
             .and_then(|()| txn.commit().map_err(|e| e.to_string()));
+        self.dirty = !durable;
         result.map_err(|e| self.fail(format!("commit: {e}")))
     }
 
@@ -135,7 +159,7 @@ impl StoreActor {
             Ok((responses, changes)) => {
                 self.uncommitted += changes.len().max(1);
                 if self.uncommitted >= COMMIT_AFTER_WRITES {
-                    self.make_durable()?;
+                    self.commit(Durability::None)?;
                 }
                 Ok((responses, changes))
             }
@@ -258,6 +282,11 @@ impl Actor for StoreActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(COMMIT_EVERY, |store, _| {
+            if let Err(e) = store.commit(Durability::None) {
+                log::error!("periodic store commit failed: {e}");
+            }
+        });
         ctx.run_interval(DURABLE_EVERY, |store, _| {
             if let Err(e) = store.make_durable() {
                 log::error!("periodic store flush failed: {e}");
@@ -382,6 +411,7 @@ impl Handler<ReplaceState> for StoreActor {
             open.abort().map_err(|e| fail(&e))?;
         }
         self.uncommitted = 0;
+        self.dirty = false;
         let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
         txn.set_durability(Durability::Immediate).map_err(|e| fail(&e))?;
         let mut keys = 0;
