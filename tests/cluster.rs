@@ -391,6 +391,36 @@ fn killing_the_leader_fails_over_and_the_restarted_node_catches_up() {
     }
 }
 
+/// Peer links and replication run on long-lived streams: each leader killed here breaks the
+/// streams to it, and the restarted node may lead again, so writes through every node must
+/// go over streams opened anew.
+#[test]
+fn writes_through_every_node_survive_leaders_killed_and_restarted_in_turn() {
+    let mut cluster = Cluster::start(3);
+    let mut acknowledged = Acknowledged::default();
+    let everyone: Vec<usize> = (0..3).collect();
+    for round in 0..3 {
+        for i in 0..15 {
+            acknowledged.put(&cluster, &[i % 3], &format!("round{round}/{i}"), &format!("v{round}.{i}"));
+        }
+        let old = cluster.leader();
+        cluster.nodes[old].kill9();
+        let survivors: Vec<usize> = everyone.iter().copied().filter(|&i| i != old).collect();
+        for i in 0..5 {
+            acknowledged.put(&cluster, &survivors, &format!("round{round}/down/{i}"), "w");
+        }
+        cluster.nodes[old].restart();
+        cluster.wait_until_formed();
+    }
+    for i in 0..15 {
+        acknowledged.put(&cluster, &[i % 3], &format!("after/{i}"), "a");
+    }
+    for node in &cluster.nodes {
+        acknowledged.wait_replicated_to(node);
+        acknowledged.assert_on(node);
+    }
+}
+
 #[test]
 fn a_new_node_catches_up_from_a_snapshot_after_the_log_was_purged() {
     let mut cluster = Cluster::start_with(1, &["--snapshot-every=100"]);
