@@ -97,8 +97,8 @@ pub struct PeerLinkActor {
     /// The open forward stream (its requests' sending side and its number), if any.
     stream: Option<(u64, mpsc::Sender<RaftPayload>)>,
     streams_opened: u64,
-    /// Requests sent on the open stream and not answered yet, by id.
-    pending: HashMap<u64, oneshot::Sender<CeteResult<ForwardReply>>>,
+    /// Requests sent and not answered yet, by id, with the number of the stream they went on.
+    pending: HashMap<u64, (u64, oneshot::Sender<CeteResult<ForwardReply>>)>,
     next_id: u64,
 }
 
@@ -119,9 +119,9 @@ impl PeerLinkActor {
 
     /// The sending side of the forward stream, opened now if there is none. The stream's
     /// replies come back to this actor as [`StreamReply`] messages, its end as [`StreamEnded`].
-    fn stream(&mut self, ctx: &mut Context<Self>) -> CeteResult<mpsc::Sender<RaftPayload>> {
-        if let Some((_, requests)) = &self.stream {
-            return Ok(requests.clone());
+    fn stream(&mut self, ctx: &mut Context<Self>) -> CeteResult<(u64, mpsc::Sender<RaftPayload>)> {
+        if let Some((number, requests)) = &self.stream {
+            return Ok((*number, requests.clone()));
         }
         let mut client = self
             .client
@@ -152,7 +152,28 @@ impl PeerLinkActor {
             };
             link.do_send(StreamEnded { number, ended });
         });
-        Ok(requests)
+        Ok((number, requests))
+    }
+
+    /// Puts the request on the forward stream; the number of the stream it went on.
+    fn send(&mut self, id: u64, request: &Forwarded, ctx: &mut Context<Self>) -> CeteResult<u64> {
+        let data = encode(&(id, request)).map_err(|e| CeteError::internal("encode forwarded request", e))?;
+        let mut payload = RaftPayload { data: data.into() };
+        // A stream that ended before its end was handled here is replaced, once.
+        for _ in 0..2 {
+            let (number, requests) = self.stream(ctx)?;
+            match requests.try_send(payload) {
+                Ok(()) => return Ok(number),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return Err(CeteError::Unavailable(format!("too many requests queued for {}", self.peer.name)))
+                }
+                Err(mpsc::error::TrySendError::Closed(back)) => {
+                    self.stream = None;
+                    payload = back;
+                }
+            }
+        }
+        Err(CeteError::Unavailable(format!("cannot open a stream to {}", self.peer.name)))
     }
 }
 
@@ -207,7 +228,7 @@ impl Actor for PeerLinkActor {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(POLL_EVERY, |link, ctx| {
             // Requests that timed out waiting: their replies, if they ever come, go nowhere.
-            link.pending.retain(|_, reply| !reply.is_closed());
+            link.pending.retain(|_, (_, reply)| !reply.is_closed());
             let client = link.client.clone();
             let peer = link.peer.clone();
             let observer = link.observer.clone();
@@ -245,19 +266,12 @@ impl Handler<Forward> for PeerLinkActor {
     fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) -> Self::Result {
         let id = self.next_id;
         self.next_id += 1;
-        let sent = encode(&(id, &msg.0))
-            .map_err(|e| CeteError::internal("encode forwarded request", e))
-            .and_then(|data| Ok((data, self.stream(ctx)?)))
-            .and_then(|(data, requests)| {
-                requests
-                    .try_send(RaftPayload { data: data.into() })
-                    .map_err(|_| CeteError::Unavailable(format!("too many requests queued for {}", self.peer.name)))
-            });
-        if let Err(e) = sent {
-            return Box::pin(std::future::ready(Err(e)));
-        }
+        let number = match self.send(id, &msg.0, ctx) {
+            Ok(number) => number,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
         let (tx, rx) = oneshot::channel();
-        self.pending.insert(id, tx);
+        self.pending.insert(id, (number, tx));
         let peer = self.peer.clone();
         Box::pin(async move {
             match tokio::time::timeout(FORWARD_TIMEOUT, rx).await {
@@ -280,7 +294,7 @@ impl Handler<StreamReply> for PeerLinkActor {
     fn handle(&mut self, msg: StreamReply, _: &mut Self::Context) {
         match decode::<(u64, ForwardReply)>(&msg.0.data) {
             Ok((id, reply)) => {
-                if let Some(waiting) = self.pending.remove(&id) {
+                if let Some((_, waiting)) = self.pending.remove(&id) {
                     let _ = waiting.send(reply.into_result());
                 }
             }
@@ -304,9 +318,9 @@ impl Handler<StreamEnded> for PeerLinkActor {
     fn handle(&mut self, msg: StreamEnded, _: &mut Self::Context) {
         if self.stream.as_ref().is_some_and(|(number, _)| *number == msg.number) {
             self.stream = None;
-            for (_, waiting) in self.pending.drain() {
-                let _ = waiting.send(msg.ended.clone().into_result());
-            }
+        }
+        for (_, (_, waiting)) in self.pending.extract_if(|_, (number, _)| *number == msg.number) {
+            let _ = waiting.send(msg.ended.clone().into_result());
         }
     }
 }
