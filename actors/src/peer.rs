@@ -145,9 +145,7 @@ impl PeerLinkActor {
                         }
                     }
                 }
-                Err(status) if is_connect_error(&status) => {
-                    ForwardReply::NotSent(format!("{} at {}: {}", peer.name, peer.raft_address, status.message()))
-                }
+                Err(status) if is_connect_error(&status) => not_sent(&peer, &status),
                 Err(status) => lost_contact(&peer, status.message()),
             };
             link.do_send(StreamEnded { number, ended });
@@ -182,6 +180,11 @@ fn is_connect_error(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Unavailable && status.message().contains("connect")
 }
 
+/// The answer to requests that never left this node.
+fn not_sent(peer: &Member, status: &tonic::Status) -> ForwardReply {
+    ForwardReply::NotSent(format!("{} at {}: {}", peer.name, peer.raft_address, status.message()))
+}
+
 /// The answer to requests whose fate is unknown: the peer may have served them or not.
 fn lost_contact(peer: &Member, why: &str) -> ForwardReply {
     ForwardReply::Failed(CeteError::Unavailable(format!(
@@ -203,9 +206,7 @@ pub async fn call_peer(
     call.set_timeout(timeout);
     let reply = match client.forward(call).await {
         Ok(reply) => reply,
-        Err(status) if is_connect_error(&status) => {
-            return Ok(ForwardReply::NotSent(format!("{} at {}: {}", peer.name, peer.raft_address, status.message())));
-        }
+        Err(status) if is_connect_error(&status) => return Ok(not_sent(peer, &status)),
         Err(status) => return lost_contact(peer, status.message()).into_result(),
     };
     decode(&reply.into_inner().data).map_err(|e| CeteError::internal("decode forwarded reply", e))
