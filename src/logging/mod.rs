@@ -31,6 +31,11 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
         // lines a second); the ClusterActor logs each change of a peer's reachability instead.
         builder.filter_module("openraft::replication", log::LevelFilter::Off);
         builder.filter_module("openraft::engine::handler::replication_handler", log::LevelFilter::Off);
+        // The Raft log's WAL reports every flush at INFO (its payload cache moving on), from
+        // its flush thread between the fsync and the callback that acknowledges the writes:
+        // a formatted line and a write() per Raft round, on the path of every write.
+        builder.filter_module("raft_log", log::LevelFilter::Warn);
+        builder.filter_module("chunked_wal", log::LevelFilter::Warn);
     }
     if let Ok(filters) = std::env::var("RUST_LOG") {
         builder.parse_filters(&filters);
