@@ -13,6 +13,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// jemalloc instead of glibc's malloc. Requests are born on an HTTP worker and freed on the
+/// node's core thread and back; glibc's arenas paid for that in consolidation and locking
+/// (8.8% of the nodes' CPU under 64 writing clients). Measured here with jemalloc: about 8%
+/// less CPU per write and 7% more writes per second, for about 15 MiB more resident memory.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // ring is the one crypto provider compiled in; installing it up front keeps rustls from
     // guessing (and panicking) when a TLS config is first built.
