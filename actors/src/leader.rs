@@ -23,12 +23,21 @@ const SILENT_LEADER: std::time::Duration = std::time::Duration::from_millis(300)
 /// How long a join waits for the new node to catch up before it is made a voter.
 const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(50);
 
-/// Serves `request` on the leader, wherever it is.
-pub async fn on_leader(handles: &NodeHandles, request: Forwarded) -> CeteResult<ForwardReply> {
-    let mut hint = match serve_locally(handles, &request).await {
-        Ok(reply) => return Ok(reply),
-        Err(WriteRejection::Failed(e)) => return Err(e),
-        Err(WriteRejection::NotLeader { leader }) => leader,
+/// Serves `request` on the leader, wherever it is. `elsewhere`: the leader, when this node
+/// already knows that it is another node and that serving `request` here could only be
+/// turned away; the request then goes straight to it.
+pub async fn on_leader(
+    handles: &NodeHandles,
+    request: Forwarded,
+    elsewhere: Option<Member>,
+) -> CeteResult<ForwardReply> {
+    let mut hint = match elsewhere {
+        Some(leader) => Some(leader),
+        None => match serve_locally(handles, &request).await {
+            Ok(reply) => return Ok(reply),
+            Err(WriteRejection::Failed(e)) => return Err(e),
+            Err(WriteRejection::NotLeader { leader }) => leader,
+        },
     };
     // Leaving this node, a write gets its request id: from here on it may have to be sent
     // again, and the id makes that safe.

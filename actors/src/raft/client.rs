@@ -227,7 +227,21 @@ impl Handler<OnLeader> for RaftActor {
 
     fn handle(&mut self, msg: OnLeader, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        Box::pin(async move { on_leader(&handles, msg.0).await })
+        let elsewhere = self.leader_elsewhere_for(&msg.0);
+        Box::pin(async move { on_leader(&handles, msg.0, elsewhere).await })
+    }
+}
+
+impl RaftActor {
+    /// The leader to route `request` to at once, skipping a local attempt: only for the
+    /// requests whose local handling is nothing but this same check ([`ClientWrite`] and
+    /// [`ReadIndex`] turn away at once while the leader is elsewhere). A follower saves a
+    /// hand-off per routed write and read; what it knows is no staler than that check's.
+    fn leader_elsewhere_for(&self, request: &Forwarded) -> Option<Member> {
+        match request {
+            Forwarded::Write(_) | Forwarded::WriteBatch(_) | Forwarded::ReadIndex => self.leader_elsewhere.clone(),
+            _ => None,
+        }
     }
 }
 
@@ -244,8 +258,9 @@ impl Handler<ReadBarrier> for RaftActor {
     fn handle(&mut self, _: ReadBarrier, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
         let raft = self.raft.clone();
+        let elsewhere = self.leader_elsewhere_for(&Forwarded::ReadIndex);
         Box::pin(async move {
-            match on_leader(&handles, Forwarded::ReadIndex).await? {
+            match on_leader(&handles, Forwarded::ReadIndex, elsewhere).await? {
                 ForwardReply::ReadIndex(index) => await_applied(&raft, index).await,
                 ForwardReply::Failed(e) => Err(e),
                 other => Err(CeteError::Internal(format!("unexpected answer to a read index: {other:?}"))),
