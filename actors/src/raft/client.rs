@@ -258,7 +258,8 @@ impl Handler<ReadBarrier> for RaftActor {
     fn handle(&mut self, _: ReadBarrier, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
         let raft = self.raft.clone();
-        let elsewhere = self.leader_elsewhere_for(&Forwarded::ReadIndex);
+        // A read index here is only this same check away from "not leader" (see ReadIndex).
+        let elsewhere = self.leader_elsewhere.clone();
         Box::pin(async move {
             match on_leader(&handles, Forwarded::ReadIndex, elsewhere).await? {
                 ForwardReply::ReadIndex(index) => await_applied(&raft, index).await,
