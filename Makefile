@@ -27,11 +27,15 @@ deps:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || \
 		echo "cargo-nextest not found (cargo install cargo-nextest --locked); using cargo test" >&2
 
+# The tests run against a build with the crash and fault points compiled in (tests/crash.rs
+# arms them); release builds leave the feature off.
+TEST_FEATURES := --features failpoints
+
 test: deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+		$(CARGO) nextest run --workspace $(TEST_FEATURES) --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast; \
+		$(CARGO) test --workspace $(TEST_FEATURES) --no-fail-fast; \
 	fi
 
 fmt:
@@ -40,6 +44,7 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(TEST_FEATURES) -- -D warnings
 
 clean:
 	$(CARGO) clean

@@ -39,6 +39,9 @@ fn main() -> ExitCode {
 }
 
 fn start(args: config::StartArgs) -> anyhow::Result<ExitCode> {
+    // A failpoints build arms the points named in FAILPOINTS (see cete_actors::failpoints).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let config = args.resolve()?;
     logging::init(&config)?;
     server::run(config)?;

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod command;
 pub mod connection;
 pub mod error;
+pub mod failpoints;
 pub mod leader;
 pub mod log_store;
 pub mod metrics;

@@ -38,6 +38,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::command::{decode, encode, Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::failpoints;
 
 /// A chunk file is closed at this size; purging drops whole closed chunks, and the entries of
 /// the open chunk stay in memory until it is closed and synced, so this bounds both.
@@ -185,7 +186,12 @@ impl Callback for Flushed {
             log::error!("raft log flush failed: {e}");
         }
         match self {
-            Flushed::Log(flushed) => flushed.log_io_completed(result),
+            Flushed::Log(flushed) => {
+                if result.is_ok() {
+                    failpoints::crash_point("raft-log-after-fsync");
+                }
+                flushed.log_io_completed(result)
+            }
             Flushed::Waiter(tx) => {
                 let _ = tx.send(result);
             }
@@ -349,6 +355,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Only a hint for the next start (losing it means re-applying a little more): written
         // with the next flush, and skipped where the WAL would refuse it (never an error).
         let Some(committed) = committed.map(Framed) else { return Ok(()) };
+        if failpoints::skip_point("raft-log-commit-hint") {
+            return Ok(());
+        }
         self.with(write_err, |wal| {
             let state = wal.log_state();
             if Some(&committed) > state.last() || Some(&committed) <= state.committed() {
@@ -373,6 +382,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let purged = wal.log_state().purged().map(|id| id.0.index);
             let fresh = entries.into_iter().filter(|entry| Some(entry.log_id.index) > purged);
             wal.append(fresh.map(|entry| (Framed(entry.log_id), WalEntry::new(entry))))?;
+            failpoints::crash_point("raft-log-before-fsync");
             wal.flush(true, Some(Flushed::Log(callback)))
         })
     }

@@ -6,6 +6,8 @@
 //! message, and map the reply; [`HttpError`] maps the domain error to a status and a JSON body.
 
 mod error;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod routes;
 
 use std::net::SocketAddr;
@@ -39,6 +41,12 @@ fn on_connect(handles: &NodeHandles, io: &dyn std::any::Any, extensions: &mut Ex
     extensions.insert(HttpConnection { actor });
 }
 
+/// The failpoints of a failpoints build (none in a release build).
+fn debug_routes(_cfg: &mut web::ServiceConfig) {
+    #[cfg(feature = "failpoints")]
+    failpoints::configure(_cfg);
+}
+
 /// Binds `listen` and returns the server, ready to be awaited (and stopped by its handle).
 pub fn serve(
     listen: SocketAddr,
@@ -63,6 +71,7 @@ pub fn serve(
                 })
             })
             .configure(routes::configure)
+            .configure(debug_routes)
     })
     .on_connect(move |io, extensions| on_connect(&connect_handles, io, extensions))
     .keep_alive(Duration::from_secs(75))

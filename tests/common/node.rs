@@ -217,6 +217,22 @@ impl Node {
         self.wait_ready();
     }
 
+    /// Starts the process again on the same data directory, ports and flags, without waiting:
+    /// for a cluster whose nodes come back one by one, as after a power cut.
+    pub fn relaunch(&mut self) {
+        self.launch();
+    }
+
+    /// Arms failpoint `name` with `actions` (a failpoints build; see `cete_actors::failpoints`).
+    pub fn arm_failpoint(&self, name: &str, actions: &str) {
+        let path = format!("/debug/failpoints/{name}");
+        let reply = self.try_request("PUT", &path, actions.as_bytes().to_vec(), Duration::from_secs(5));
+        match reply {
+            Ok(reply) if reply.status == 204 => {}
+            other => panic!("arming failpoint {name}={actions} on {}: {other:?}", self.id()),
+        }
+    }
+
     /// Like [`Node::restart`], with `extra` flags appended from now on.
     pub fn restart_with(&mut self, extra: &[&str]) {
         self.args.extend(extra.iter().map(|arg| arg.to_string()));

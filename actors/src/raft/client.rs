@@ -176,9 +176,11 @@ impl RaftActor {
         self.pending.read_check_in_flight = true;
         let waiting = std::mem::take(&mut self.pending.reads);
         let raft = self.raft.clone();
+        let floor = self.read_floor;
         let check = async move {
             let result = match raft.get_read_log_id().await {
-                Ok((read_log_id, _applied)) => Ok(read_log_id),
+                // Never below what the log held at start (see `read_floor`).
+                Ok((read_log_id, _applied)) => Ok(read_log_id.max(floor)),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                     Err(WriteRejection::NotLeader { leader: f.leader_node })
                 }

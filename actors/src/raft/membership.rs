@@ -220,8 +220,9 @@ impl Handler<ResetForJoin> for RaftActor {
             Ok(Some(parts.build().await?))
         };
         AtomicResponse::new(Box::pin(reset.into_actor(self).map(|result, actor, ctx| {
-            if let Some(raft) = result? {
-                actor.raft = raft;
+            if let Some(instance) = result? {
+                actor.raft = instance.raft;
+                actor.read_floor = instance.read_floor;
                 actor.feed_metrics(ctx);
             }
             Ok(())

@@ -22,7 +22,7 @@ use tokio_stream::wrappers::WatchStream;
 pub use self::client::*;
 pub use self::membership::*;
 use crate::cluster::{ClusterActor, MetricsUpdate};
-use crate::command::{Member, NodeId, Raft};
+use crate::command::{LogId, Member, NodeId, Raft};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::log_store::LogStore;
@@ -45,18 +45,57 @@ pub struct RaftParts {
     pub snapshot_dir: PathBuf,
 }
 
+/// A Raft instance, and the floor under every read index it hands out.
+pub struct RaftInstance {
+    pub raft: Raft,
+    /// The last log id this node held when the instance started. See [`read_floor`].
+    pub read_floor: Option<LogId>,
+}
+
 impl RaftParts {
-    pub async fn build(&self) -> CeteResult<Raft> {
+    pub async fn build(&self) -> CeteResult<RaftInstance> {
         let state_machine = StateMachine::new(self.store.clone(), self.snapshot_dir.clone())
             .map_err(|e| CeteError::internal("snapshot directory", e))?;
-        Raft::new(self.id, self.config.clone(), self.network.clone(), self.log_store.clone(), state_machine)
+        let read_floor = read_floor(&self.log_store).await?;
+        let raft = Raft::new(self.id, self.config.clone(), self.network.clone(), self.log_store.clone(), state_machine)
             .await
-            .map_err(|e| CeteError::internal("cannot start raft", e))
+            .map_err(|e| CeteError::internal("cannot start raft", e))?;
+        Ok(RaftInstance { raft, read_floor })
     }
+}
+
+/// The floor of the read indexes a Raft instance hands out: the last log id it held at start.
+///
+/// Why: openraft 0.9 restores a node whose stored vote is its own and committed as the leader
+/// of that same term, without an election, and answers a read index of `max(first log id of
+/// its term, committed)`. After a crash `committed` is what was last recorded (a hint written
+/// without fsync) and the store is as of its last durable commit, so both can be behind
+/// writes that were acknowledged: every node has applied that far, and the read would be
+/// served from state older than an acknowledged write (seen after a power cut of the whole
+/// cluster; `tests/crash.rs`).
+///
+/// Why it is enough: a write acknowledged before a read began is committed, so it is in the
+/// log of the leader that answers the read index. If that leader was elected after it
+/// started, its term is above every term in its log at start, openraft's index (at or past
+/// its blank entry of the new term) already covers the whole log it was elected with, and
+/// the floor never wins (log ids order by term first). If it was restored in the term it
+/// stopped in, an acknowledged write of that term was fsynced in its own log before it was
+/// replicated (openraft 0.9 flushes the leader's append before it sends it), and one of an
+/// earlier term is in its log by Leader Completeness; either way it is at or below the last
+/// log id it started with, or it was committed after the start and openraft's `committed`
+/// covers it. The reader then waits until it has applied up to the index, which only
+/// committed entries reach.
+async fn read_floor(log_store: &LogStore) -> CeteResult<Option<LogId>> {
+    use openraft::storage::RaftLogStorage;
+    let mut log_store = log_store.clone();
+    let state = log_store.get_log_state().await.map_err(|e| CeteError::internal("raft log", e))?;
+    Ok(state.last_log_id)
 }
 
 pub struct RaftActor {
     raft: Raft,
+    /// See [`read_floor`].
+    read_floor: Option<LogId>,
     parts: RaftParts,
     cluster: Addr<ClusterActor>,
     metrics_feed: Option<SpawnHandle>,
@@ -69,10 +108,11 @@ pub struct RaftActor {
 }
 
 impl RaftActor {
-    pub fn new(raft: Raft, parts: RaftParts, cluster: Addr<ClusterActor>, handles: NodeHandles) -> Self {
+    pub fn new(instance: RaftInstance, parts: RaftParts, cluster: Addr<ClusterActor>, handles: NodeHandles) -> Self {
         RaftActor {
             handles,
-            raft,
+            raft: instance.raft,
+            read_floor: instance.read_floor,
             parts,
             cluster,
             metrics_feed: None,
