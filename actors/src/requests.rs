@@ -1,11 +1,11 @@
-//! Exactly-once writes: every client write carries a [`RequestId`], and the state machine
+//! Exactly-once writes: a client write that leaves its node carries a [`RequestId`], and the state machine
 //! records the ids it has applied, so a write that is sent again — because the leader it was
 //! routed to went silent and its fate is unknown — is applied at most once.
 //!
 //! The record is part of the replicated state (same transaction as the data, carried in
-//! snapshots) and is pruned deterministically: ids applied more than [`KEEP_ENTRIES`] log
-//! entries ago are forgotten on every node at the same point, so all nodes always agree on
-//! what is a duplicate.
+//! snapshots) and is pruned deterministically: before the entry at index `i` is applied, the
+//! ids applied by entries below `i - KEEP_ENTRIES` are forgotten, on every node at the same
+//! entry whatever the batches it applies in, so all nodes always agree on what is a duplicate.
 //!
 //! Cost per request: one insert into [`BY_ID`], whose previous value tells a duplicate apart
 //! (a lookup and an insert in one walk of the tree), and one row per log entry, not per
@@ -26,7 +26,7 @@ const BY_ENTRY: TableDefinition<u64, &[u8]> = TableDefinition::new("requests_by_
 const LEGACY_BY_INDEX: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("requests_by_index");
 
 /// How far back (in log entries) a retried request is still recognised.
-const KEEP_ENTRIES: u64 = 100_000;
+pub(crate) const KEEP_ENTRIES: u64 = 100_000;
 
 /// A client write's identity: the node that took it from the client, and a number unique on
 /// that node (seeded from the clock, so a restarted node does not reuse its old numbers).
@@ -88,9 +88,10 @@ impl<'txn> AppliedRequests<'txn> {
         Ok(())
     }
 
-    /// Forgets requests applied more than [`KEEP_ENTRIES`] entries before `applied`.
-    pub fn prune(&mut self, applied: u64) -> Result<(), redb::Error> {
-        let Some(cutoff) = applied.checked_sub(KEEP_ENTRIES) else { return Ok(()) };
+    /// Forgets requests applied more than [`KEEP_ENTRIES`] entries before the entry at
+    /// `index`; called before that entry is applied (one seek when nothing falls out).
+    pub fn prune(&mut self, index: u64) -> Result<(), redb::Error> {
+        let Some(cutoff) = index.checked_sub(KEEP_ENTRIES) else { return Ok(()) };
         let old: Vec<(u64, Vec<u8>)> = self
             .by_entry
             .range(..cutoff)?

@@ -186,6 +186,9 @@ impl StoreActor {
         let mut previous_membership: Option<StoredMembership> = None;
         for entry in entries {
             last_applied = Some(entry.log_id);
+            // Per entry, never per batch: batch boundaries differ between nodes, and whether a
+            // late retry is a duplicate must be a function of the log alone.
+            requests.prune(entry.log_id.index).map_err(|e| fail(&e))?;
             match entry.payload {
                 EntryPayload::Blank => responses.push(CommandResponse::Nothing),
                 EntryPayload::Normal(command) => {
@@ -209,7 +212,6 @@ impl StoreActor {
         }
         if let Some(log_id) = last_applied {
             meta.insert(LAST_APPLIED, encode(&log_id).map_err(|e| fail(&e))?.as_slice()).map_err(|e| fail(&e))?;
-            requests.prune(log_id.index).map_err(|e| fail(&e))?;
         }
         Ok((responses, changes))
     }
@@ -533,6 +535,38 @@ mod tests {
         assert_eq!(value.value, Bytes::from("2"), "the resent write must not undo the later one");
         let (applied, _) = store.send(AppliedState).await.unwrap().unwrap();
         assert_eq!(applied.map(|l| l.index), Some(3));
+    }
+
+    /// Two nodes apply the same log in batches cut differently; a write resent just past the
+    /// window in which retries are recognised must be judged the same way on both.
+    #[actix::test]
+    async fn whether_a_retry_is_a_duplicate_does_not_depend_on_batch_boundaries() {
+        use crate::requests::KEEP_ENTRIES;
+        let (first, second) = (RequestId::next(7), RequestId::next(7));
+        let blank =
+            |index| Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank };
+        let edge = 5 + KEEP_ENTRIES;
+        let batchings: [Vec<Vec<Entry>>; 2] = [
+            vec![
+                vec![entry(5, set("1", first)), entry(6, set("2", second))],
+                vec![blank(edge + 1), entry(edge + 2, set("1", first))],
+            ],
+            vec![
+                vec![entry(5, set("1", first)), entry(6, set("2", second))],
+                vec![blank(edge + 1)],
+                vec![entry(edge + 2, set("1", first))],
+            ],
+        ];
+        let mut values = Vec::new();
+        for batches in batchings {
+            let dir = tempfile::tempdir().unwrap();
+            let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
+            for batch in batches {
+                store.send(ApplyEntries(batch)).await.unwrap().unwrap();
+            }
+            values.push(store.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap().value);
+        }
+        assert_eq!(values[0], values[1], "two nodes applying the same log disagree");
     }
 
     #[actix::test]
