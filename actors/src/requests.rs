@@ -49,6 +49,22 @@ impl RequestId {
     fn key(&self) -> (u64, u64) {
         (self.origin, self.sequence)
     }
+
+    /// The id as stored in the record of an entry and in snapshots: origin, then sequence, LE.
+    pub(crate) fn to_bytes(self) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.origin.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.sequence.to_le_bytes());
+        bytes
+    }
+
+    pub(crate) fn from_bytes(bytes: [u8; 16]) -> Self {
+        let (origin, sequence) = bytes.split_at(8);
+        RequestId {
+            origin: u64::from_le_bytes(origin.try_into().expect("8 bytes")),
+            sequence: u64::from_le_bytes(sequence.try_into().expect("8 bytes")),
+        }
+    }
 }
 
 /// The applied-request record inside one write transaction.
@@ -72,8 +88,7 @@ impl<'txn> AppliedRequests<'txn> {
             self.by_id.insert(id.key(), earlier)?;
             return Ok(false);
         }
-        self.entry.extend_from_slice(&id.origin.to_le_bytes());
-        self.entry.extend_from_slice(&id.sequence.to_le_bytes());
+        self.entry.extend_from_slice(&id.to_bytes());
         Ok(true)
     }
 
@@ -99,9 +114,8 @@ impl<'txn> AppliedRequests<'txn> {
             .collect::<Result<_, _>>()?;
         for (index, ids) in old {
             for id in ids.chunks_exact(16) {
-                let origin = u64::from_le_bytes(id[..8].try_into().expect("8 bytes"));
-                let sequence = u64::from_le_bytes(id[8..].try_into().expect("8 bytes"));
-                self.by_id.remove((origin, sequence))?;
+                let id = RequestId::from_bytes(id.try_into().expect("16-byte chunks"));
+                self.by_id.remove(id.key())?;
             }
             self.by_entry.remove(index)?;
         }
@@ -131,8 +145,7 @@ pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<(), redb::Error> {
                 record.end_entry(current.expect("checked"))?;
             }
             current = Some(index);
-            record.entry.extend_from_slice(&origin.to_le_bytes());
-            record.entry.extend_from_slice(&sequence.to_le_bytes());
+            record.entry.extend_from_slice(&RequestId { origin, sequence }.to_bytes());
         }
         if let Some(index) = current {
             record.end_entry(index)?;

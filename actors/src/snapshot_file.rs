@@ -1,24 +1,56 @@
-//! The snapshot file format: `CETESNAP1`, then `[u32 LE key length][key][u32 LE record
+//! The snapshot file format: `CETESNAP2`, then `[u32 LE key length][key][u32 LE record
 //! length][record]` per key, in key order (records as the store keeps them); then, after an
 //! empty key (keys are never empty), the applied request ids as `[16-byte id][8-byte log
-//! index]` frames (see [`crate::requests`]). Written from a redb read view and read back as a
-//! stream, so neither end holds a snapshot whole.
+//! index]` frames (see [`crate::requests`]); then an empty frame and the xxh3-64 (LE) of every
+//! byte before it. Written from a redb read view and read back as a stream, so neither end
+//! holds a snapshot whole.
+//!
+//! A torn or corrupt file is an error, never a smaller snapshot: no frame may claim more
+//! bytes than the file has left (a torn length cannot ask for gigabytes), the file must end
+//! with its checksum, and the checksum must match. Files of the first format (`CETESNAP1`,
+//! no end mark or checksum) written by earlier builds are still read, with the length check.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use redb::ReadableTable;
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::requests::RequestId;
 use crate::store::{SnapshotView, KV};
 
-const MAGIC: &[u8] = b"CETESNAP1";
+const MAGIC: &[u8] = b"CETESNAP2";
+/// The format before the end mark and checksum.
+const MAGIC_V1: &[u8] = b"CETESNAP1";
 const BUFFER_BYTES: usize = 1 << 20;
+
+fn corrupt(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("corrupt snapshot: {why}"))
+}
+
+/// Everything written, hashed on the way.
+struct Hashed<W> {
+    out: W,
+    hash: Xxh3,
+}
+
+impl<W: Write> Write for Hashed<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.hash.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
 
 /// Writes every pair of the view to `path`, fsyncs it, and returns the key count.
 pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
-    let mut out = BufWriter::with_capacity(BUFFER_BYTES, File::create(path)?);
+    let file = BufWriter::with_capacity(BUFFER_BYTES, File::create(path)?);
+    let mut out = Hashed { out: file, hash: Xxh3::new() };
     out.write_all(MAGIC)?;
     let table = view.txn.open_table(KV).map_err(std::io::Error::other)?;
     let mut keys = 0;
@@ -30,13 +62,14 @@ pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
     }
     write_frame(&mut out, b"")?;
     for (id, index) in crate::requests::all(&view.txn).map_err(std::io::Error::other)? {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&id.origin.to_le_bytes());
-        bytes[8..].copy_from_slice(&id.sequence.to_le_bytes());
-        write_frame(&mut out, &bytes)?;
+        write_frame(&mut out, &id.to_bytes())?;
         write_frame(&mut out, &index.to_le_bytes())?;
     }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    write_frame(&mut out, b"")?;
+    let checksum = out.hash.digest();
+    let mut file = out.out;
+    file.write_all(&checksum.to_le_bytes())?;
+    let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(keys)
 }
@@ -50,39 +83,64 @@ fn write_frame(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
 /// The pairs of a snapshot file, one at a time.
 pub struct Pairs {
     input: BufReader<File>,
+    /// Bytes of the file not read yet: no frame may claim more.
+    remaining: u64,
+    /// Of everything read so far; `None` for a first-format file, which has no checksum.
+    hash: Option<Xxh3>,
 }
 
 impl Pairs {
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let mut input = BufReader::with_capacity(BUFFER_BYTES, File::open(path)?);
-        let mut magic = [0u8; MAGIC.len()];
-        input.read_exact(&mut magic)?;
-        if magic != MAGIC {
-            return Err(std::io::Error::other(format!("{} is not a Cete snapshot", path.display())));
-        }
-        Ok(Pairs { input })
+        let file = File::open(path)?;
+        let remaining = file.metadata()?.len();
+        let mut pairs = Pairs { input: BufReader::with_capacity(BUFFER_BYTES, file), remaining, hash: None };
+        let magic =
+            pairs.read_exact_vec(MAGIC.len()).map_err(|_| corrupt(format!("{} is too short", path.display())))?;
+        pairs.hash = match magic.as_slice() {
+            MAGIC => {
+                let mut hash = Xxh3::new();
+                hash.update(&magic);
+                Some(hash)
+            }
+            MAGIC_V1 => None,
+            _ => return Err(std::io::Error::other(format!("{} is not a Cete snapshot", path.display()))),
+        };
+        Ok(pairs)
     }
 
-    fn read_frame(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        let mut len = [0u8; 4];
-        match self.input.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+    /// Reads `len` bytes, which the file must still have.
+    fn read_exact_vec(&mut self, len: usize) -> std::io::Result<Vec<u8>> {
+        if len as u64 > self.remaining {
+            return Err(corrupt(format!("a frame claims {len} bytes where {} remain", self.remaining)));
         }
-        let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+        let mut bytes = vec![0u8; len];
         self.input.read_exact(&mut bytes)?;
-        Ok(Some(bytes))
+        self.remaining -= len as u64;
+        if let Some(hash) = &mut self.hash {
+            hash.update(&bytes);
+        }
+        Ok(bytes)
+    }
+
+    /// The next frame; `None` at the very end of a first-format file.
+    fn read_frame(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        if self.remaining == 0 && self.hash.is_none() {
+            return Ok(None);
+        }
+        let len = self.read_exact_vec(4)?;
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        self.read_exact_vec(len).map(Some)
     }
 
     fn next_pair(&mut self) -> std::io::Result<Option<(String, Vec<u8>)>> {
-        let Some(key) = self.read_frame()? else { return Ok(None) };
+        let key = self.read_frame()?.ok_or_else(|| corrupt("it ends inside its keys".into()))?;
         if key.is_empty() {
             // The end of the pairs: the applied request ids follow.
             return Ok(None);
         }
-        let record = self.read_frame()?.ok_or_else(|| std::io::Error::other("snapshot truncated"))?;
-        Ok(Some((String::from_utf8(key).map_err(std::io::Error::other)?, record)))
+        let record = self.read_frame()?.ok_or_else(|| corrupt("it ends inside a record".into()))?;
+        let key = String::from_utf8(key).map_err(|_| corrupt("a key is not UTF-8".into()))?;
+        Ok(Some((key, record)))
     }
 }
 
@@ -94,13 +152,33 @@ impl Pairs {
 
     fn next_request(&mut self) -> std::io::Result<Option<(RequestId, u64)>> {
         let Some(id) = self.read_frame()? else { return Ok(None) };
-        let index = self.read_frame()?.ok_or_else(|| std::io::Error::other("snapshot truncated"))?;
+        if id.is_empty() {
+            self.check_end()?;
+            return Ok(None);
+        }
+        let index = self.read_frame()?.ok_or_else(|| corrupt("it ends inside a request record".into()))?;
         let (Ok(id), Ok(index)) = (<[u8; 16]>::try_from(id), <[u8; 8]>::try_from(index)) else {
-            return Err(std::io::Error::other("malformed request record in the snapshot"));
+            return Err(corrupt("a malformed request record".into()));
         };
-        let origin = u64::from_le_bytes(id[..8].try_into().map_err(std::io::Error::other)?);
-        let sequence = u64::from_le_bytes(id[8..].try_into().map_err(std::io::Error::other)?);
-        Ok(Some((RequestId { origin, sequence }, u64::from_le_bytes(index))))
+        Ok(Some((RequestId::from_bytes(id), u64::from_le_bytes(index))))
+    }
+
+    /// After the end mark: the checksum of everything before it, and nothing more.
+    fn check_end(&mut self) -> std::io::Result<()> {
+        let Some(hash) = self.hash.take() else {
+            return Err(corrupt("an end mark in a first-format file".into()));
+        };
+        let expected = hash.digest();
+        if self.remaining != 8 {
+            return Err(corrupt(format!("{} bytes after its end mark, not an 8-byte checksum", self.remaining)));
+        }
+        let mut stored = [0u8; 8];
+        self.input.read_exact(&mut stored)?;
+        self.remaining = 0;
+        if u64::from_le_bytes(stored) != expected {
+            return Err(corrupt("its checksum does not match its contents".into()));
+        }
+        Ok(())
     }
 }
 
@@ -109,5 +187,80 @@ impl Iterator for Pairs {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_pair().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot file of `pairs` and `requests` in the current format, as `write` lays it out.
+    fn file_with(pairs: &[(&str, &[u8])], requests: &[(RequestId, u64)]) -> Vec<u8> {
+        let mut out = Hashed { out: Vec::new(), hash: Xxh3::new() };
+        out.write_all(MAGIC).unwrap();
+        for (key, record) in pairs {
+            write_frame(&mut out, key.as_bytes()).unwrap();
+            write_frame(&mut out, record).unwrap();
+        }
+        write_frame(&mut out, b"").unwrap();
+        for (id, index) in requests {
+            write_frame(&mut out, &id.to_bytes()).unwrap();
+            write_frame(&mut out, &index.to_le_bytes()).unwrap();
+        }
+        write_frame(&mut out, b"").unwrap();
+        let checksum = out.hash.digest();
+        let mut bytes = out.out;
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    /// Reads the whole file: its pairs, then its requests.
+    fn read(bytes: &[u8]) -> std::io::Result<(Vec<(String, Vec<u8>)>, Vec<(RequestId, u64)>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot");
+        std::fs::write(&path, bytes).unwrap();
+        let mut pairs = Pairs::open(&path)?;
+        let kv = pairs.by_ref().collect::<Result<Vec<_>, _>>()?;
+        let requests = pairs.requests().collect::<Result<Vec<_>, _>>()?;
+        Ok((kv, requests))
+    }
+
+    #[test]
+    fn a_whole_file_reads_back_and_every_cut_or_flipped_byte_is_an_error() {
+        let id = RequestId { origin: 3, sequence: 9 };
+        let bytes = file_with(&[("a", b"one"), ("b", b"two")], &[(id, 7)]);
+        let (kv, requests) = read(&bytes).unwrap();
+        assert_eq!(kv, vec![("a".to_string(), b"one".to_vec()), ("b".to_string(), b"two".to_vec())]);
+        assert_eq!(requests, vec![(id, 7)]);
+
+        for cut in 0..bytes.len() {
+            assert!(read(&bytes[..cut]).is_err(), "a file torn at byte {cut} of {} was read whole", bytes.len());
+        }
+        for at in MAGIC.len()..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x40;
+            assert!(read(&flipped).is_err(), "a file with byte {at} flipped was read");
+        }
+    }
+
+    #[test]
+    fn a_torn_length_is_refused_without_allocating_it() {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        let err = read(&bytes).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("claims 4294967295 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_first_format_file_is_still_read() {
+        let mut bytes = MAGIC_V1.to_vec();
+        for frame in [&b"k"[..], b"v", b""] {
+            bytes.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(frame);
+        }
+        let (kv, requests) = read(&bytes).unwrap();
+        assert_eq!(kv, vec![("k".to_string(), b"v".to_vec())]);
+        assert!(requests.is_empty());
     }
 }

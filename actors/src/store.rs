@@ -421,6 +421,15 @@ impl Handler<ReplaceState> for StoreActor {
         }
         self.uncommitted = 0;
         self.dirty = false;
+        // Applies since the last commit are gone with the open transaction: if the snapshot
+        // cannot replace them (a corrupt file), the store must not serve what is left.
+        self.replace_state(msg).map_err(|e| self.fail(e.to_string()))
+    }
+}
+
+impl StoreActor {
+    fn replace_state(&mut self, msg: ReplaceState) -> CeteResult<u64> {
+        let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("install snapshot: {e}"));
         let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
         txn.set_durability(Durability::Immediate).map_err(|e| fail(&e))?;
         let mut keys = 0;
