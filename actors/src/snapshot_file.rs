@@ -214,8 +214,10 @@ mod tests {
         bytes
     }
 
+    type Contents = (Vec<(String, Vec<u8>)>, Vec<(RequestId, u64)>);
+
     /// Reads the whole file: its pairs, then its requests.
-    fn read(bytes: &[u8]) -> std::io::Result<(Vec<(String, Vec<u8>)>, Vec<(RequestId, u64)>)> {
+    fn read(bytes: &[u8]) -> std::io::Result<Contents> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("snapshot");
         std::fs::write(&path, bytes).unwrap();
