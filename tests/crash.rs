@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{eventually, Cluster, Node, FORM_TIMEOUT};
+use common::{eventually, Cluster, NdjsonWatch, Node, FORM_TIMEOUT};
 
 const KEYS: usize = 5;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -220,4 +220,43 @@ fn the_leader_crashing_before_the_store_is_made_durable_loses_no_acknowledged_wr
 #[test]
 fn the_cluster_crashing_after_the_store_is_made_durable_loses_no_acknowledged_write() {
     crash_at("store-after-durable-commit", Crashing::All);
+}
+
+/// A follower routes a write to the leader, which applies it and crashes before it answers:
+/// the follower cannot know its fate and sends it again to the next leader, where it must not
+/// be applied a second time (a watcher would see the key set twice).
+#[test]
+fn a_routed_write_whose_leader_crashes_before_answering_is_applied_once() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.leader();
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let (sender, watcher) = (followers[0], followers[1]);
+    cluster.nodes[sender].put("/v1/data/once/warm-up", "routed").assert_success();
+    let watch = NdjsonWatch::open(&cluster.nodes[watcher], "prefix=once/");
+    cluster.nodes[leader].arm_failpoint("routed-write-before-reply", "return(crash)");
+
+    let reply = cluster.nodes[sender].try_request("PUT", "/v1/data/once/key", b"v".to_vec(), Duration::from_secs(30));
+    match reply {
+        Ok(reply) if reply.status == 200 || reply.status == 204 => {}
+        other => panic!("a write whose leader crashed before answering: {other:?}"),
+    }
+    let status = cluster.nodes[leader].wait_exit();
+    assert!(!status.success(), "the leader was to crash before answering; it exited with {status}");
+
+    // Everything the watcher sees before this write is all it will ever see of the first.
+    cluster.nodes[sender].put("/v1/data/once/sentinel", "last").assert_success();
+    let mut sets = 0;
+    loop {
+        let change = watch.next_change(Duration::from_secs(30));
+        match change["data"]["key"].as_str() {
+            Some("once/key") => sets += 1,
+            Some("once/sentinel") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(sets, 1, "the resent write was applied {sets} times");
+    cluster.nodes[leader].restart();
+    for node in &cluster.nodes {
+        assert_eq!(node.get("/v1/data/once/key").text(), "v", "on {}", node.id());
+    }
 }

@@ -340,7 +340,12 @@ impl Handler<HandleForwarded> for ConnectionActor {
                     .and_then(|r| r)
                     .map(|()| ForwardReply::Done),
                 request => match serve_locally(&handles, &request).await {
-                    Ok(reply) => Ok(reply),
+                    Ok(reply) => {
+                        if matches!(request, Forwarded::Write(_) | Forwarded::WriteBatch(_)) {
+                            crate::failpoints::crash_point("routed-write-before-reply");
+                        }
+                        Ok(reply)
+                    }
                     Err(WriteRejection::NotLeader { leader }) => Ok(ForwardReply::NotLeader(leader)),
                     Err(WriteRejection::Failed(e)) => Err(e),
                 },

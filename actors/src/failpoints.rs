@@ -16,7 +16,9 @@
 //! - `raft-log-commit-hint`: the committed log id about to be recorded (skip: it is lost);
 //! - `store-before-durable-commit`: the applied state about to be made durable (skip: the
 //!   commit is made without fsync, so a crash rolls the store back to the previous one);
-//! - `store-after-durable-commit`: the applied state just made durable.
+//! - `store-after-durable-commit`: the applied state just made durable;
+//! - `routed-write-before-reply`: on the leader, a write routed from another node is
+//!   applied, its answer not yet sent back (the sender must resend it, applied once).
 
 /// The names of every point, for the docs and the tests.
 pub const POINTS: &[&str] = &[
@@ -25,6 +27,7 @@ pub const POINTS: &[&str] = &[
     "raft-log-commit-hint",
     "store-before-durable-commit",
     "store-after-durable-commit",
+    "routed-write-before-reply",
 ];
 
 /// Crashes the process here when `name` is armed to return.
