@@ -498,18 +498,28 @@ fn a_paused_leader_is_replaced_then_steps_down_and_catches_up() {
 fn a_read_sent_to_a_follower_as_the_leader_freezes_is_confirmed_by_the_new_leader() {
     let mut cluster = Cluster::start(3);
     let old = cluster.leader();
-    let follower = cluster.followers()[0];
-    cluster.nodes[follower].put("/v1/data/before", "written").assert_success();
+    let followers = cluster.followers();
+    let (reader, other) = (followers[0], followers[1]);
+    cluster.nodes[reader].put("/v1/data/key", "before").assert_success();
     // One read through the old leader first, so that a read-index request to it is what the
-    // follower has in flight when it freezes.
-    assert_eq!(cluster.nodes[follower].get("/v1/data/before").text(), "written");
+    // reader has in flight when it freezes.
+    assert_eq!(cluster.nodes[reader].get("/v1/data/key").text(), "before");
 
+    // The reader misses a write (the leader and the other follower acknowledge it), then the
+    // leader freezes before it could catch the reader up: the reader's own copy is stale, and
+    // only a read index from the new leader (the other follower) makes it wait for the write.
+    cluster.nodes[reader].pause();
+    cluster.nodes[old].put("/v1/data/key", "after").assert_success();
     cluster.nodes[old].pause();
-    let reply = cluster.nodes[follower].try_request("GET", "/v1/data/before", Vec::new(), FAILOVER_DEADLINE);
+    cluster.nodes[reader].resume();
+    let reply = cluster.nodes[reader].try_request("GET", "/v1/data/key", Vec::new(), FAILOVER_DEADLINE);
     match reply {
-        Ok(reply) if reply.status == 200 => assert_eq!(reply.text(), "written"),
+        Ok(reply) if reply.status == 200 => {
+            assert_eq!(reply.text(), "after", "the reader answered from its own stale copy")
+        }
         other => panic!("a linearizable read sent as the leader froze: {other:?}"),
     }
+    assert_eq!(cluster.leader(), other, "the other follower leads now");
     cluster.nodes[old].resume();
 }
 
