@@ -4,7 +4,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    assert_cli_success, cli, cli_ok, cli_with_stdin, eventually, free_port, local, node_json, BackgroundCli, Node,
+    applied_index, assert_cli_success, assert_snapshot_covers, cli, cli_ok, cli_with_stdin, eventually, free_port,
+    local, node_json, BackgroundCli, Node,
 };
 use serde_json::{json, Value};
 
@@ -108,7 +109,10 @@ fn snapshot_and_metrics() {
     let node = Node::start("node1");
     let grpc = node.addresses.grpc.as_str();
 
+    cli_ok(&["set", "1", "value1", "--grpc-address", grpc]);
+    let applied = applied_index(&node);
     cli_ok(&["snapshot", "--grpc-address", grpc]);
+    assert_snapshot_covers(&node, applied);
     let metrics = cli_ok(&["metrics", "--grpc-address", grpc]);
     assert!(metrics.contains("# TYPE"), "not Prometheus text:\n{metrics}");
 }

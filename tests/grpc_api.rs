@@ -8,7 +8,7 @@ use bytes::Bytes;
 use cete_proto::kvs::{
     self, event, kvs_client::KvsClient, DeleteRequest, GetRequest, KeyValuePair, ScanRequest, SetRequest, WatchResponse,
 };
-use common::{block_on, Addresses, Node};
+use common::{applied_index, assert_snapshot_covers, block_on, Addresses, Node};
 use prost::Message;
 use tonic::{transport::Channel, Code, Streaming};
 
@@ -138,11 +138,13 @@ fn scan_returns_values_and_pairs_in_key_order() {
 #[test]
 fn snapshot_and_metrics() {
     let node = Node::start("node1");
+    block_on(async { set(&mut node.grpc_client().await, "1", "value1").await });
+    // The blocking HTTP client that reads the metrics stays outside the async blocks.
+    let applied = applied_index(&node);
+    block_on(async { node.grpc_client().await.snapshot(()).await.expect("Snapshot") });
+    assert_snapshot_covers(&node, applied);
     block_on(async {
         let mut kvs = node.grpc_client().await;
-        set(&mut kvs, "1", "value1").await;
-
-        kvs.snapshot(()).await.expect("Snapshot");
         assert_eq!(get(&mut kvs, "1").await.expect("Get"), b"value1");
 
         let metrics = kvs.metrics(()).await.expect("Metrics").into_inner().metrics;

@@ -1,7 +1,7 @@
 //! The HTTP API of one node, as the README walkthrough drives it with curl.
 mod common;
 
-use common::{node_json, Node};
+use common::{applied_index, assert_snapshot_covers, node_json, Node};
 use serde_json::json;
 
 #[test]
@@ -149,8 +149,11 @@ fn unknown_route_is_404_json() {
 fn snapshot_on_demand_keeps_the_data() {
     let node = Node::start("node1");
     node.put("/v1/data/1", "value1").assert_success();
+    let applied = applied_index(&node);
+    assert!(applied > 0, "nothing applied before the snapshot");
 
     assert_eq!(node.get("/v1/snapshot").status, 200);
+    assert_snapshot_covers(&node, applied);
     assert_eq!(node.get("/v1/data/1").text(), "value1");
 }
 

@@ -31,3 +31,23 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric(text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in the metrics:\n{text}"))
 }
+
+/// `name` in `node`'s `/v1/metrics` now (0 when it cannot be read).
+pub fn node_metric(node: &super::Node, name: &str) -> f64 {
+    let reply = node.get("/v1/metrics");
+    metric(&reply.text(), name, &[]).unwrap_or(0.0)
+}
+
+/// The index `node` has applied up to, from its metrics.
+pub fn applied_index(node: &super::Node) -> u64 {
+    node_metric(node, "cete_raft_applied_index") as u64
+}
+
+/// Waits until `node`'s last snapshot covers `index`: an on-demand snapshot must have been
+/// built, not merely answered (no snapshot is due on its own this early).
+pub fn assert_snapshot_covers(node: &super::Node, index: u64) {
+    let what = format!("a snapshot of {} covering index {index}", node.id());
+    super::eventually(&what, std::time::Duration::from_secs(10), || {
+        (node_metric(node, "cete_raft_snapshot_index") as u64 >= index).then_some(())
+    });
+}
