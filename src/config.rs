@@ -534,9 +534,14 @@ snapshot_every: 5
     #[test]
     fn environment_sits_between_flags_and_the_file() {
         let exe = std::env::current_exe().expect("test binary path");
+        // The probe leaves this file once its checks passed: a filter that matches no test
+        // (the probe renamed) also exits 0, and must not count as a pass.
+        let passed = tempfile::NamedTempFile::new().expect("temp file");
+        let passed = passed.into_temp_path();
+        std::fs::remove_file(&passed).expect("remove the marker");
         let status = std::process::Command::new(exe)
             .args(["--exact", "config::tests::environment_probe", "--ignored", "--nocapture"])
-            .env("CETE_TEST_ENV_PROBE", "1")
+            .env("CETE_TEST_ENV_PROBE", &passed)
             .env("CETE_ID", "env-node")
             .env("CETE_LOG_LEVEL", "debug")
             .env("CETE_SNAPSHOT_EVERY", "77")
@@ -544,19 +549,21 @@ snapshot_every: 5
             .status()
             .expect("run the probe");
         assert!(status.success(), "the environment probe failed");
+        assert!(passed.exists(), "the environment probe did not run (is `config::tests::environment_probe` its name?)");
     }
 
     #[test]
     #[ignore = "run by environment_sits_between_flags_and_the_file with its environment set"]
     fn environment_probe() {
-        if std::env::var_os("CETE_TEST_ENV_PROBE").is_none() {
+        let Some(passed) = std::env::var_os("CETE_TEST_ENV_PROBE") else {
             return;
-        }
+        };
         let file = yaml_file("id: yaml-node\nlog_level: error\nsnapshot_every: 5\nlog_compress: false\n");
         let config = resolve(&["--config-file", path_of(&file), "--log-level", "trace"]).expect("resolves");
         assert_eq!(config.id, "env-node", "env beats the file");
         assert_eq!(config.snapshot_every, 77, "env beats the file");
         assert!(config.log_compress, "env beats the file");
         assert_eq!(config.log_level, "TRACE", "the flag beats env");
+        std::fs::write(passed, b"passed").expect("leave the marker");
     }
 }
