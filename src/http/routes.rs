@@ -124,23 +124,26 @@ async fn snapshot(req: HttpRequest) -> Answer {
     Ok(HttpResponse::Ok().finish())
 }
 
-/// What to serve a value as when it was stored without a media type: a sniffed binary
-/// format, else text when it is UTF-8, else raw bytes.
-fn detect_content_type(value: &[u8]) -> String {
+/// What to serve a value as when it was stored without a media type: a format `infer` knows
+/// by its magic bytes, else text when it is UTF-8 without the control bytes that no text
+/// holds (the rule of Go's `http.DetectContentType`, which the Go server served by), else raw
+/// bytes: `\x00\x01\x02` is valid UTF-8, but it is not text.
+fn detect_content_type(value: &[u8]) -> &'static str {
     if let Some(kind) = infer::get(value) {
-        return kind.mime_type().to_string();
+        return kind.mime_type();
     }
-    if std::str::from_utf8(value).is_ok() {
-        "text/plain; charset=utf-8".to_string()
+    let is_binary_byte = |byte: &u8| matches!(byte, 0x00..=0x08 | 0x0B | 0x0E..=0x1A | 0x1C..=0x1F);
+    if std::str::from_utf8(value).is_ok() && !value.iter().any(is_binary_byte) {
+        "text/plain; charset=utf-8"
     } else {
-        "application/octet-stream".to_string()
+        "application/octet-stream"
     }
 }
 
 async fn get_value(req: HttpRequest, key: web::Path<String>) -> Answer {
     let (consistency, _) = read_query(&req)?;
     let stored = connection(&req)?.send(KvGet { key: key.into_inner(), consistency }).await??;
-    let content_type = stored.content_type.clone().unwrap_or_else(|| detect_content_type(&stored.value));
+    let content_type = stored.content_type.clone().unwrap_or_else(|| detect_content_type(&stored.value).to_string());
     Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, content_type)).body(stored.value))
 }
 
