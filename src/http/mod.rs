@@ -7,6 +7,7 @@
 
 mod error;
 mod routes;
+mod target;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::target::{check_query, PathTail};
 use super::{HttpConnection, HttpError};
 
 /// The largest JSON body accepted for membership requests.
@@ -57,6 +58,7 @@ struct ReadQuery {
 }
 
 fn read_query(req: &HttpRequest) -> Result<(Consistency, String), HttpError> {
+    check_query(req.query_string())?;
     let query = web::Query::<ReadQuery>::from_query(req.query_string())
         .map_err(|e| CeteError::InvalidArgument(format!("bad query string: {e}")))?
         .into_inner();
@@ -106,16 +108,16 @@ async fn cluster(req: HttpRequest) -> Answer {
     Ok(HttpResponse::Ok().json(serde_json::json!({ "cluster": cluster })))
 }
 
-async fn join(req: HttpRequest, id: web::Path<String>, payload: web::Payload) -> Answer {
+async fn join(req: HttpRequest, PathTail(id): PathTail, payload: web::Payload) -> Answer {
     let body = read_body(payload, &req, MAX_JSON_BYTES, "the join request").await?;
     let node: NodeInfo = serde_json::from_slice(&body)
         .map_err(|e| CeteError::InvalidArgument(format!("the body must be a node as JSON: {e}")))?;
-    connection(&req)?.send(JoinNode { id: id.into_inner(), node }).await??;
+    connection(&req)?.send(JoinNode { id, node }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
-async fn leave(req: HttpRequest, id: web::Path<String>) -> Answer {
-    connection(&req)?.send(LeaveNode { id: id.into_inner() }).await??;
+async fn leave(req: HttpRequest, PathTail(id): PathTail) -> Answer {
+    connection(&req)?.send(LeaveNode { id }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -140,16 +142,16 @@ fn detect_content_type(value: &[u8]) -> &'static str {
     }
 }
 
-async fn get_value(req: HttpRequest, key: web::Path<String>) -> Answer {
+async fn get_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
     let (consistency, _) = read_query(&req)?;
-    let stored = connection(&req)?.send(KvGet { key: key.into_inner(), consistency }).await??;
+    let stored = connection(&req)?.send(KvGet { key, consistency }).await??;
     let content_type = stored.content_type.clone().unwrap_or_else(|| detect_content_type(&stored.value).to_string());
     Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, content_type)).body(stored.value))
 }
 
 async fn put_value(
     req: HttpRequest,
-    key: web::Path<String>,
+    PathTail(key): PathTail,
     payload: web::Payload,
     limits: web::Data<Limits>,
 ) -> Answer {
@@ -161,12 +163,12 @@ async fn put_value(
         .and_then(|v| v.to_str().ok())
         .filter(|ct| !ct.is_empty() && !ct.starts_with("application/x-www-form-urlencoded"))
         .map(str::to_string);
-    connection(&req)?.send(KvPut { key: key.into_inner(), value, content_type }).await??;
+    connection(&req)?.send(KvPut { key, value, content_type }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
-async fn delete_value(req: HttpRequest, key: web::Path<String>) -> Answer {
-    connection(&req)?.send(KvDelete { key: key.into_inner() }).await??;
+async fn delete_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
+    connection(&req)?.send(KvDelete { key }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
