@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use cete_actors::connection::*;
 use cete_actors::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use cete_actors::node::NodeInfo;
+use cete_actors::value_json;
 use cete_actors::CeteError;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -172,14 +173,12 @@ async fn delete_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
     Ok(HttpResponse::Ok().finish())
 }
 
-/// `GET /v1/scan?prefix=P`: `{"pairs":[{"key":..,"value":..}]}`, values as UTF-8 text.
+/// `GET /v1/scan?prefix=P`: `{"pairs":[{"key":..,"value":..}]}`, a value that is not UTF-8
+/// as `"value_base64"`.
 async fn scan(req: HttpRequest) -> Answer {
     let (consistency, prefix) = read_query(&req)?;
     let pairs = connection(&req)?.send(KvScan { prefix, consistency }).await??;
-    let pairs: Vec<_> = pairs
-        .iter()
-        .map(|(key, value)| serde_json::json!({ "key": key, "value": String::from_utf8_lossy(value) }))
-        .collect();
+    let pairs: Vec<_> = pairs.iter().map(|(key, value)| value_json::key_value(key, value)).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "pairs": pairs })))
 }
 
