@@ -151,7 +151,7 @@ fn set_on_one_node_get_on_the_others() {
     // The README: `cete set 1 value1 --grpc-address=:9000`, then `cete get 1` on :9001 and :9002.
     cli_ok(&["set", "1", "value1", "--grpc-address", &grpc(0)]);
     for i in 0..3 {
-        assert_eq!(cli_ok(&["get", "1", "--grpc-address", &grpc(i)]), "value1\n", "on {}", cluster.nodes[i].id());
+        assert_eq!(cli_ok(&["get", "1", "--grpc-address", &grpc(i)]), "value1", "on {}", cluster.nodes[i].id());
     }
 
     // The same over HTTP, written on the last node this time.

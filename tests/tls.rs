@@ -82,7 +82,7 @@ fn readme_walkthrough_with_a_self_signed_certificate_on_three_nodes() {
     cli_tls_ok(&["set", "1", "value1", &grpc1], &cert.cert, "localhost");
     for node in &cluster.nodes {
         let got = cli_tls_ok(&["get", "1", "--grpc-address", &node.addresses.grpc], &cert.cert, "localhost");
-        assert_eq!(got, "value1\n", "on {}", node.id());
+        assert_eq!(got, "value1", "on {}", node.id());
     }
     cluster.nodes[2].put("/v1/data/2", "value2").assert_success();
     for node in &cluster.nodes {

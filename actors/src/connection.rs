@@ -83,9 +83,30 @@ impl Actor for ConnectionActor {
     }
 }
 
+/// The longest key a write may store, in bytes of UTF-8. A key is in the URL of every HTTP
+/// request for it (where 8 KiB is a common ceiling of proxies and clients, and one byte may
+/// take three once percent-encoded) and in every log entry, snapshot and watch event that
+/// touches it; a key is a name, and 4 KiB is ample for one.
+pub const MAX_KEY_BYTES: usize = 4096;
+
 fn check_key(key: &str) -> CeteResult<()> {
     if key.is_empty() {
         return Err(CeteError::InvalidArgument("the key must not be empty".into()));
+    }
+    Ok(())
+}
+
+/// A key a write may store. Reads and deletes only need a key that is not empty, so that a
+/// longer one stored before the limit existed can still be read and deleted. Too long a key is
+/// bad input (HTTP 400, gRPC INVALID_ARGUMENT), not 414: the limit is on the key's bytes,
+/// whichever door it came by, not on the length of a URL.
+fn check_new_key(key: &str) -> CeteResult<()> {
+    check_key(key)?;
+    if key.len() > MAX_KEY_BYTES {
+        return Err(CeteError::InvalidArgument(format!(
+            "the key is {} bytes, over the limit of {MAX_KEY_BYTES} bytes",
+            key.len()
+        )));
     }
     Ok(())
 }
@@ -182,7 +203,7 @@ impl Handler<KvPut> for ConnectionActor {
     fn handle(&mut self, msg: KvPut, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
         Box::pin(async move {
-            check_key(&msg.key)?;
+            check_new_key(&msg.key)?;
             if msg.value.len() > handles.max_value_bytes {
                 return Err(CeteError::TooLarge {
                     what: "the value".into(),

@@ -29,6 +29,7 @@ pub mod state_machine;
 pub mod store;
 pub mod system;
 pub mod tls;
+pub mod value_json;
 pub mod watch;
 
 pub use error::{CeteError, CeteResult};

@@ -142,13 +142,12 @@ impl Change {
     }
 
     /// The JSON-lines shape (`cete watch`, `GET /v1/watch`): `{"type":"Set","data":{...}}`.
-    /// Values are shown as UTF-8 text, lossily for binary values.
+    /// A value that is not UTF-8 goes as `"value_base64"` ([`crate::value_json`]).
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            Change::Set { key, value } => serde_json::json!({
-                "type": "Set",
-                "data": {"key": key, "value": String::from_utf8_lossy(value)},
-            }),
+            Change::Set { key, value } => {
+                serde_json::json!({"type": "Set", "data": crate::value_json::key_value(key, value)})
+            }
             Change::Delete { key } => serde_json::json!({"type": "Delete", "data": {"key": key}}),
             Change::Join { id, metadata } => serde_json::json!({
                 "type": "Join",

@@ -5,8 +5,11 @@
 
 #![allow(clippy::all, missing_docs)]
 
+pub mod codec;
+
 pub mod kvs {
     tonic::include_proto!("kvs");
+    include!(concat!(env!("OUT_DIR"), "/kvs_server/kvs.rs"));
 }
 
 pub mod raft {

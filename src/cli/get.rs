@@ -1,6 +1,8 @@
-//! `cete get KEY`: print the raw value followed by a newline, as the Go `cete` did.
-//! A missing key is an error (exit 1) so scripts can tell it from an empty value.
+//! `cete get KEY`: print the raw value, followed by a newline on a terminal (as the Go `cete`
+//! did) and by nothing otherwise, so that `cete get photo > photo.jpg` gives back the bytes
+//! stored. A missing key is an error (exit 1) so scripts can tell it from an empty value.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
@@ -27,7 +29,9 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
         }
         Err(status) => return Err(status_error(status)),
     };
-    value.push(b'\n');
+    if std::io::stdout().is_terminal() {
+        value.push(b'\n');
+    }
     emit(&value)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,8 +3,9 @@
 
 use std::process::ExitCode;
 
+use cete_actors::value_json;
 use cete_proto::kvs::{ScanRequest, ScanResponse};
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 use super::dial::status_error;
 use super::{emit, ClientArgs};
@@ -31,18 +32,22 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One JSON object per entry. Values are shown as text (invalid UTF-8 replaced); `cete get`
-/// gives the exact bytes. A server that fills only `values` (field 1, the Go server's
-/// shape) still gets its values listed, without keys.
+/// One JSON object per entry; a value that is not UTF-8 goes as `"value_base64"`, byte-exact
+/// ([`value_json`]). A server that fills only `values` (field 1, the Go server's shape) still
+/// gets its values listed, without keys.
 fn lines_of(response: ScanResponse) -> Vec<Value> {
     if response.pairs.is_empty() {
-        return response.values.iter().map(|value| json!({ "value": String::from_utf8_lossy(value) })).collect();
+        return response
+            .values
+            .iter()
+            .map(|value| {
+                let mut line = Map::new();
+                value_json::insert_value(&mut line, value);
+                Value::Object(line)
+            })
+            .collect();
     }
-    response
-        .pairs
-        .iter()
-        .map(|pair| json!({ "key": pair.key, "value": String::from_utf8_lossy(&pair.value) }))
-        .collect()
+    response.pairs.iter().map(|pair| value_json::key_value(&pair.key, &pair.value)).collect()
 }
 
 #[cfg(test)]
@@ -65,5 +70,7 @@ mod tests {
     fn values_alone_are_still_listed() {
         let response = ScanResponse { values: vec![b"v1".to_vec().into()], pairs: vec![] };
         assert_eq!(lines_of(response)[0].to_string(), r#"{"value":"v1"}"#);
+        let binary = ScanResponse { values: vec![vec![0xff].into()], pairs: vec![] };
+        assert_eq!(lines_of(binary)[0].to_string(), r#"{"value_base64":"/w=="}"#);
     }
 }

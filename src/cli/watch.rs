@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use cete_actors::node::Metadata;
+use cete_actors::value_json;
 use cete_proto::kvs::{event, DeleteMetadataRequest, DeleteRequest, Event, SetMetadataRequest, SetRequest};
 use prost::Message;
 use serde::Serialize;
@@ -73,9 +74,7 @@ fn event_line(event: Event) -> WatchLine {
 fn data_json(type_url: &str, bytes: &[u8]) -> Value {
     let message = type_url.rsplit('/').next().unwrap_or_default();
     let decoded = match message {
-        "kvs.SetRequest" => {
-            SetRequest::decode(bytes).map(|m| json!({ "key": m.key, "value": String::from_utf8_lossy(&m.value) }))
-        }
+        "kvs.SetRequest" => SetRequest::decode(bytes).map(|m| value_json::key_value(&m.key, &m.value)),
         "kvs.DeleteRequest" => DeleteRequest::decode(bytes).map(|m| json!({ "key": m.key })),
         "kvs.SetMetadataRequest" => SetMetadataRequest::decode(bytes).map(|m| {
             let metadata = m.metadata.map(Metadata::from).unwrap_or_default();

@@ -154,11 +154,14 @@ impl Kvs for KvsService {
     async fn watch(&self, request: Request<()>) -> Result<Response<WatchStream>, Status> {
         observed("Watch", async {
             let conn = connection_of(&request)?;
-            let prefix = request
-                .metadata()
-                .get(WATCH_PREFIX_KEY)
-                .map(|v| v.to_str().unwrap_or("").to_string())
-                .unwrap_or_default();
+            // A prefix that is not text is refused: read as "" it would watch every key.
+            let prefix = match request.metadata().get(WATCH_PREFIX_KEY) {
+                None => String::new(),
+                Some(value) => value
+                    .to_str()
+                    .map_err(|_| Status::invalid_argument(format!("{WATCH_PREFIX_KEY} must be visible ASCII")))?
+                    .to_string(),
+            };
             let changes = conn.send(OpenWatch { prefix }).await.map_err(mailbox)?;
             let stream = ReceiverStream::new(changes).map(|change| change.map(|c| c.to_proto()).map_err(status));
             Ok(Response::new(Box::pin(stream) as WatchStream))

@@ -7,6 +7,7 @@
 //! connection — stops the actor.
 
 mod kvs;
+mod limit;
 mod raft;
 
 use std::future::Future;
@@ -158,9 +159,11 @@ pub fn serve_clients(
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     let max_message = handles.max_value_bytes.saturating_add(1 << 20);
     let incoming = accept_connections(listen, handles, "grpc")?;
+    // tonic's own limit stays as a backstop; MessageLimit refuses first, with the right code.
     let service = cete_proto::kvs::kvs_server::KvsServer::new(KvsService)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(usize::MAX);
+    let service = limit::MessageLimit::new(service, max_message);
     let router = server_builder(tls)?.add_service(service);
     Ok(async move {
         let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;

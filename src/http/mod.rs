@@ -9,12 +9,16 @@ mod error;
 #[cfg(feature = "failpoints")]
 mod failpoints;
 mod routes;
+mod target;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::dev::{Extensions, Service};
+use actix_web::body::BoxBody;
+use actix_web::dev::{Extensions, Service, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use cete_actors::connection::{CloseConnection, ConnectionActor, NodeHandles};
 use cete_actors::metrics::{LATENCY, REQUESTS};
@@ -47,6 +51,30 @@ fn debug_routes(_cfg: &mut web::ServiceConfig) {
     failpoints::configure(_cfg);
 }
 
+/// Gives every error answer the JSON body API.md promises, also one that actix made itself
+/// (an extractor or middleware failing) with a text body or none. Errors the HTTP/1 parser
+/// answers before a request exists (a malformed request line or header, a request head over
+/// 128 KiB) never get here: actix sends those as they are, with no body.
+fn json_error_body<B>(answer: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = answer
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(answer.map_into_left_body()));
+    }
+    let status = answer.status();
+    let message = match answer.response().error() {
+        Some(err) => err.to_string(),
+        None => status.canonical_reason().unwrap_or("the request failed").to_string(),
+    };
+    let (req, response) = answer.into_parts();
+    let mut response = response.set_body(BoxBody::new(serde_json::json!({ "error": message }).to_string()));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
+}
+
 /// Binds `listen` and returns the server, ready to be awaited (and stopped by its handle).
 pub fn serve(
     listen: SocketAddr,
@@ -72,6 +100,7 @@ pub fn serve(
             })
             .configure(routes::configure)
             .configure(debug_routes)
+            .wrap(ErrorHandlers::new().default_handler(json_error_body))
     })
     .on_connect(move |io, extensions| on_connect(&connect_handles, io, extensions))
     .keep_alive(Duration::from_secs(75))

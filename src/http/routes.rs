@@ -8,11 +8,13 @@ use bytes::{Bytes, BytesMut};
 use cete_actors::connection::*;
 use cete_actors::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use cete_actors::node::NodeInfo;
+use cete_actors::value_json;
 use cete_actors::CeteError;
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::target::{check_query, PathTail};
 use super::{HttpConnection, HttpError};
 
 /// The largest JSON body accepted for membership requests.
@@ -57,6 +59,7 @@ struct ReadQuery {
 }
 
 fn read_query(req: &HttpRequest) -> Result<(Consistency, String), HttpError> {
+    check_query(req.query_string())?;
     let query = web::Query::<ReadQuery>::from_query(req.query_string())
         .map_err(|e| CeteError::InvalidArgument(format!("bad query string: {e}")))?
         .into_inner();
@@ -106,16 +109,16 @@ async fn cluster(req: HttpRequest) -> Answer {
     Ok(HttpResponse::Ok().json(serde_json::json!({ "cluster": cluster })))
 }
 
-async fn join(req: HttpRequest, id: web::Path<String>, payload: web::Payload) -> Answer {
+async fn join(req: HttpRequest, PathTail(id): PathTail, payload: web::Payload) -> Answer {
     let body = read_body(payload, &req, MAX_JSON_BYTES, "the join request").await?;
     let node: NodeInfo = serde_json::from_slice(&body)
         .map_err(|e| CeteError::InvalidArgument(format!("the body must be a node as JSON: {e}")))?;
-    connection(&req)?.send(JoinNode { id: id.into_inner(), node }).await??;
+    connection(&req)?.send(JoinNode { id, node }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
-async fn leave(req: HttpRequest, id: web::Path<String>) -> Answer {
-    connection(&req)?.send(LeaveNode { id: id.into_inner() }).await??;
+async fn leave(req: HttpRequest, PathTail(id): PathTail) -> Answer {
+    connection(&req)?.send(LeaveNode { id }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -124,29 +127,32 @@ async fn snapshot(req: HttpRequest) -> Answer {
     Ok(HttpResponse::Ok().finish())
 }
 
-/// What to serve a value as when it was stored without a media type: a sniffed binary
-/// format, else text when it is UTF-8, else raw bytes.
-fn detect_content_type(value: &[u8]) -> String {
+/// What to serve a value as when it was stored without a media type: a format `infer` knows
+/// by its magic bytes, else text when it is UTF-8 without the control bytes that no text
+/// holds (the rule of Go's `http.DetectContentType`, which the Go server served by), else raw
+/// bytes: `\x00\x01\x02` is valid UTF-8, but it is not text.
+fn detect_content_type(value: &[u8]) -> &'static str {
     if let Some(kind) = infer::get(value) {
-        return kind.mime_type().to_string();
+        return kind.mime_type();
     }
-    if std::str::from_utf8(value).is_ok() {
-        "text/plain; charset=utf-8".to_string()
+    let is_binary_byte = |byte: &u8| matches!(byte, 0x00..=0x08 | 0x0B | 0x0E..=0x1A | 0x1C..=0x1F);
+    if std::str::from_utf8(value).is_ok() && !value.iter().any(is_binary_byte) {
+        "text/plain; charset=utf-8"
     } else {
-        "application/octet-stream".to_string()
+        "application/octet-stream"
     }
 }
 
-async fn get_value(req: HttpRequest, key: web::Path<String>) -> Answer {
+async fn get_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
     let (consistency, _) = read_query(&req)?;
-    let stored = connection(&req)?.send(KvGet { key: key.into_inner(), consistency }).await??;
-    let content_type = stored.content_type.clone().unwrap_or_else(|| detect_content_type(&stored.value));
+    let stored = connection(&req)?.send(KvGet { key, consistency }).await??;
+    let content_type = stored.content_type.clone().unwrap_or_else(|| detect_content_type(&stored.value).to_string());
     Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, content_type)).body(stored.value))
 }
 
 async fn put_value(
     req: HttpRequest,
-    key: web::Path<String>,
+    PathTail(key): PathTail,
     payload: web::Payload,
     limits: web::Data<Limits>,
 ) -> Answer {
@@ -158,23 +164,21 @@ async fn put_value(
         .and_then(|v| v.to_str().ok())
         .filter(|ct| !ct.is_empty() && !ct.starts_with("application/x-www-form-urlencoded"))
         .map(str::to_string);
-    connection(&req)?.send(KvPut { key: key.into_inner(), value, content_type }).await??;
+    connection(&req)?.send(KvPut { key, value, content_type }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
-async fn delete_value(req: HttpRequest, key: web::Path<String>) -> Answer {
-    connection(&req)?.send(KvDelete { key: key.into_inner() }).await??;
+async fn delete_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
+    connection(&req)?.send(KvDelete { key }).await??;
     Ok(HttpResponse::Ok().finish())
 }
 
-/// `GET /v1/scan?prefix=P`: `{"pairs":[{"key":..,"value":..}]}`, values as UTF-8 text.
+/// `GET /v1/scan?prefix=P`: `{"pairs":[{"key":..,"value":..}]}`, a value that is not UTF-8
+/// as `"value_base64"`.
 async fn scan(req: HttpRequest) -> Answer {
     let (consistency, prefix) = read_query(&req)?;
     let pairs = connection(&req)?.send(KvScan { prefix, consistency }).await??;
-    let pairs: Vec<_> = pairs
-        .iter()
-        .map(|(key, value)| serde_json::json!({ "key": key, "value": String::from_utf8_lossy(value) }))
-        .collect();
+    let pairs: Vec<_> = pairs.iter().map(|(key, value)| value_json::key_value(key, value)).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "pairs": pairs })))
 }
 

@@ -60,8 +60,55 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
         )?;
         builder.target(env_logger::Target::Pipe(Box::new(writer)));
     }
-    builder.try_init()?;
+    let logger = builder.build();
+    log::set_max_level(logger.filter());
+    log::set_boxed_logger(Box::new(ClientFaultsAtDebug(logger)))?;
     Ok(())
+}
+
+/// actix's HTTP/1 dispatcher logs every connection it ends on an error at ERROR, whoever is
+/// at fault. A request it could not parse (a bad header, a duplicate Content-Length, a head
+/// over its buffer), a client too slow to send its request, a body the handler refused before
+/// reading it all (a value over the limit) and a connection the client dropped are the
+/// client's doing and answered as such: those are logged at DEBUG, so that ERROR stays for
+/// faults of the node.
+struct ClientFaultsAtDebug(env_logger::Logger);
+
+/// How actix-http words the errors that a client causes (its `DispatchError` messages).
+const CLIENT_FAULTS: [&str; 4] = [
+    "stream error: request parse error",
+    "stream error: request did not complete within",
+    "stream error: handler dropped payload",
+    "stream error: I/O error",
+];
+
+impl log::Log for ClientFaultsAtDebug {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let client_fault = record.level() == log::Level::Error
+            && record.target().starts_with("actix_http::h1")
+            && CLIENT_FAULTS.iter().any(|fault| record.args().to_string().starts_with(fault));
+        if client_fault {
+            let demoted = log::Record::builder()
+                .level(log::Level::Debug)
+                .target(record.target())
+                .args(*record.args())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build();
+            self.0.log(&demoted);
+        } else {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// `--log-max-size` is in megabytes; this is the one place that unit is applied.
