@@ -205,7 +205,7 @@ fn ca_signed_certificates_with_subject_alt_names() {
     cli_tls_ok(&["set", "ca", "signed", &grpc1], &ca.cert, "localhost");
     for node in &cluster.nodes {
         let got = cli_tls_ok(&["get", "ca", "--grpc-address", &node.addresses.grpc], &ca.cert, "localhost");
-        assert_eq!(got, "signed\n", "on {}", node.id());
+        assert_eq!(got, "signed", "on {}", node.id());
     }
 
     // With subjectAltNames, the CN is not a name the certificate is valid for.
