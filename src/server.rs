@@ -76,12 +76,12 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     let grpc_task = tokio::spawn(grpc_server);
     let http_task = actix_rt::spawn(http_server);
 
-    match &config.peer_grpc_address {
+    match peer_to_join(&config) {
         _ if node.handles.raft.send(cete_actors::raft::IsInitialized).await?? => {
             log::info!("resuming the cluster recorded in {}", config.data_directory.display());
         }
         Some(peer) => {
-            crate::join::join_cluster(peer, &me, tls.as_ref().map(|t| &t.peers)).await?;
+            crate::join::join_cluster(&peer, &me, tls.as_ref().map(|t| &t.peers)).await?;
             log::info!("joined the cluster through {peer}");
         }
         None => {
@@ -106,6 +106,22 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     node.shutdown().await;
     log::info!("stopped");
     Ok(())
+}
+
+/// The peer to join through, if any. A peer address that dials this node's own gRPC listener
+/// means "form the cluster", as it did in Go (whose README starts node1 with
+/// `--peer-grpc-address` naming itself): asking oneself to be added would wait forever for a
+/// leader that can never exist.
+fn peer_to_join(config: &Config) -> Option<String> {
+    let peer = config.peer_grpc_address.as_deref()?;
+    if cete_actors::address::dials_listener(peer, &config.grpc_address) {
+        log::info!(
+            "--peer-grpc-address {peer} is this node's own gRPC address ({}): forming the cluster here",
+            config.grpc_address
+        );
+        return None;
+    }
+    Some(peer.to_string())
 }
 
 async fn drain(name: &str, task: tokio::task::JoinHandle<anyhow::Result<()>>) {
