@@ -8,10 +8,10 @@ use cete_actors::node::Metadata;
 use cete_actors::raft::Bootstrap;
 use cete_actors::system::{start_node, NodeSettings};
 use cete_actors::tls::ClientTls;
-use tokio::sync::watch;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::config::Config;
+use crate::stopping::StopSignal;
 
 /// How long a stopping node waits for calls in flight.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -50,27 +50,16 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     let node = start_node(settings).await.context("cannot start the node")?;
     log::info!("node {} starting with data in {}", config.id, config.data_directory.display());
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let raft_server = crate::grpc::serve_raft(
-        raft_listen,
-        node.handles.clone(),
-        tls.as_ref().map(|t| t.grpc.clone()),
-        stopped(stop_rx.clone()),
-    )
-    .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
-    let grpc_server = crate::grpc::serve_clients(
-        grpc_listen,
-        node.handles.clone(),
-        tls.as_ref().map(|t| t.grpc.clone()),
-        stopped(stop_rx.clone()),
-    )
-    .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_address))?;
-    let http_server = crate::http::serve(http_listen, node.handles.clone(), tls.as_ref().map(|t| t.http.clone()))
-        .with_context(|| format!("cannot listen for HTTP on {}", config.http_address))?;
+    let (stop_signal, stopping) = StopSignal::new();
+    let raft_server =
+        crate::grpc::serve_raft(raft_listen, node.handles.clone(), tls.as_ref().map(|t| t.grpc.clone()), &stopping)
+            .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
+    let grpc_server =
+        crate::grpc::serve_clients(grpc_listen, node.handles.clone(), tls.as_ref().map(|t| t.grpc.clone()), &stopping)
+            .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_address))?;
+    let http_server =
+        crate::http::serve(http_listen, node.handles.clone(), tls.as_ref().map(|t| t.http.clone()), &stopping)
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http_address))?;
     let http_handle = http_server.handle();
     let raft_task = tokio::spawn(raft_server);
     let grpc_task = tokio::spawn(grpc_server);
@@ -98,9 +87,10 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     log::info!("shutting down");
-    let _ = stop_tx.send(true);
-    // All three listeners drain at once; in-flight calls get a grace period, and long-lived
-    // ones (watch streams, a join waiting for a catch-up) are cut off after it.
+    stop_signal.raise();
+    // All three listeners drain at once. Long-lived streams (peers' replication and forward
+    // streams, watches) end as the signal is raised; other calls in flight get a grace period,
+    // and the few that may outlast it (a join waiting for a catch-up) are cut off after it.
     tokio::join!(http_handle.stop(true), drain("gRPC", grpc_task), drain("raft", raft_task));
     let _ = http_task.await;
     node.shutdown().await;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{HttpConnection, HttpError};
+use crate::stopping::Stopping;
 
 /// The largest JSON body accepted for membership requests.
 const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -180,18 +181,22 @@ async fn scan(req: HttpRequest) -> Answer {
 
 /// `GET /v1/watch?prefix=P`: one JSON object per change, one per line, until the client
 /// leaves; a client that falls behind gets a final `{"error":..}` line.
-async fn watch(req: HttpRequest) -> Answer {
+async fn watch(req: HttpRequest, stopping: web::Data<Stopping>) -> Answer {
     let (_, prefix) = read_query(&req)?;
     let changes = connection(&req)?.send(OpenWatch { prefix }).await?;
-    let lines = ReceiverStream::new(changes).map(|change| {
-        let json = match change {
-            Ok(change) => change.to_json(),
-            Err(e) => serde_json::json!({ "error": e.to_string() }),
-        };
+    let json_line = |json: serde_json::Value| {
         let mut line = json.to_string();
         line.push('\n');
         Ok::<_, actix_web::Error>(Bytes::from(line))
+    };
+    let lines = ReceiverStream::new(changes).map(move |change| {
+        json_line(match change {
+            Ok(change) => change.to_json(),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        })
     });
+    // A stopping node ends the stream (a graceful stop waits for responses in flight).
+    let lines = stopping.cut_off(lines, json_line(serde_json::json!({ "error": "the node is stopping" })));
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(lines))
 }
 
