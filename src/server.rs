@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use cete_actors::address::listen_addr;
+use cete_actors::cluster::WasRemoved;
 use cete_actors::command::Member;
 use cete_actors::node::Metadata;
 use cete_actors::raft::Bootstrap;
@@ -66,6 +67,8 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     let http_task = actix_rt::spawn(http_server);
 
     match peer_to_join(&config) {
+        // It said so as it started, and serves only to say so: no joining, no resuming.
+        _ if node.handles.cluster.send(WasRemoved).await?.is_some() => {}
         _ if node.handles.raft.send(cete_actors::raft::IsInitialized).await?? => {
             log::info!("resuming the cluster recorded in {}", config.data_directory.display());
         }

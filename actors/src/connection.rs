@@ -10,7 +10,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::cluster::{ClusterActor, DescribeCluster, DescribeNode, LatestMetrics, Readiness};
+use crate::cluster::{ClusterActor, DescribeCluster, DescribeNode, DescribeToPeer, LatestMetrics, Readiness};
 use crate::command::Command;
 use crate::error::{CeteError, CeteResult};
 use crate::leader::{done, member, serve_locally};
@@ -242,17 +242,17 @@ impl Handler<ClusterStatus> for ConnectionActor {
     }
 }
 
-/// Whether this node can serve: a leader is known.
+/// Whether this node can serve (a leader is known); when not, why.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<(), String>")]
 pub struct ReadyCheck;
 
 impl Handler<ReadyCheck> for ConnectionActor {
-    type Result = ResponseFuture<bool>;
+    type Result = ResponseFuture<Result<(), String>>;
 
     fn handle(&mut self, _: ReadyCheck, _: &mut Self::Context) -> Self::Result {
         let cluster = self.handles.cluster.clone();
-        Box::pin(async move { cluster.send(Readiness).await.unwrap_or(false) })
+        Box::pin(async move { cluster.send(Readiness).await.unwrap_or_else(|e| Err(e.to_string())) })
     }
 }
 
@@ -331,6 +331,9 @@ impl Handler<HandleForwarded> for ConnectionActor {
             let result = match msg.0 {
                 Forwarded::Status => {
                     handles.cluster.send(DescribeNode).await.map(ForwardReply::Status).map_err(Into::into)
+                }
+                Forwarded::Poll => {
+                    handles.cluster.send(DescribeToPeer).await.map(ForwardReply::Polled).map_err(Into::into)
                 }
                 Forwarded::PrepareToJoin => handles
                     .raft

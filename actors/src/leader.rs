@@ -5,7 +5,7 @@
 //! most twice), so clients never see "not leader". Writes carry request ids (applied at most
 //! once), so one whose leader goes silent with it is sent again to the next leader.
 
-use crate::cluster::{PrepareJoiner, RouteToLeader};
+use crate::cluster::{PrepareJoiner, RouteToLeader, WasRemoved};
 use crate::command::{node_id, Command, Member};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
@@ -31,6 +31,17 @@ pub async fn on_leader(
     request: Forwarded,
     elsewhere: Option<Member>,
 ) -> CeteResult<ForwardReply> {
+    match route(handles, request, elsewhere).await {
+        // A removed node's Raft is stopped, so whatever failed here failed for that reason.
+        Err(CeteError::Unavailable(why)) => match handles.cluster.send(WasRemoved).await {
+            Ok(Some(refusal)) => Err(refusal),
+            _ => Err(CeteError::Unavailable(why)),
+        },
+        other => other,
+    }
+}
+
+async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Member>) -> CeteResult<ForwardReply> {
     let mut hint = match elsewhere {
         Some(leader) => Some(leader),
         None => match serve_locally(handles, &request).await {
@@ -131,7 +142,7 @@ pub async fn serve_locally(handles: &NodeHandles, request: &Forwarded) -> Result
             handles.raft.send(RemoveMember(name.clone())).await.map_err(CeteError::from)??;
             Ok(ForwardReply::Done)
         }
-        Forwarded::Status | Forwarded::PrepareToJoin => {
+        Forwarded::Status | Forwarded::Poll | Forwarded::PrepareToJoin => {
             Err(CeteError::Internal(format!("{request:?} is not a leader request")).into())
         }
     }

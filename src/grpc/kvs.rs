@@ -63,7 +63,7 @@ impl Kvs for KvsService {
 
     async fn readiness_check(&self, request: Request<()>) -> Result<Response<kvs::ReadinessCheckResponse>, Status> {
         observed("ReadinessCheck", async {
-            let ready = connection_of(&request)?.send(ReadyCheck).await.unwrap_or(false);
+            let ready = connection_of(&request)?.send(ReadyCheck).await.is_ok_and(|ready| ready.is_ok());
             Ok(Response::new(kvs::ReadinessCheckResponse { ready }))
         })
         .await

@@ -91,10 +91,18 @@ async fn liveness() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "alive": true }))
 }
 
+/// `{"ready":true}`, or 503 `{"ready":false,"reason":"..."}`.
 async fn readiness(req: HttpRequest) -> Answer {
-    let ready = connection(&req)?.send(ReadyCheck).await.unwrap_or(false);
-    let mut answer = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
-    Ok(answer.json(serde_json::json!({ "ready": ready })))
+    let answer = match connection(&req)?.send(ReadyCheck).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({ "ready": true })),
+        Ok(Err(reason)) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "ready": false, "reason": reason }))
+        }
+        Err(e) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "ready": false, "reason": e.to_string() }))
+        }
+    };
+    Ok(answer)
 }
 
 async fn node(req: HttpRequest) -> Answer {

@@ -222,6 +222,8 @@ impl Handler<ResetForJoin> for RaftActor {
         AtomicResponse::new(Box::pin(reset.into_actor(self).map(|result, actor, ctx| {
             if let Some(raft) = result? {
                 actor.raft = raft;
+                // Before the new instance's metrics: the memberships this node was in are gone.
+                actor.cluster.do_send(crate::cluster::RaftStateReset);
                 actor.feed_metrics(ctx);
             }
             Ok(())
