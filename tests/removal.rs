@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{cli_ok, eventually, metric_value, node_state, Cluster, Node};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// How long a removed node may take to learn it (its peers are polled once a second).
 const LEARN_DEADLINE: Duration = Duration::from_secs(10);
@@ -43,12 +43,14 @@ fn assert_reports_removed(removed: &Node) {
 fn assert_stays_removed_quietly(cluster: &Cluster, removed: &Node) {
     let leader = cluster.leader();
     let leader_node = &cluster.nodes[leader];
-    let term_before = term(leader_node);
+    let (term_before, own_term_before) = (term(leader_node), term(removed));
     let until = Instant::now() + WATCH_FOR;
     while Instant::now() < until {
         assert_eq!(node_state(removed).as_deref(), Some("Removed"), "{} came back to life", removed.id());
         thread::sleep(Duration::from_millis(200));
     }
+    // A candidate starts each election in a term of its own.
+    assert_eq!(term(removed), own_term_before, "{} campaigned", removed.id());
     assert_eq!(term(leader_node), term_before, "the term moved: someone campaigned");
     assert_eq!(cluster.agreed_leader(), Some(leader), "the cluster lost or changed its leader");
 }
@@ -64,6 +66,8 @@ fn assert_refuses_member_work(cluster: &Cluster, removed: &Node) {
 
     let leave = removed.delete(&format!("/v1/cluster/{}", cluster.nodes[leader].id()));
     leave.assert_error(503);
+    let stranger = json!({"raft_address": "127.0.0.1:1", "metadata": {"grpc_address": "127.0.0.1:2"}});
+    removed.put("/v1/cluster/stranger", stranger.to_string()).assert_error(503);
     let members = cluster.nodes[leader].get("/v1/cluster").json();
     assert!(members["cluster"]["nodes"].get(cluster.nodes[leader].id()).is_some(), "{members}");
 }
@@ -108,8 +112,17 @@ fn a_removed_node_says_so_stops_campaigning_and_stays_removed_after_a_restart() 
     assert_stays_removed_quietly(&cluster, &node);
     assert_refuses_member_work(&cluster, &node);
 
-    // The cluster it left is untouched.
+    // Joining it again on that data is refused: it says what to do instead.
     let leader_node = &cluster.nodes[cluster.leader()];
+    let a = &node.addresses;
+    let body = json!({"raft_address": a.raft, "metadata": {"grpc_address": a.grpc, "http_address": a.http}});
+    let rejoin = leader_node.put(&format!("/v1/cluster/{removed_id}"), body.to_string());
+    rejoin.assert_error(409);
+    assert!(rejoin.json()["error"].as_str().is_some_and(|e| e.contains("empty data directory")), "{rejoin:?}");
+    assert_eq!(node_state(&node).as_deref(), Some("Removed"));
+    cluster.wait_for_members(&rest.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // The cluster it left is untouched.
     leader_node.put("/v1/data/after", "served").assert_success();
     assert_eq!(leader_node.get("/v1/data/before").text(), "kept");
 }

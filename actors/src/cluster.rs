@@ -103,11 +103,7 @@ impl ClusterActor {
 
     /// What a removed node answers a request that only a member could serve.
     fn refusal(&self) -> Option<CeteError> {
-        let removed = self.standing.removed()?;
-        Some(CeteError::Unavailable(format!(
-            "{}; it serves no writes, linearizable reads or membership changes: send them to a member",
-            removed.reason
-        )))
+        self.standing.removed().map(|removed| refusal(&removed.reason))
     }
 
     /// Stops Raft for good, and links to the members of the cluster this node left.
@@ -260,18 +256,24 @@ impl Handler<DescribeToPeer> for ClusterActor {
     }
 }
 
-/// Whether this node was removed from its cluster: what it answers, then, to a request only a
-/// member could serve (None while it is a member).
+/// Whether this node was removed from its cluster: why (None while it is a member).
 #[derive(Message)]
-#[rtype(result = "Option<CeteError>")]
+#[rtype(result = "Option<String>")]
 pub struct WasRemoved;
 
 impl Handler<WasRemoved> for ClusterActor {
-    type Result = Option<CeteError>;
+    type Result = Option<String>;
 
-    fn handle(&mut self, _: WasRemoved, _: &mut Self::Context) -> Option<CeteError> {
-        self.refusal()
+    fn handle(&mut self, _: WasRemoved, _: &mut Self::Context) -> Option<String> {
+        self.standing.removed().map(|removed| removed.reason.clone())
     }
+}
+
+/// What a removed node answers a request that only a member could serve.
+pub fn refusal(reason: &str) -> CeteError {
+    CeteError::Unavailable(format!(
+        "{reason}; it serves no writes, linearizable reads or membership changes: send them to a member"
+    ))
 }
 
 /// This node's Raft state was replaced by an empty one, to join another cluster.

@@ -5,7 +5,7 @@
 //! most twice), so clients never see "not leader". Writes carry request ids (applied at most
 //! once), so one whose leader goes silent with it is sent again to the next leader.
 
-use crate::cluster::{PrepareJoiner, RouteToLeader, WasRemoved};
+use crate::cluster::{refusal, PrepareJoiner, RouteToLeader, WasRemoved};
 use crate::command::{node_id, Command, Member};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
@@ -34,7 +34,7 @@ pub async fn on_leader(
     match route(handles, request, elsewhere).await {
         // A removed node's Raft is stopped, so whatever failed here failed for that reason.
         Err(CeteError::Unavailable(why)) => match handles.cluster.send(WasRemoved).await {
-            Ok(Some(refusal)) => Err(refusal),
+            Ok(Some(reason)) => Err(refusal(&reason)),
             _ => Err(CeteError::Unavailable(why)),
         },
         other => other,

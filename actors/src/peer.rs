@@ -250,16 +250,30 @@ impl Actor for PeerLinkActor {
             let observer = link.observer.clone();
             ctx.spawn(
                 async move {
-                    let (state, committed_membership) =
-                        match call_peer(client, &peer, &Forwarded::Poll, STATUS_TIMEOUT).await {
-                            Ok(ForwardReply::Polled(view)) => (view.node.state, view.committed_membership),
-                            _ => ("Shutdown".to_string(), None),
-                        };
+                    let (state, committed_membership) = match poll(client, &peer).await {
+                        Some(view) => (view.node.state, view.committed_membership),
+                        None => ("Shutdown".to_string(), None),
+                    };
                     observer.do_send(PeerState { name: peer.name, state, committed_membership });
                 }
                 .into_actor(link),
             );
         });
+    }
+}
+
+/// What `peer` says of itself; `None` when it does not answer.
+async fn poll(client: Option<RaftClient<Channel>>, peer: &Member) -> Option<PeerView> {
+    match call_peer(client.clone(), peer, &Forwarded::Poll, STATUS_TIMEOUT).await {
+        Ok(ForwardReply::Polled(view)) => Some(view),
+        // A node of an earlier version (during a rolling upgrade) knows only Status.
+        Err(CeteError::Unavailable(why)) if why.contains("undecodable") => {
+            match call_peer(client, peer, &Forwarded::Status, STATUS_TIMEOUT).await {
+                Ok(ForwardReply::Status(node)) => Some(PeerView { node, committed_membership: None }),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
