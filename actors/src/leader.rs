@@ -32,7 +32,8 @@ pub async fn on_leader(
     elsewhere: Option<Member>,
 ) -> CeteResult<ForwardReply> {
     match route(handles, request, elsewhere).await {
-        // A removed node's Raft is stopped, so whatever failed here failed for that reason.
+        // On a removed node (its Raft stopped for good) such a failure has that one cause:
+        // say it, rather than "raft has stopped" or "no leader". Failures only pay the ask.
         Err(CeteError::Unavailable(why)) => match handles.cluster.send(WasRemoved).await {
             Ok(Some(reason)) => Err(refusal(&reason)),
             _ => Err(CeteError::Unavailable(why)),
