@@ -8,6 +8,7 @@ mod http;
 mod join;
 mod logging;
 mod server;
+mod stopping;
 
 use std::process::ExitCode;
 

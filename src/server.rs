@@ -3,15 +3,16 @@
 
 use anyhow::Context;
 use cete_actors::address::listen_addr;
+use cete_actors::cluster::WasRemoved;
 use cete_actors::command::Member;
 use cete_actors::node::Metadata;
 use cete_actors::raft::Bootstrap;
 use cete_actors::system::{start_node, NodeSettings};
 use cete_actors::tls::ClientTls;
-use tokio::sync::watch;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::config::Config;
+use crate::stopping::StopSignal;
 
 /// How long a stopping node waits for calls in flight.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -50,38 +51,29 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     let node = start_node(settings).await.context("cannot start the node")?;
     log::info!("node {} starting with data in {}", config.id, config.data_directory.display());
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let raft_server = crate::grpc::serve_raft(
-        raft_listen,
-        node.handles.clone(),
-        tls.as_ref().map(|t| t.grpc.clone()),
-        stopped(stop_rx.clone()),
-    )
-    .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
-    let grpc_server = crate::grpc::serve_clients(
-        grpc_listen,
-        node.handles.clone(),
-        tls.as_ref().map(|t| t.grpc.clone()),
-        stopped(stop_rx.clone()),
-    )
-    .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_address))?;
-    let http_server = crate::http::serve(http_listen, node.handles.clone(), tls.as_ref().map(|t| t.http.clone()))
-        .with_context(|| format!("cannot listen for HTTP on {}", config.http_address))?;
+    let (stop_signal, stopping) = StopSignal::new();
+    let raft_server =
+        crate::grpc::serve_raft(raft_listen, node.handles.clone(), tls.as_ref().map(|t| t.grpc.clone()), &stopping)
+            .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
+    let grpc_server =
+        crate::grpc::serve_clients(grpc_listen, node.handles.clone(), tls.as_ref().map(|t| t.grpc.clone()), &stopping)
+            .with_context(|| format!("cannot listen for gRPC on {}", config.grpc_address))?;
+    let http_server =
+        crate::http::serve(http_listen, node.handles.clone(), tls.as_ref().map(|t| t.http.clone()), &stopping)
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http_address))?;
     let http_handle = http_server.handle();
     let raft_task = tokio::spawn(raft_server);
     let grpc_task = tokio::spawn(grpc_server);
     let http_task = actix_rt::spawn(http_server);
 
-    match &config.peer_grpc_address {
+    match peer_to_join(&config) {
+        // It said so as it started, and serves only to say so: no joining, no resuming.
+        _ if node.handles.cluster.send(WasRemoved).await?.is_some() => {}
         _ if node.handles.raft.send(cete_actors::raft::IsInitialized).await?? => {
             log::info!("resuming the cluster recorded in {}", config.data_directory.display());
         }
         Some(peer) => {
-            crate::join::join_cluster(peer, &me, tls.as_ref().map(|t| &t.peers)).await?;
+            crate::join::join_cluster(&peer, &me, tls.as_ref().map(|t| &t.peers)).await?;
             log::info!("joined the cluster through {peer}");
         }
         None => {
@@ -98,14 +90,31 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     log::info!("shutting down");
-    let _ = stop_tx.send(true);
-    // All three listeners drain at once; in-flight calls get a grace period, and long-lived
-    // ones (watch streams, a join waiting for a catch-up) are cut off after it.
+    stop_signal.raise();
+    // All three listeners drain at once. Long-lived streams (peers' replication and forward
+    // streams, watches) end as the signal is raised; other calls in flight get a grace period,
+    // and the few that may outlast it (a join waiting for a catch-up) are cut off after it.
     tokio::join!(http_handle.stop(true), drain("gRPC", grpc_task), drain("raft", raft_task));
     let _ = http_task.await;
     node.shutdown().await;
     log::info!("stopped");
     Ok(())
+}
+
+/// The peer to join through, if any. A peer address that dials this node's own gRPC listener
+/// means "form the cluster", as it did in Go (whose README starts node1 with
+/// `--peer-grpc-address` naming itself): asking oneself to be added would wait forever for a
+/// leader that can never exist.
+fn peer_to_join(config: &Config) -> Option<String> {
+    let peer = config.peer_grpc_address.as_deref()?;
+    if cete_actors::address::dials_listener(peer, &config.grpc_address) {
+        log::info!(
+            "--peer-grpc-address {peer} is this node's own gRPC address ({}): forming the cluster here",
+            config.grpc_address
+        );
+        return None;
+    }
+    Some(peer.to_string())
 }
 
 async fn drain(name: &str, task: tokio::task::JoinHandle<anyhow::Result<()>>) {

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cete_proto::kvs::{self, GetRequest, JoinRequest, SetRequest};
-use common::{block_on, cli, cli_ok, eventually, metric_value, node_json, node_state, Cluster, Node, FORM_TIMEOUT};
+use common::{
+    address_args, block_on, cli, cli_ok, eventually, metric_value, node_json, node_state, temp_dir, Addresses, Cluster,
+    Node, FORM_TIMEOUT,
+};
 use serde_json::{json, Value};
 
 /// Generous bound on a failover with default timeouts (elections after 1-2 s of silence).
@@ -126,6 +129,47 @@ fn three_nodes_started_with_a_peer_form_one_cluster() {
         assert_eq!(node.get("/v1/cluster").json(), expected, "GET /v1/cluster on {}", node.id());
         let printed = cli_ok(&["cluster", "--grpc-address", &node.addresses.grpc]);
         assert_eq!(parse_json(&printed), expected, "`cete cluster` on {}", node.id());
+    }
+}
+
+/// A `--peer-grpc-address` that names the node's own gRPC address, in any of the ways an address
+/// of this host's port can be written, means "form the cluster", as it did in Go: the node must
+/// not wait forever to join itself.
+#[test]
+fn a_peer_address_naming_the_node_itself_forms_a_new_cluster() {
+    let forms: [fn(u16) -> String; 4] = [
+        |port| format!("127.0.0.1:{port}"),
+        |port| format!(":{port}"),
+        |port| format!("localhost:{port}"),
+        |port| format!("0.0.0.0:{port}"),
+    ];
+    // Started together, then each waited for: they are independent one-node clusters.
+    let mut nodes: Vec<(String, Node)> = forms
+        .iter()
+        .map(|form| {
+            let dir = temp_dir();
+            let addresses = Addresses::free();
+            let port: u16 = addresses.grpc.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+            let peer = form(port);
+            let mut args = vec!["--id=node1".to_string()];
+            args.extend(address_args(&addresses, dir.path()));
+            args.push(format!("--peer-grpc-address={peer}"));
+            (peer, Node::spawn(dir, args, Vec::new(), addresses))
+        })
+        .collect();
+    for (peer, node) in &mut nodes {
+        let own = node.addresses.grpc.clone();
+        node.try_wait_ready().unwrap_or_else(|why| panic!("--grpc-address={own} --peer-grpc-address={peer}: {why}"));
+        let alone = json!({"cluster": {
+            "nodes": {"node1": node_json(&node.addresses, "Leader")},
+            "leader": "node1",
+        }});
+        assert_eq!(node.get("/v1/cluster").json(), alone, "--peer-grpc-address={peer}");
+        node.put("/v1/data/formed", "by itself").assert_success();
+        assert!(
+            node.log().contains("own gRPC address"),
+            "no word of why it formed a cluster (--peer-grpc-address={peer})"
+        );
     }
 }
 

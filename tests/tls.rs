@@ -51,10 +51,10 @@ fn cli_tls_ok(args: &[&str], trusted: &std::path::Path, common_name: &str) -> St
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn assert_three_nodes(cluster_json: &Value, cluster: &Cluster) {
+fn assert_three_nodes(cluster_json: &Value, members: &[Node]) {
     let nodes = cluster_json["cluster"]["nodes"].as_object().expect("nodes");
     assert_eq!(nodes.len(), 3, "{cluster_json}");
-    for node in &cluster.nodes {
+    for node in members {
         assert_eq!(nodes[&node.id()]["metadata"]["grpc_address"], node.addresses.grpc.as_str(), "{cluster_json}");
     }
     let leader = cluster_json["cluster"]["leader"].as_str().expect("a leader");
@@ -71,12 +71,12 @@ fn readme_walkthrough_with_a_self_signed_certificate_on_three_nodes() {
     // cete cluster --grpc-address=:9000 --certificate-file=./cert.pem --common-name=localhost | jq .
     let grpc1 = format!("--grpc-address={}", colon_port(&node1.addresses.grpc));
     let printed = parse_json(&cli_tls_ok(&["cluster", &grpc1], &cert.cert, "localhost"));
-    assert_three_nodes(&printed, &cluster);
+    assert_three_nodes(&printed, &cluster.nodes);
 
     // curl -X GET https://localhost:8000/v1/cluster --cacert ./cert.pem | jq .
     let reply = curl("GET", &node1.url("/v1/cluster"), b"", &cert.cert, CURL_TIMEOUT).expect("curl --cacert cert.pem");
     assert_eq!(reply.status, 200, "{reply:?}");
-    assert_three_nodes(&reply.json(), &cluster);
+    assert_three_nodes(&reply.json(), &cluster.nodes);
 
     // Set on one node, get on the others, over TLS: CLI (gRPC) and HTTPS.
     cli_tls_ok(&["set", "1", "value1", &grpc1], &cert.cert, "localhost");
@@ -88,6 +88,58 @@ fn readme_walkthrough_with_a_self_signed_certificate_on_three_nodes() {
     for node in &cluster.nodes {
         let got = node.get("/v1/data/2");
         assert_eq!((got.status, got.text()), (200, "value2".to_string()), "on {}", node.id());
+    }
+}
+
+/// The Go README's TLS walkthrough, flag for flag (its ports replaced by free ones): node1 is
+/// started with `--peer-grpc-address` naming its own `--grpc-address`, which means "form the
+/// cluster", as it did in Go; node2 and node3 join it; the CLI and curl reach it over TLS.
+#[test]
+fn the_go_readme_tls_walkthrough_works_verbatim() {
+    // openssl req -x509 -nodes -newkey rsa:4096 -keyout ./etc/cete-key.pem -out ./etc/cete-cert.pem -days 365 -subj '/CN=localhost'
+    let cert = SelfSigned::new("localhost");
+    let grpc1 = format!(":{}", free_port());
+    let mut nodes = Vec::new();
+    for n in 1..=3 {
+        // ./bin/cete start --id=nodeN --raft-address=:700N --grpc-address=:900N --http-address=:800N
+        //   --data-directory=/tmp/cete/nodeN --peer-grpc-address=:9000 --certificate-file=./etc/cert.pem
+        //   --key-file=./etc/key.pem --common-name=localhost
+        let grpc = if n == 1 { grpc1.clone() } else { format!(":{}", free_port()) };
+        let addresses = Addresses { raft: format!(":{}", free_port()), grpc, http: format!(":{}", free_port()) };
+        let dir = temp_dir();
+        let mut args = vec![
+            format!("--id=node{n}"),
+            format!("--raft-address={}", addresses.raft),
+            format!("--grpc-address={}", addresses.grpc),
+            format!("--http-address={}", addresses.http),
+            format!("--data-directory={}", dir.path().join(format!("node{n}")).display()),
+            format!("--peer-grpc-address={grpc1}"),
+        ];
+        args.extend(tls_flags(&cert));
+        let mut node = Node::spawn_https(dir, args, addresses, &cert.cert);
+        node.try_wait_ready().unwrap_or_else(|why| panic!("node{n} of the walkthrough is not ready: {why}"));
+        nodes.push(node);
+    }
+
+    // ./bin/cete cluster --grpc-address=:9000 --certificate-file=./cert.pem --common-name=localhost | jq .
+    let grpc_flag = format!("--grpc-address={grpc1}");
+    let printed = eventually("`cete cluster` to list the three nodes", Duration::from_secs(15), || {
+        let printed = parse_json(&cli_tls_ok(&["cluster", &grpc_flag], &cert.cert, "localhost"));
+        let listed = printed["cluster"]["nodes"].as_object().map(|nodes| nodes.len());
+        (listed == Some(3)).then_some(printed)
+    });
+    assert_three_nodes(&printed, &nodes);
+    assert_eq!(printed["cluster"]["leader"], "node1", "{printed}");
+
+    // curl -X GET https://localhost:8000/v1/cluster --cacert ./cert.pem | jq .
+    let reply = curl("GET", &nodes[0].url("/v1/cluster"), b"", &cert.cert, CURL_TIMEOUT).expect("curl --cacert");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_three_nodes(&reply.json(), &nodes);
+
+    cli_tls_ok(&["set", "1", "value1", &grpc_flag], &cert.cert, "localhost");
+    for node in &nodes {
+        let got = cli_tls_ok(&["get", "1", "--grpc-address", &node.addresses.grpc], &cert.cert, "localhost");
+        assert_eq!(got, "value1\n", "on {}", node.id());
     }
 }
 
@@ -197,10 +249,10 @@ fn ca_signed_certificates_with_subject_alt_names() {
     let grpc1 = format!("--grpc-address={}", cluster.nodes[0].addresses.grpc);
 
     let printed = parse_json(&cli_tls_ok(&["cluster", &grpc1], &ca.cert, "localhost"));
-    assert_three_nodes(&printed, &cluster);
+    assert_three_nodes(&printed, &cluster.nodes);
     let reply =
         curl("GET", &cluster.nodes[1].url("/v1/cluster"), b"", &ca.cert, CURL_TIMEOUT).expect("curl --cacert ca");
-    assert_three_nodes(&reply.json(), &cluster);
+    assert_three_nodes(&reply.json(), &cluster.nodes);
 
     cli_tls_ok(&["set", "ca", "signed", &grpc1], &ca.cert, "localhost");
     for node in &cluster.nodes {

@@ -57,6 +57,41 @@ pub fn dial_uri(address: &str, tls: bool) -> String {
     }
 }
 
+/// Whether dialling `dialled` reaches the listener of `listening` on this host: the same port,
+/// and either the same host as written, or a loopback or unspecified host dialled while the
+/// listener is on every interface or on loopback (`:9000`, `127.0.0.1:9000`, `localhost:9000`
+/// and `0.0.0.0:9000` all dial a node listening on `:9000`).
+///
+/// Only forms that certainly mean this host count: another host's name or IP may well be a
+/// different node on the same port (as in a cluster of containers, every node on `:9000`).
+pub fn dials_listener(dialled: &str, listening: &str) -> bool {
+    let (Some((dialled_host, dialled_port)), Some((listen_host, listen_port))) =
+        (host_and_port(dialled), host_and_port(listening))
+    else {
+        return false;
+    };
+    if dialled_port != listen_port {
+        return false;
+    }
+    if dialled_host.eq_ignore_ascii_case(listen_host) {
+        return true;
+    }
+    let local = |host: &str| match host {
+        "" | "localhost" => true,
+        _ => host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified()),
+    };
+    let listens_locally =
+        listen_addr(listening).is_ok_and(|addr| addr.ip().is_unspecified() || addr.ip().is_loopback());
+    local(dialled_host) && listens_locally
+}
+
+/// `host:port` (or `:port`, `[v6]:port`) split, the brackets of an IPv6 host removed.
+fn host_and_port(address: &str) -> Option<(&str, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    Some((host.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +110,30 @@ mod tests {
         assert_eq!(listen_addr("127.0.0.2:7000").unwrap().to_string(), "127.0.0.2:7000");
         assert_eq!(listen_addr("localhost:7000").unwrap().to_string(), "127.0.0.1:7000");
         assert_eq!(listen_addr("[::1]:7000").unwrap().to_string(), "[::1]:7000");
+    }
+
+    #[test]
+    fn every_local_form_of_the_same_port_dials_the_listener() {
+        for listening in [":9000", "127.0.0.1:9000", "0.0.0.0:9000", "localhost:9000", "cete1:9000"] {
+            for dialled in [":9000", "127.0.0.1:9000", "localhost:9000", "0.0.0.0:9000", "[::1]:9000"] {
+                assert!(dials_listener(dialled, listening), "{dialled} should dial {listening}");
+            }
+        }
+        assert!(dials_listener("cete1:9000", "cete1:9000"));
+        assert!(dials_listener("10.0.0.5:9000", "10.0.0.5:9000"));
+    }
+
+    #[test]
+    fn another_port_or_another_host_is_another_node() {
+        assert!(!dials_listener(":9001", ":9000"));
+        assert!(!dials_listener("localhost:9001", "127.0.0.1:9000"));
+        // Every node of a cluster of containers listens on :9000; cete1 is not this one.
+        assert!(!dials_listener("cete1:9000", ":9000"));
+        assert!(!dials_listener("cete1:9000", "cete2:9000"));
+        assert!(!dials_listener("10.0.0.6:9000", "10.0.0.5:9000"));
+        // A listener on one interface is not reached through loopback.
+        assert!(!dials_listener(":9000", "10.0.0.5:9000"));
+        assert!(!dials_listener("garbage", ":9000"));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! It is fed Raft's metrics by the RaftActor, keeps one [`PeerLinkActor`] per other member
 //! (started and stopped as the membership changes), and routes requests that only the leader
-//! can serve over the leader's link.
+//! can serve over the leader's link. It also keeps this node's [`Standing`]: when Raft or a peer
+//! shows that this node was removed, it stops the node's Raft for good, and the node answers
+//! as `Removed` from then on.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -12,11 +14,13 @@ use actix::prelude::*;
 use openraft::{RaftMetrics, ServerState};
 use tokio::sync::oneshot;
 
-use crate::command::{node_id, Command, Member, NodeId};
+use crate::command::{node_id, Command, Member, NodeId, StoredMembership};
 use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
 use crate::node::{ClusterInfo, NodeInfo};
-use crate::peer::{call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState};
+use crate::peer::{call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView};
+use crate::raft::Shutdown;
+use crate::removal::{PeerNews, Standing};
 use crate::tls::ClientTls;
 
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +39,10 @@ pub fn state_name(state: ServerState) -> &'static str {
 pub struct ClusterActor {
     me: Member,
     latest: RaftMetrics<NodeId, Member>,
+    /// A member, or removed.
+    standing: Standing,
+    /// Stops this node's Raft once it is removed.
+    raft: Recipient<Shutdown>,
     tls: Option<ClientTls>,
     /// One link per other member, with the record it was opened for.
     links: HashMap<String, (Member, Addr<PeerLinkActor>)>,
@@ -50,11 +58,13 @@ pub struct ClusterActor {
 }
 
 impl ClusterActor {
-    pub fn new(me: Member, tls: Option<ClientTls>) -> Self {
+    pub fn new(me: Member, tls: Option<ClientTls>, standing: Standing, raft: Recipient<Shutdown>) -> Self {
         let latest = RaftMetrics::new_initial(node_id(&me.name));
         ClusterActor {
             me,
             latest,
+            standing,
+            raft,
             tls,
             links: HashMap::new(),
             peer_states: HashMap::new(),
@@ -65,16 +75,41 @@ impl ClusterActor {
         }
     }
 
+    /// The membership this node goes by: its Raft's, or once removed, the newest its peers
+    /// described (its own Raft is stopped, and its log never had the change that removed it).
+    fn membership(&self) -> &StoredMembership {
+        match self.standing.removed().and_then(|removed| removed.membership.as_ref()) {
+            Some(membership) => membership,
+            None => &self.latest.membership_config,
+        }
+    }
+
+    /// The leader: as Raft knows it, or once removed, the peer that says it leads.
+    fn leader_id(&self) -> Option<NodeId> {
+        match self.standing.removed() {
+            None => self.latest.current_leader,
+            Some(_) => self.peer_states.iter().find(|(_, state)| *state == "Leader").map(|(name, _)| node_id(name)),
+        }
+    }
+
     fn member_name(&self, id: NodeId) -> Option<String> {
-        self.latest.membership_config.membership().get_node(&id).map(|m| m.name.clone())
+        self.membership().membership().get_node(&id).map(|m| m.name.clone())
     }
 
     fn my_info(&self) -> NodeInfo {
-        NodeInfo {
-            raft_address: self.me.raft_address.clone(),
-            metadata: self.me.metadata.clone(),
-            state: state_name(self.latest.state).to_string(),
-        }
+        let state = if self.standing.removed().is_some() { "Removed" } else { state_name(self.latest.state) };
+        NodeInfo { raft_address: self.me.raft_address.clone(), metadata: self.me.metadata.clone(), state: state.into() }
+    }
+
+    /// What a removed node answers a request that only a member could serve.
+    fn refusal(&self) -> Option<CeteError> {
+        self.standing.removed().map(|removed| refusal(&removed.reason))
+    }
+
+    /// Stops Raft for good, and links to the members of the cluster this node left.
+    fn stepped_out(&mut self, ctx: &mut Context<Self>) {
+        self.raft.do_send(Shutdown);
+        self.sync_links(ctx);
     }
 
     /// A peer's state: what it last reported of itself (Shutdown when it did not answer),
@@ -83,12 +118,12 @@ impl ClusterActor {
     fn peer_state<'a>(&'a self, member: &Member) -> &'a str {
         let id = node_id(&member.name);
         let polled = self.peer_states.get(&member.name).map(String::as_str);
-        let leads = self.latest.current_leader == Some(id);
+        let leads = self.leader_id() == Some(id);
         match polled {
             Some("Shutdown") => "Shutdown",
             _ if leads => "Leader",
             Some("Leader") | None => {
-                if self.latest.membership_config.membership().voter_ids().any(|v| v == id) {
+                if self.membership().membership().voter_ids().any(|v| v == id) {
                     "Follower"
                 } else {
                     "Learner"
@@ -101,8 +136,7 @@ impl ClusterActor {
     /// Opens links to new members (or members whose addresses changed), closes the rest.
     fn sync_links(&mut self, ctx: &mut Context<Self>) {
         let members: HashMap<String, Member> = self
-            .latest
-            .membership_config
+            .membership()
             .membership()
             .nodes()
             .filter(|(_, m)| m.name != self.me.name)
@@ -130,6 +164,15 @@ impl Actor for ClusterActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
+        if let Some(removed) = self.standing.removed() {
+            log::warn!(
+                "{} (recorded in {}): it takes no part in Raft and answers as Removed; to join a cluster again, \
+                 start it on an empty data directory",
+                removed.reason,
+                self.standing.record().path().display()
+            );
+            self.stepped_out(ctx);
+        }
     }
 }
 
@@ -142,9 +185,23 @@ impl Handler<MetricsUpdate> for ClusterActor {
     type Result = ();
 
     fn handle(&mut self, msg: MetricsUpdate, ctx: &mut Self::Context) {
+        if self.standing.removed().is_some() {
+            // Raft is stopped or stopping: its last words are no news, but until a peer has
+            // described the cluster, its membership is the one to poll.
+            let membership_changed = msg.0.membership_config != self.latest.membership_config;
+            self.latest = msg.0;
+            if membership_changed {
+                self.sync_links(ctx);
+            }
+            return;
+        }
         let leader_changed = msg.0.current_leader != self.latest.current_leader;
         let membership_changed = msg.0.membership_config != self.latest.membership_config;
         self.latest = msg.0;
+        if self.standing.own_membership(&self.latest.membership_config, self.latest.last_applied) {
+            self.stepped_out(ctx);
+            return;
+        }
         if let Some(leader) = self.latest.current_leader.filter(|_| leader_changed) {
             LEADER_CHANGES.inc();
             let name = self.member_name(leader).unwrap_or_else(|| format!("#{leader}"));
@@ -159,9 +216,16 @@ impl Handler<MetricsUpdate> for ClusterActor {
 impl Handler<PeerState> for ClusterActor {
     type Result = ();
 
-    fn handle(&mut self, msg: PeerState, _: &mut Self::Context) {
+    fn handle(&mut self, msg: PeerState, ctx: &mut Self::Context) {
         if !self.links.contains_key(&msg.name) {
             return;
+        }
+        if let Some(membership) = msg.committed_membership {
+            match self.standing.peer_membership(&msg.name, membership) {
+                PeerNews::Removed => self.stepped_out(ctx),
+                PeerNews::NewerView => self.sync_links(ctx),
+                PeerNews::Nothing => {}
+            }
         }
         // One line per change of reachability, not one per failed heartbeat.
         let was_down = self.peer_states.get(&msg.name).map(|s| s == "Shutdown");
@@ -172,6 +236,56 @@ impl Handler<PeerState> for ClusterActor {
             _ => {}
         }
         self.peer_states.insert(msg.name, msg.state);
+    }
+}
+
+/// This node and its committed membership, as a polling peer asks ([`Forwarded::Poll`]).
+#[derive(Message)]
+#[rtype(result = "PeerView")]
+pub struct DescribeToPeer;
+
+impl Handler<DescribeToPeer> for ClusterActor {
+    type Result = MessageResult<DescribeToPeer>;
+
+    fn handle(&mut self, _: DescribeToPeer, _: &mut Self::Context) -> Self::Result {
+        let membership = &self.latest.membership_config;
+        let committed = membership.log_id().is_some() && membership.log_id() <= &self.latest.last_applied;
+        let speaks_for_the_cluster = self.standing.removed().is_none();
+        let committed_membership = (committed && speaks_for_the_cluster).then(|| StoredMembership::clone(membership));
+        MessageResult(PeerView { node: self.my_info(), committed_membership })
+    }
+}
+
+/// Whether this node was removed from its cluster: why (None while it is a member).
+#[derive(Message)]
+#[rtype(result = "Option<String>")]
+pub struct WasRemoved;
+
+impl Handler<WasRemoved> for ClusterActor {
+    type Result = Option<String>;
+
+    fn handle(&mut self, _: WasRemoved, _: &mut Self::Context) -> Option<String> {
+        self.standing.removed().map(|removed| removed.reason.clone())
+    }
+}
+
+/// What a removed node answers a request that only a member could serve.
+pub fn refusal(reason: &str) -> CeteError {
+    CeteError::Unavailable(format!(
+        "{reason}; it serves no writes, linearizable reads or membership changes: send them to a member"
+    ))
+}
+
+/// This node's Raft state was replaced by an empty one, to join another cluster.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RaftStateReset;
+
+impl Handler<RaftStateReset> for ClusterActor {
+    type Result = ();
+
+    fn handle(&mut self, _: RaftStateReset, _: &mut Self::Context) {
+        self.standing.forget_memberships();
     }
 }
 
@@ -199,7 +313,7 @@ impl Handler<DescribeCluster> for ClusterActor {
 
     fn handle(&mut self, _: DescribeCluster, _: &mut Self::Context) -> Self::Result {
         let mut cluster = ClusterInfo::default();
-        for (_, member) in self.latest.membership_config.membership().nodes() {
+        for (_, member) in self.membership().membership().nodes() {
             let info = if member.name == self.me.name {
                 self.my_info()
             } else {
@@ -211,23 +325,30 @@ impl Handler<DescribeCluster> for ClusterActor {
             };
             cluster.nodes.insert(member.name.clone(), info);
         }
-        cluster.leader = self.latest.current_leader.and_then(|id| self.member_name(id)).unwrap_or_default();
+        cluster.leader = self.leader_id().and_then(|id| self.member_name(id)).unwrap_or_default();
         MessageResult(cluster)
     }
 }
 
-/// Ready to serve: a leader is known and Raft is running.
+/// Ready to serve: a leader is known and Raft is running. Not ready: why.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<(), String>")]
 pub struct Readiness;
 
 impl Handler<Readiness> for ClusterActor {
-    type Result = bool;
+    type Result = Result<(), String>;
 
-    fn handle(&mut self, _: Readiness, _: &mut Self::Context) -> bool {
-        self.latest.running_state.is_ok()
-            && self.latest.current_leader.is_some()
-            && self.latest.state != ServerState::Shutdown
+    fn handle(&mut self, _: Readiness, _: &mut Self::Context) -> Result<(), String> {
+        if let Some(removed) = self.standing.removed() {
+            return Err(removed.reason.clone());
+        }
+        if self.latest.running_state.is_err() || self.latest.state == ServerState::Shutdown {
+            return Err("raft has stopped".into());
+        }
+        if self.latest.current_leader.is_none() {
+            return Err("no leader is known: the cluster is electing one, or this node cannot reach it".into());
+        }
+        Ok(())
     }
 }
 
@@ -271,6 +392,10 @@ impl Handler<RouteToLeader> for ClusterActor {
     type Result = ResponseFuture<CeteResult<ForwardReply>>;
 
     fn handle(&mut self, msg: RouteToLeader, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(refusal) = self.refusal() {
+            // A removed node passes nothing on to the cluster it left.
+            return Box::pin(std::future::ready(Ok(ForwardReply::Failed(refusal))));
+        }
         if matches!(msg.request, Forwarded::ReadIndex) {
             let (tx, rx) = oneshot::channel();
             self.waiting_reads.push((msg.leader, tx));

@@ -10,7 +10,9 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::cluster::{ClusterActor, DescribeCluster, DescribeNode, LatestMetrics, Readiness};
+use crate::cluster::{
+    ClusterActor, DescribeCluster, DescribeNode, DescribeToPeer, LatestMetrics, Readiness, WasRemoved,
+};
 use crate::command::Command;
 use crate::error::{CeteError, CeteResult};
 use crate::leader::{done, member, serve_locally};
@@ -263,17 +265,17 @@ impl Handler<ClusterStatus> for ConnectionActor {
     }
 }
 
-/// Whether this node can serve: a leader is known.
+/// Whether this node can serve (a leader is known); when not, why.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<(), String>")]
 pub struct ReadyCheck;
 
 impl Handler<ReadyCheck> for ConnectionActor {
-    type Result = ResponseFuture<bool>;
+    type Result = ResponseFuture<Result<(), String>>;
 
     fn handle(&mut self, _: ReadyCheck, _: &mut Self::Context) -> Self::Result {
         let cluster = self.handles.cluster.clone();
-        Box::pin(async move { cluster.send(Readiness).await.unwrap_or(false) })
+        Box::pin(async move { cluster.send(Readiness).await.unwrap_or_else(|e| Err(e.to_string())) })
     }
 }
 
@@ -353,13 +355,10 @@ impl Handler<HandleForwarded> for ConnectionActor {
                 Forwarded::Status => {
                     handles.cluster.send(DescribeNode).await.map(ForwardReply::Status).map_err(Into::into)
                 }
-                Forwarded::PrepareToJoin => handles
-                    .raft
-                    .send(ResetForJoin)
-                    .await
-                    .map_err(CeteError::from)
-                    .and_then(|r| r)
-                    .map(|()| ForwardReply::Done),
+                Forwarded::Poll => {
+                    handles.cluster.send(DescribeToPeer).await.map(ForwardReply::Polled).map_err(Into::into)
+                }
+                Forwarded::PrepareToJoin => prepare_to_join(&handles).await.map(|()| ForwardReply::Done),
                 request => match serve_locally(&handles, &request).await {
                     Ok(reply) => {
                         if matches!(request, Forwarded::Write(_) | Forwarded::WriteBatch(_)) {
@@ -374,6 +373,17 @@ impl Handler<HandleForwarded> for ConnectionActor {
             result.unwrap_or_else(ForwardReply::Failed)
         })
     }
+}
+
+/// Gives up this node's own one-node state to be added to a cluster. A removed node cannot:
+/// its Raft is stopped for good, and its data belongs to the cluster it left.
+async fn prepare_to_join(handles: &NodeHandles) -> CeteResult<()> {
+    if let Some(reason) = handles.cluster.send(WasRemoved).await? {
+        return Err(CeteError::Conflict(format!(
+            "{reason}; to join a cluster again, start it on an empty data directory"
+        )));
+    }
+    handles.raft.send(ResetForJoin).await?
 }
 
 /// Open a watch stream of every change applied on this node under `prefix`.

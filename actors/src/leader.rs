@@ -5,7 +5,7 @@
 //! most twice), so clients never see "not leader". Writes carry request ids (applied at most
 //! once), so one whose leader goes silent with it is sent again to the next leader.
 
-use crate::cluster::{PrepareJoiner, RouteToLeader};
+use crate::cluster::{refusal, PrepareJoiner, RouteToLeader, WasRemoved};
 use crate::command::{node_id, Command, Member};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
@@ -31,6 +31,18 @@ pub async fn on_leader(
     request: Forwarded,
     elsewhere: Option<Member>,
 ) -> CeteResult<ForwardReply> {
+    match route(handles, request, elsewhere).await {
+        // On a removed node (its Raft stopped for good) such a failure has that one cause:
+        // say it, rather than "raft has stopped" or "no leader". Failures only pay the ask.
+        Err(CeteError::Unavailable(why)) => match handles.cluster.send(WasRemoved).await {
+            Ok(Some(reason)) => Err(refusal(&reason)),
+            _ => Err(CeteError::Unavailable(why)),
+        },
+        other => other,
+    }
+}
+
+async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Member>) -> CeteResult<ForwardReply> {
     let mut hint = match elsewhere {
         Some(leader) => Some(leader),
         None => match serve_locally(handles, &request).await {
@@ -131,7 +143,7 @@ pub async fn serve_locally(handles: &NodeHandles, request: &Forwarded) -> Result
             handles.raft.send(RemoveMember(name.clone())).await.map_err(CeteError::from)??;
             Ok(ForwardReply::Done)
         }
-        Forwarded::Status | Forwarded::PrepareToJoin => {
+        Forwarded::Status | Forwarded::Poll | Forwarded::PrepareToJoin => {
             Err(CeteError::Internal(format!("{request:?} is not a leader request")).into())
         }
     }

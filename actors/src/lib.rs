@@ -3,7 +3,8 @@
 //! Every piece of state has one owner, and the owners talk only by typed messages:
 //! - [`store::StoreActor`] owns the redb database of applied key-value state;
 //! - [`raft::RaftActor`] owns the openraft instance (writes, linearizable reads, membership);
-//! - [`cluster::ClusterActor`] knows the nodes, their live states and the leader;
+//! - [`cluster::ClusterActor`] knows the nodes, their live states and the leader, and whether
+//!   this node is still one of them ([`removal`]);
 //! - [`connection::ConnectionActor`] is one client connection on a front door;
 //! - [`watch::WatchActor`] is one watch stream.
 //!
@@ -23,6 +24,7 @@ pub mod network;
 pub mod node;
 pub mod peer;
 pub mod raft;
+pub mod removal;
 pub mod requests;
 pub mod snapshot_file;
 pub mod state_machine;

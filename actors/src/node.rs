@@ -23,7 +23,8 @@ pub struct NodeInfo {
     pub raft_address: String,
     #[serde(default)]
     pub metadata: Metadata,
-    /// Leader, Follower, Candidate, Learner, or Shutdown when unreachable. Empty in a join request.
+    /// Leader, Follower, Candidate, Learner, Removed (a node removed from its cluster, of
+    /// itself), or Shutdown when unreachable. Empty in a join request.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub state: String,
 }

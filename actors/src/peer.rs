@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::command::{decode, encode, Command, LogId, Member};
+use crate::command::{decode, encode, Command, LogId, Member, StoredMembership};
 use crate::error::{CeteError, CeteResult};
 use crate::network::peer_channel;
 use crate::node::NodeInfo;
@@ -42,6 +42,10 @@ pub enum Forwarded {
     ReadIndex,
     /// Report your own view of yourself (for `/v1/cluster`).
     Status,
+    /// Report your view of yourself and your committed membership: what a link polls, so
+    /// that a node learns its peers' states and, if it comes to that, that it was removed
+    /// (see [`crate::removal`]). `Status` stays for nodes of earlier versions.
+    Poll,
     /// You are about to be added to a cluster: give up a one-node state that holds no data,
     /// or refuse if you hold data.
     PrepareToJoin,
@@ -66,7 +70,7 @@ impl Forwarded {
     pub fn safe_to_resend(&self) -> bool {
         let once = |c: &Command| matches!(c, Command::Request { .. });
         match self {
-            Forwarded::ReadIndex | Forwarded::Status => true,
+            Forwarded::ReadIndex | Forwarded::Status | Forwarded::Poll => true,
             Forwarded::Write(command) => once(command),
             Forwarded::WriteBatch(commands) => commands.iter().all(once),
             Forwarded::Join(_) | Forwarded::Leave(_) | Forwarded::PrepareToJoin => false,
@@ -80,12 +84,23 @@ pub enum ForwardReply {
     Done,
     ReadIndex(Option<LogId>),
     Status(NodeInfo),
+    Polled(PeerView),
     /// The receiver is not the leader (any more); here is who it thinks is.
     NotLeader(Option<Member>),
     /// The receiver could not be connected to: the request was never sent (so it is safe to
     /// send it elsewhere). Made locally, never sent over the wire.
     NotSent(String),
     Failed(CeteError),
+}
+
+/// What a peer says when polled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its addresses and its own state.
+    pub node: NodeInfo,
+    /// Its membership once committed; `None` while a change is under way, or from a node that
+    /// was removed (it no longer speaks for the cluster).
+    pub committed_membership: Option<StoredMembership>,
 }
 
 /// One link to one peer.
@@ -235,11 +250,11 @@ impl Actor for PeerLinkActor {
             let observer = link.observer.clone();
             ctx.spawn(
                 async move {
-                    let state = match call_peer(client, &peer, &Forwarded::Status, STATUS_TIMEOUT).await {
-                        Ok(ForwardReply::Status(info)) => info.state,
-                        _ => "Shutdown".to_string(),
+                    let (state, committed_membership) = match poll(client, &peer).await {
+                        Some(view) => (view.node.state, view.committed_membership),
+                        None => ("Shutdown".to_string(), None),
                     };
-                    observer.do_send(PeerState { name: peer.name, state });
+                    observer.do_send(PeerState { name: peer.name, state, committed_membership });
                 }
                 .into_actor(link),
             );
@@ -247,12 +262,29 @@ impl Actor for PeerLinkActor {
     }
 }
 
-/// A peer's state as last polled ("Shutdown" when it did not answer).
+/// What `peer` says of itself; `None` when it does not answer.
+async fn poll(client: Option<RaftClient<Channel>>, peer: &Member) -> Option<PeerView> {
+    match call_peer(client.clone(), peer, &Forwarded::Poll, STATUS_TIMEOUT).await {
+        Ok(ForwardReply::Polled(view)) => Some(view),
+        // A node of an earlier version (during a rolling upgrade) knows only Status.
+        Err(CeteError::Unavailable(why)) if why.contains("undecodable") => {
+            match call_peer(client, peer, &Forwarded::Status, STATUS_TIMEOUT).await {
+                Ok(ForwardReply::Status(node)) => Some(PeerView { node, committed_membership: None }),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A peer's state as last polled ("Shutdown" when it did not answer), and the membership it
+/// has committed.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PeerState {
     pub name: String,
     pub state: String,
+    pub committed_membership: Option<StoredMembership>,
 }
 
 /// Send a request to this link's peer.

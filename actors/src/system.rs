@@ -2,7 +2,8 @@
 //! the storage adapters, and start the StoreActor, RaftActor and ClusterActor.
 //!
 //! Data directory layout: `raft-log/` (the Raft log and vote, a chunked write-ahead log),
-//! `store.redb` (the applied state) and `snapshots/`.
+//! `store.redb` (the applied state), `snapshots/`, and `removed` once the node was removed
+//! from its cluster ([`crate::removal`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::error::{CeteError, CeteResult};
 use crate::log_store::LogStore;
 use crate::network::Network;
 use crate::raft::{RaftActor, RaftParts};
+use crate::removal::{RemovalRecord, Standing};
 use crate::store::StoreActor;
 use crate::tls::ClientTls;
 
@@ -40,11 +42,15 @@ pub struct RunningNode {
 impl RunningNode {
     /// Stops Raft first (no more applies), then the store (which makes its state durable).
     pub async fn shutdown(self) {
+        // A removed node's Raft was stopped when it learned it.
+        let removed = self.handles.cluster.send(crate::cluster::WasRemoved).await.ok().flatten().is_some();
         // Raft's shutdown waits for its replication tasks; a peer that is down must not hold
         // the node up for long.
-        let raft_stopped = self.handles.raft.send(crate::raft::Shutdown);
-        if tokio::time::timeout(std::time::Duration::from_secs(5), raft_stopped).await.is_err() {
-            log::warn!("raft did not stop within 5 s; stopping the store anyway");
+        if !removed {
+            let raft_stopped = self.handles.raft.send(crate::raft::Shutdown);
+            if tokio::time::timeout(std::time::Duration::from_secs(5), raft_stopped).await.is_err() {
+                log::warn!("raft did not stop within 5 s; stopping the store anyway");
+            }
         }
         self.store_arbiter.stop();
         let _ = self.store_arbiter.join();
@@ -80,7 +86,13 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     let store = StoreActor::start_in_arbiter(&store_arbiter.handle(), move |_| store);
 
     let log_store = LogStore::open(&dir.join("raft-log")).map_err(|e| CeteError::internal("raft log", e))?;
-    let cluster = ClusterActor::new(settings.me.clone(), settings.peer_tls.clone()).start();
+    let record = RemovalRecord::in_directory(dir);
+    let standing = Standing::open(&settings.me.name, record.clone())
+        .map_err(|e| CeteError::internal(&format!("cannot read {}", record.path().display()), e))?;
+    // The ClusterActor and the RaftActor know each other: the ClusterActor's address exists
+    // before it runs, so the RaftActor can be made with it first.
+    let cluster_context = Context::<ClusterActor>::new();
+    let cluster = cluster_context.address();
     let parts = RaftParts {
         me: settings.me.clone(),
         id: node_id(&settings.me.name),
@@ -101,6 +113,12 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     // The RaftActor routes leader-only requests itself, so it holds the node's handles, its
     // own address among them.
     let raft = RaftActor::create(|ctx| RaftActor::new(raft, parts, cluster.clone(), handles(ctx.address())));
+    cluster_context.run(ClusterActor::new(
+        settings.me.clone(),
+        settings.peer_tls.clone(),
+        standing,
+        raft.clone().recipient(),
+    ));
     let handles = handles(raft);
     Ok(RunningNode { handles, store_arbiter })
 }

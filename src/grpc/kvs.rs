@@ -14,10 +14,20 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::{connection_of, status};
+use crate::stopping::Stopping;
 
 use cete_proto::{CONSISTENCY_METADATA as CONSISTENCY_KEY, WATCH_PREFIX_METADATA as WATCH_PREFIX_KEY};
 
-pub struct KvsService;
+pub struct KvsService {
+    /// Ends watch streams when this node stops (see [`Stopping`]).
+    stopping: Stopping,
+}
+
+impl KvsService {
+    pub fn new(stopping: Stopping) -> Self {
+        KvsService { stopping }
+    }
+}
 
 /// Counts and times one rpc under its method name.
 async fn observed<T>(endpoint: &'static str, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
@@ -53,7 +63,7 @@ impl Kvs for KvsService {
 
     async fn readiness_check(&self, request: Request<()>) -> Result<Response<kvs::ReadinessCheckResponse>, Status> {
         observed("ReadinessCheck", async {
-            let ready = connection_of(&request)?.send(ReadyCheck).await.unwrap_or(false);
+            let ready = connection_of(&request)?.send(ReadyCheck).await.is_ok_and(|ready| ready.is_ok());
             Ok(Response::new(kvs::ReadinessCheckResponse { ready }))
         })
         .await
@@ -164,6 +174,7 @@ impl Kvs for KvsService {
             };
             let changes = conn.send(OpenWatch { prefix }).await.map_err(mailbox)?;
             let stream = ReceiverStream::new(changes).map(|change| change.map(|c| c.to_proto()).map_err(status));
+            let stream = self.stopping.cut_off(stream, Err(Status::unavailable("the node is stopping")));
             Ok(Response::new(Box::pin(stream) as WatchStream))
         })
         .await

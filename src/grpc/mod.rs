@@ -28,6 +28,7 @@ use tonic::Status;
 
 pub use self::kvs::KvsService;
 pub use self::raft::RaftService;
+use crate::stopping::Stopping;
 
 /// Maps the domain error to a gRPC status, once for every service.
 pub fn status(err: CeteError) -> Status {
@@ -150,17 +151,19 @@ fn server_builder(tls: Option<ServerTlsConfig>) -> anyhow::Result<Server> {
     Ok(server)
 }
 
-/// Binds `listen` for `kvs.KVS`; the returned future serves until `shutdown` resolves.
+/// Binds `listen` for `kvs.KVS`; the returned future serves until the node is stopping (and
+/// its calls have drained).
 pub fn serve_clients(
     listen: SocketAddr,
     handles: NodeHandles,
     tls: Option<ServerTlsConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stopping: &Stopping,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     let max_message = handles.max_value_bytes.saturating_add(1 << 20);
     let incoming = accept_connections(listen, handles, "grpc")?;
+    let shutdown = stopping.clone().wait();
     // tonic's own limit stays as a backstop; MessageLimit refuses first, with the right code.
-    let service = cete_proto::kvs::kvs_server::KvsServer::new(KvsService)
+    let service = cete_proto::kvs::kvs_server::KvsServer::new(KvsService::new(stopping.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(usize::MAX);
     let service = limit::MessageLimit::new(service, max_message);
@@ -172,17 +175,18 @@ pub fn serve_clients(
 }
 
 /// Binds `listen` for the node-to-node Raft service (each peer connection with its own
-/// connection actor, for the requests peers route here); the returned future serves until
-/// `shutdown` resolves.
+/// connection actor, for the requests peers route here); the returned future serves until the
+/// node is stopping (and its calls have drained).
 pub fn serve_raft(
     listen: SocketAddr,
     handles: NodeHandles,
     tls: Option<ServerTlsConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stopping: &Stopping,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     let raft = handles.raft.clone();
     let incoming = accept_connections(listen, handles, "peer")?;
-    let service = cete_proto::raft::raft_server::RaftServer::new(RaftService::new(raft))
+    let shutdown = stopping.clone().wait();
+    let service = cete_proto::raft::raft_server::RaftServer::new(RaftService::new(raft, stopping.clone()))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     let router = server_builder(tls)?.add_service(service);

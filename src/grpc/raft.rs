@@ -14,13 +14,22 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::stopping::Stopping;
+
 pub struct RaftService {
     raft: Addr<RaftActor>,
+    /// Ends the peers' long-lived streams when this node stops (see [`Stopping`]).
+    stopping: Stopping,
 }
 
 impl RaftService {
-    pub fn new(raft: Addr<RaftActor>) -> Self {
-        RaftService { raft }
+    pub fn new(raft: Addr<RaftActor>, stopping: Stopping) -> Self {
+        RaftService { raft, stopping }
+    }
+
+    /// A stream of replies that ends when this node is stopping, telling the peer why.
+    fn replies(&self, replies: impl futures::Stream<Item = Result<RaftPayload, Status>> + Send + 'static) -> Replies {
+        Box::pin(self.stopping.cut_off(replies, Err(Status::unavailable("the node is stopping"))))
     }
 
     async fn deliver<Req, M, R>(
@@ -80,7 +89,7 @@ impl Raft for RaftService {
             let raft = raft.clone();
             async move { deliver(&raft, payload?, DeliverAppendEntries).await }
         });
-        Ok(Response::new(Box::pin(replies)))
+        Ok(Response::new(self.replies(replies)))
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
@@ -114,7 +123,7 @@ impl Raft for RaftService {
                 }
             })
             .buffer_unordered(MAX_FORWARDS_SERVED_AT_ONCE);
-        Ok(Response::new(Box::pin(replies)))
+        Ok(Response::new(self.replies(replies)))
     }
 
     /// A request routed here by a peer: handed to this connection's actor.

@@ -25,6 +25,7 @@ use cete_actors::metrics::{LATENCY, REQUESTS};
 use futures::FutureExt;
 
 pub use self::error::HttpError;
+use crate::stopping::Stopping;
 
 /// The connection's actor, kept in the connection's extensions; dropping it (when the
 /// connection closes) stops the actor.
@@ -80,12 +81,15 @@ pub fn serve(
     listen: SocketAddr,
     handles: NodeHandles,
     tls: Option<rustls::ServerConfig>,
+    stopping: &Stopping,
 ) -> anyhow::Result<actix_web::dev::Server> {
     let max_value_bytes = handles.max_value_bytes;
     let connect_handles = handles.clone();
+    let stopping = web::Data::new(stopping.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(routes::Limits { max_value_bytes }))
+            .app_data(stopping.clone())
             .wrap_fn(|req, service| {
                 let endpoint = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
                 let started = Instant::now();

@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::target::{check_query, PathTail};
 use super::{HttpConnection, HttpError};
+use crate::stopping::Stopping;
 
 /// The largest JSON body accepted for membership requests.
 const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -93,10 +94,18 @@ async fn liveness() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "alive": true }))
 }
 
+/// `{"ready":true}`, or 503 `{"ready":false,"reason":"..."}`.
 async fn readiness(req: HttpRequest) -> Answer {
-    let ready = connection(&req)?.send(ReadyCheck).await.unwrap_or(false);
-    let mut answer = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
-    Ok(answer.json(serde_json::json!({ "ready": ready })))
+    let answer = match connection(&req)?.send(ReadyCheck).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({ "ready": true })),
+        Ok(Err(reason)) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "ready": false, "reason": reason }))
+        }
+        Err(e) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "ready": false, "reason": e.to_string() }))
+        }
+    };
+    Ok(answer)
 }
 
 async fn node(req: HttpRequest) -> Answer {
@@ -184,18 +193,22 @@ async fn scan(req: HttpRequest) -> Answer {
 
 /// `GET /v1/watch?prefix=P`: one JSON object per change, one per line, until the client
 /// leaves; a client that falls behind gets a final `{"error":..}` line.
-async fn watch(req: HttpRequest) -> Answer {
+async fn watch(req: HttpRequest, stopping: web::Data<Stopping>) -> Answer {
     let (_, prefix) = read_query(&req)?;
     let changes = connection(&req)?.send(OpenWatch { prefix }).await?;
-    let lines = ReceiverStream::new(changes).map(|change| {
-        let json = match change {
-            Ok(change) => change.to_json(),
-            Err(e) => serde_json::json!({ "error": e.to_string() }),
-        };
+    let json_line = |json: serde_json::Value| {
         let mut line = json.to_string();
         line.push('\n');
         Ok::<_, actix_web::Error>(Bytes::from(line))
+    };
+    let lines = ReceiverStream::new(changes).map(move |change| {
+        json_line(match change {
+            Ok(change) => change.to_json(),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        })
     });
+    // A stopping node ends the stream (a graceful stop waits for responses in flight).
+    let lines = stopping.cut_off(lines, json_line(serde_json::json!({ "error": "the node is stopping" })));
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(lines))
 }
 

@@ -89,6 +89,14 @@ impl Node {
         node
     }
 
+    /// Like [`Node::spawn`] for a node serving HTTPS: the test's HTTPS requests trust `ca_file`.
+    pub fn spawn_https(dir: TempDir, args: Vec<String>, addresses: Addresses, ca_file: &Path) -> Node {
+        let mut node = Node::unlaunched(dir, args, Vec::new(), addresses);
+        node.https_ca = Some(ca_file.to_path_buf());
+        node.launch();
+        node
+    }
+
     fn unlaunched(dir: TempDir, args: Vec<String>, envs: Vec<(String, String)>, addresses: Addresses) -> Node {
         Node { addresses, dir, args, envs, child: None, https_ca: None, paused: false }
     }
@@ -156,14 +164,20 @@ impl Node {
 
     /// Waits for the process to exit by itself and returns its status.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        while Instant::now() < deadline {
+        self.wait_exit_within(EXIT_TIMEOUT)
+    }
+
+    /// Like [`Node::wait_exit`], failing the test when the process is still running after
+    /// `timeout`.
+    pub fn wait_exit_within(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
             if let Some(status) = self.exited() {
                 return status;
             }
-            thread::sleep(POLL_INTERVAL);
+            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}", self.id());
+            thread::sleep(POLL_INTERVAL / 5);
         }
-        panic!("the node did not exit within {EXIT_TIMEOUT:?}");
     }
 
     /// `kill -9`: no chance to flush or say goodbye.
@@ -203,17 +217,19 @@ impl Node {
 
     /// A graceful stop (SIGTERM); returns the exit status.
     pub fn stop(&mut self) -> ExitStatus {
-        let child = self.child.as_ref().expect("the node is not running");
-        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-        // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(sent, 0, "SIGTERM the node");
+        self.terminate();
         self.wait_exit()
+    }
+
+    /// Sends SIGTERM and returns at once (see [`Node::wait_exit_within`]): several nodes can
+    /// be told to stop at the same moment.
+    pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
     }
 
     /// Starts the process again on the same data directory, ports and flags; waits until ready.
     pub fn restart(&mut self) {
-        self.launch();
+        self.relaunch();
         self.wait_ready();
     }
 

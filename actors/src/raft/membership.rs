@@ -223,6 +223,8 @@ impl Handler<ResetForJoin> for RaftActor {
             if let Some(instance) = result? {
                 actor.raft = instance.raft;
                 actor.read_floor = instance.read_floor;
+                // Before the new instance's metrics: the memberships this node was in are gone.
+                actor.cluster.do_send(crate::cluster::RaftStateReset);
                 actor.feed_metrics(ctx);
             }
             Ok(())
