@@ -139,7 +139,7 @@ fn the_go_readme_tls_walkthrough_works_verbatim() {
     cli_tls_ok(&["set", "1", "value1", &grpc_flag], &cert.cert, "localhost");
     for node in &nodes {
         let got = cli_tls_ok(&["get", "1", "--grpc-address", &node.addresses.grpc], &cert.cert, "localhost");
-        assert_eq!(got, "value1\n", "on {}", node.id());
+        assert_eq!(got, "value1", "on {}", node.id());
     }
 }
 
