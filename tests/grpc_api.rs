@@ -94,7 +94,7 @@ fn oversized_set_is_refused_and_the_node_keeps_serving() {
         let request = SetRequest { key: "big".to_string(), value: Bytes::from(vec![b'x'; 1025]) };
 
         let refused = kvs.set(request).await.expect_err("Set over --max-value-bytes");
-        assert!(!matches!(refused.code(), Code::Internal | Code::Unknown), "{refused:?}");
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
         let missing = get(&mut kvs, "big").await.expect_err("Get of the refused key");
         assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
         set(&mut kvs, "small", "fits").await;
