@@ -85,6 +85,11 @@ impl RaftParts {
 /// log id it started with, or it was committed after the start and openraft's `committed`
 /// covers it. The reader then waits until it has applied up to the index, which only
 /// committed entries reach.
+///
+/// On openraft 0.10 the leader replicates before its own flush, so an entry can be committed
+/// by two followers while the leader's copy is lost in the same power cut: the floor is then
+/// not enough on its own, and `enable_leader_restore` must stay off (a restarted leader is
+/// re-elected, and its blank entry of the new term carries the read index past everything).
 async fn read_floor(log_store: &LogStore) -> CeteResult<Option<LogId>> {
     use openraft::storage::RaftLogStorage;
     let mut log_store = log_store.clone();
