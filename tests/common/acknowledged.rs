@@ -3,9 +3,10 @@
 //! node that is down or frozen), and remember every acknowledged write to check it later.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use super::{eventually, Cluster, Node};
+use super::{eventually, Cluster, Node, POLL_INTERVAL};
 
 /// Generous bound on a failover with default timeouts (elections after 1-2 s of silence).
 pub const FAILOVER_DEADLINE: Duration = Duration::from_secs(20);
@@ -27,24 +28,23 @@ impl Acknowledged {
     /// 503 or no answer (no leader yet, a node down) is retried; any other status fails the
     /// test at once, and none may say "not leader".
     pub fn put(&mut self, cluster: &Cluster, via: &[usize], key: &str, value: &str) {
+        let deadline = Instant::now() + FAILOVER_DEADLINE;
         let mut retried = Vec::new();
-        let mut attempt = 0;
-        eventually(&format!("an acknowledged PUT of {key}"), FAILOVER_DEADLINE, || {
+        for attempt in 0.. {
             let node = &cluster.nodes[via[attempt % via.len()]];
-            attempt += 1;
             match node.try_request("PUT", &data(key), value.into(), WRITE_ATTEMPT_TIMEOUT) {
-                Ok(reply) if (200..300).contains(&reply.status) => Some(()),
-                Ok(reply) if reply.status == 503 => {
-                    retried.push(format!("503 on {}: {reply:?}", node.id()));
-                    None
-                }
+                Ok(reply) if (200..300).contains(&reply.status) => break,
+                Ok(reply) if reply.status == 503 => retried.push(format!("503 on {}: {reply:?}", node.id())),
                 Ok(reply) => panic!("PUT {key} on {}: {reply:?} (only 503 is retried)", node.id()),
-                Err(e) => {
-                    retried.push(format!("no answer from {}: {e}", node.id()));
-                    None
-                }
+                Err(e) => retried.push(format!("no answer from {}: {e}", node.id())),
             }
-        });
+            assert!(
+                Instant::now() < deadline,
+                "PUT {key} not acknowledged within {FAILOVER_DEADLINE:?}; answers seen: {:#?}",
+                retried.iter().collect::<BTreeSet<_>>()
+            );
+            thread::sleep(POLL_INTERVAL);
+        }
         assert_never_not_leader(&retried);
         self.0.insert(key.to_string(), value.to_string());
     }
