@@ -166,3 +166,36 @@ fn metrics_are_prometheus_text() {
     assert!(metrics.content_type.starts_with("text/plain"), "metrics Content-Type {:?}", metrics.content_type);
     assert!(metrics.text().contains("# TYPE"), "not Prometheus text:\n{}", metrics.text());
 }
+
+/// Every route answers a method it does not take with 405 and a JSON error, as the README's
+/// error table says — not actix's bare 405 or a 404.
+#[test]
+fn a_method_a_route_does_not_take_is_405_json_on_every_route() {
+    let node = Node::start("node1");
+    let wrong: [(&str, &[&str]); 10] = [
+        ("/v1/liveness_check", &["POST", "PUT", "DELETE"]),
+        ("/v1/readiness_check", &["POST", "PUT", "DELETE"]),
+        ("/v1/node", &["POST", "PUT", "DELETE"]),
+        ("/v1/cluster", &["POST", "PUT", "DELETE"]),
+        ("/v1/cluster/node2", &["GET", "POST", "PATCH"]),
+        ("/v1/snapshot", &["POST", "PUT", "DELETE"]),
+        ("/v1/data/key", &["POST", "PATCH"]),
+        ("/v1/scan", &["POST", "PUT", "DELETE"]),
+        ("/v1/watch", &["POST", "PUT", "DELETE"]),
+        ("/v1/metrics", &["POST", "PUT", "DELETE"]),
+    ];
+    for (path, methods) in wrong {
+        for method in methods {
+            let reply = node
+                .try_request(method, path, Vec::new(), std::time::Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            assert_eq!(reply.status, 405, "{method} {path}: {reply:?}");
+            reply.assert_error(405);
+            let error = reply.json()["error"].as_str().unwrap_or_default().to_string();
+            assert!(error.contains(method) && error.contains(path), "{method} {path}: the error does not say: {error}");
+        }
+    }
+    // Nothing was written, joined or removed by any of them.
+    node.get("/v1/data/key").assert_error(404);
+    assert_eq!(node.get("/v1/cluster").json()["cluster"]["nodes"].as_object().map(|n| n.len()), Some(1));
+}

@@ -7,7 +7,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{cli_ok, eventually, metric_value, node_state, Cluster, Node};
+use common::{cli, cli_ok, eventually, metric_value, node_state, Cluster, Node};
 use serde_json::{json, Value};
 
 /// How long a removed node may take to learn it (its peers are polled once a second).
@@ -35,6 +35,11 @@ fn assert_reports_removed(removed: &Node) {
     assert_eq!(body["ready"], false, "{body}");
     let reason = body["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("removed"), "the readiness answer does not say why: {body}");
+    // `cete healthcheck`, the probe a supervisor runs, fails on it.
+    let probe = cli(&["healthcheck", "--grpc-address", &removed.addresses.grpc]);
+    assert!(!probe.status.success(), "`cete healthcheck` passed on a removed node: {probe:?}");
+    let printed: Value = serde_json::from_slice(&probe.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {probe:?}"));
+    assert_eq!(printed, json!({"alive": true, "ready": false}));
 }
 
 /// Watches `removed` and what is left of the cluster (`cluster`, without it) for

@@ -8,6 +8,7 @@
 //! Each test file is its own crate and uses only part of this module (hence the `allow`).
 #![allow(dead_code, unused_imports)]
 
+mod acknowledged;
 mod certs;
 mod cli;
 mod cluster;
@@ -26,6 +27,7 @@ use cete_proto::kvs::kvs_client::KvsClient;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
+pub use acknowledged::{data, serializable_get, Acknowledged, CATCH_UP_TIMEOUT, FAILOVER_DEADLINE};
 pub use certs::{CertificateAuthority, Issued, SelfSigned};
 pub use cli::{assert_cli_success, cli, cli_ok, cli_with_stdin, BackgroundCli};
 pub use cluster::{cluster_status, node_state, Cluster, FORM_TIMEOUT};

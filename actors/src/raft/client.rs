@@ -17,6 +17,13 @@ use crate::peer::{ForwardReply, Forwarded};
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// How long a request waits for a leader to be elected before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long the leader keeps trying to confirm its leadership for waiting reads. openraft
+/// gives each confirmation one heartbeat interval (100 ms): a follower busy for longer fails
+/// it though the quorum is there, so a failed one is retried until a quorum answers — or the
+/// client's own wait (10 s) is over.
+const CONFIRM_WAIT: Duration = Duration::from_secs(10);
+/// The pause between two confirmations of the same reads.
+const CONFIRM_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Propose a command through the Raft log; resolves once it is committed and applied here.
 ///
@@ -178,17 +185,25 @@ impl RaftActor {
         let raft = self.raft.clone();
         let floor = self.read_floor;
         let check = async move {
-            let result = match raft.get_read_log_id().await {
-                // Never below what the log held at start (see `read_floor`).
-                Ok((read_log_id, _applied)) => Ok(read_log_id.max(floor)),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    Err(WriteRejection::NotLeader { leader: f.leader_node })
-                }
-                Err(RaftError::APIError(_)) => Err(CeteError::Unavailable(
-                    "the leader cannot reach a quorum to confirm a linearizable read".into(),
-                )
-                .into()),
-                Err(RaftError::Fatal(e)) => Err(CeteError::unavailable("raft has stopped", e).into()),
+            let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+            let result = loop {
+                break match raft.get_read_log_id().await {
+                    // Never below what the log held at start (see `read_floor`). An index
+                    // confirmed after the reads arrived is as good as one confirmed at once.
+                    Ok((read_log_id, _applied)) => Ok(read_log_id.max(floor)),
+                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                        Err(WriteRejection::NotLeader { leader: f.leader_node })
+                    }
+                    Err(RaftError::APIError(_)) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(CONFIRM_RETRY_PAUSE).await;
+                        continue;
+                    }
+                    Err(RaftError::APIError(_)) => Err(CeteError::Unavailable(format!(
+                        "the leader could not reach a quorum to confirm a linearizable read within {CONFIRM_WAIT:?}"
+                    ))
+                    .into()),
+                    Err(RaftError::Fatal(e)) => Err(CeteError::unavailable("raft has stopped", e).into()),
+                };
             };
             for reply in waiting {
                 let _ = reply.send(result.as_ref().map(|index| *index).map_err(WriteRejection::duplicate));
