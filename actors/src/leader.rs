@@ -171,7 +171,7 @@ pub async fn serve_locally(handles: &NodeHandles, request: &Forwarded) -> Result
             handles.raft.send(RemoveMember(name.clone())).await.map_err(CeteError::from)??;
             Ok(ForwardReply::Done)
         }
-        Forwarded::Status | Forwarded::Poll | Forwarded::PrepareToJoin => {
+        Forwarded::Status | Forwarded::Poll | Forwarded::PrepareToJoin | Forwarded::Campaign { .. } => {
             Err(CeteError::Internal(format!("{request:?} is not a leader request")).into())
         }
     }

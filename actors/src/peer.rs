@@ -27,7 +27,8 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
 const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// A request a follower sends to the leader (or, for `Status` and `PrepareToJoin`, to any peer).
+/// A request a follower sends to the leader (or, for `Status`, `Poll`, `PrepareToJoin` and
+/// `Campaign`, to any peer).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Forwarded {
     /// Propose this command.
@@ -49,6 +50,9 @@ pub enum Forwarded {
     /// You are about to be added to a cluster: give up a one-node state that holds no data,
     /// or refuse if you hold data.
     PrepareToJoin,
+    /// `leaving`, the leader, has committed its own removal and stopped: you succeed it
+    /// (campaign as soon as the other voters will vote; see [`crate::handover`]).
+    Campaign { leaving: String },
 }
 
 impl Forwarded {
@@ -75,7 +79,7 @@ impl Forwarded {
             Forwarded::ReadIndex | Forwarded::Status | Forwarded::Poll | Forwarded::Leave(_) => true,
             Forwarded::Write(command) => once(command),
             Forwarded::WriteBatch(commands) => commands.iter().all(once),
-            Forwarded::Join(_) | Forwarded::PrepareToJoin => false,
+            Forwarded::Join(_) | Forwarded::PrepareToJoin | Forwarded::Campaign { .. } => false,
         }
     }
 }
