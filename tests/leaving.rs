@@ -112,10 +112,18 @@ fn assert_holds(node: &Node, acknowledged: &BTreeMap<String, String>) {
         .as_array()
         .expect("pairs")
         .iter()
-        .map(|pair| (pair["key"].as_str().unwrap_or_default().into(), pair["value"].as_str().unwrap_or_default().into()))
+        .map(|pair| {
+            (pair["key"].as_str().unwrap_or_default().into(), pair["value"].as_str().unwrap_or_default().into())
+        })
         .collect();
     let lost: Vec<&String> = acknowledged.iter().filter(|(k, v)| stored.get(*k) != Some(v)).map(|(k, _)| k).collect();
-    assert!(lost.is_empty(), "{} lost {} of {} acknowledged writes: {lost:?}", node.id(), lost.len(), acknowledged.len());
+    assert!(
+        lost.is_empty(),
+        "{} lost {} of {} acknowledged writes: {lost:?}",
+        node.id(),
+        lost.len(),
+        acknowledged.len()
+    );
 }
 
 fn http_addresses(nodes: &[&Node]) -> Vec<String> {
@@ -152,7 +160,7 @@ fn removing_the_leader_through_a_follower_answers_success_and_the_others_carry_o
     }
 
     // From here on the cluster's helpers see only the members; the writer writes through them.
-    let removed = cluster.nodes.remove(leader);
+    let mut removed = cluster.nodes.remove(leader);
     writer.write_through(http_addresses(&cluster.nodes.iter().collect::<Vec<_>>()));
     let formed = cluster.wait_for_members(&rest);
     let new_leader = formed["cluster"]["leader"].as_str().unwrap_or_default().to_string();
@@ -168,6 +176,95 @@ fn removing_the_leader_through_a_follower_answers_success_and_the_others_carry_o
     );
 
     assert_eq!(members(&formed), rest, "{formed}");
+    for node in &cluster.nodes {
+        assert_holds(node, &acknowledged);
+    }
+
+    // An operator who restarts it on its data anyway (as one told "may or may not have taken
+    // effect" would) gets a node that knows it was removed, and a cluster that carries on.
+    removed.stop();
+    removed.relaunch();
+    let first = eventually("the restarted node to answer /v1/node", LEARN_DEADLINE, || node_state(&removed));
+    assert_eq!(first, "Removed", "the removed leader, restarted on its data, resumed as a member");
+    assert_eq!(cluster.wait_for_members(&rest), formed, "the cluster changed when the removed node came back");
+}
+
+/// How many members are removed, wiped and joined again in the churn test.
+const CHURN_ROUNDS: usize = 10;
+
+/// Whether `id` is a member, as `via` sees the cluster once it names a leader it lists (not
+/// while a change is settling).
+fn is_member(via: &Node, id: &str) -> bool {
+    let settled = eventually(&format!("{}'s view of the cluster with a leader", via.id()), FORM_TIMEOUT, || {
+        let cluster = common::cluster_status(via)?;
+        let leader = cluster["cluster"]["leader"].as_str()?.to_string();
+        members(&cluster).contains(&leader).then_some(cluster)
+    });
+    members(&settled).iter().any(|member| member == id)
+}
+
+/// The nemesis that once shrank a cluster to one voter: under a steady writer, remove a member
+/// (the leader every other round) through another one, and act on the answer as an operator
+/// does — removed: stop it, wipe its data and join it again; refused: it is still a member.
+/// An answer that says the change failed when it took effect is the defect.
+#[test]
+fn membership_churn_under_writes_keeps_three_voters_and_every_acknowledged_write() {
+    let mut cluster = Cluster::start(3);
+    let ids = cluster.ids();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let everyone = |cluster: &Cluster| http_addresses(&cluster.nodes.iter().collect::<Vec<_>>());
+    let writer = Writer::start(everyone(&cluster));
+    writer.wait_for_progress(20);
+    let started = Instant::now();
+
+    let mut misleading = Vec::new();
+    let mut refusals = Vec::new();
+    for round in 0..CHURN_ROUNDS {
+        let leader = cluster.leader();
+        let followers = cluster.followers();
+        // The leader in even rounds, else each follower in turn; through a follower when the
+        // leader goes, else alternately through the leader and the other follower.
+        let (target, via) = if round % 2 == 0 {
+            (leader, followers[round / 2 % 2])
+        } else {
+            let target = followers[round / 2 % 2];
+            let other = followers[(round / 2 + 1) % 2];
+            (target, if round / 2 % 2 == 0 { leader } else { other })
+        };
+        let (target_id, via_id) = (ids[target].as_str(), ids[via].as_str());
+        let answer = leave(&cluster.nodes[via], target_id);
+        let removed = match &answer {
+            Ok(reply) if (200..300).contains(&reply.status) => true,
+            other => {
+                // An error is not taken at its word: the membership says what happened.
+                let removed = !is_member(&cluster.nodes[via], target_id);
+                let line = format!("round {round}: removing {target_id} through {via_id} answered {other:?}");
+                if removed {
+                    misleading.push(format!("{line}, yet it was removed"));
+                } else {
+                    refusals.push(line);
+                }
+                removed
+            }
+        };
+        if removed {
+            let rest: Vec<&Node> = cluster.nodes.iter().filter(|node| node.id() != target_id).collect();
+            writer.write_through(http_addresses(&rest));
+            cluster.nodes[target].stop();
+            let peer = cluster.nodes[via].addresses.grpc.clone();
+            cluster.nodes[target].restart_fresh(&peer);
+            writer.write_through(everyone(&cluster));
+        }
+        cluster.wait_for_members(&all);
+    }
+    let churned_for = started.elapsed();
+    writer.wait_for_progress(20);
+    let (report, acknowledged) = writer.finish();
+    eprintln!("{CHURN_ROUNDS} rounds of churn in {churned_for:?}; refused changes: {refusals:#?}; writer: {report:?}");
+
+    assert!(misleading.is_empty(), "answers that said a removal failed when it took effect: {misleading:#?}");
+    let agreed = cluster.wait_for_members(&all);
+    assert_eq!(members(&agreed), ids, "{agreed}");
     for node in &cluster.nodes {
         assert_holds(node, &acknowledged);
     }
