@@ -5,7 +5,8 @@
 //! (started and stopped as the membership changes), and routes requests that only the leader
 //! can serve over the leader's link. It also keeps this node's [`Standing`]: when Raft or a peer
 //! shows that this node was removed, it stops the node's Raft for good, and the node answers
-//! as `Removed` from then on.
+//! as `Removed` from then on; a leader that removed itself then hands its leadership over
+//! ([`crate::handover`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
