@@ -189,6 +189,32 @@ fn removing_the_leader_through_a_follower_answers_success_and_the_others_carry_o
     assert_eq!(cluster.wait_for_members(&rest), formed, "the cluster changed when the removed node came back");
 }
 
+/// The leader commits its own removal and crashes before it answers (failpoint
+/// `routed-leave-before-reply`): the follower that routed the removal lost the answer, asks the
+/// next leader, finds the node gone and answers success.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_removal_whose_answer_is_lost_with_the_leader_is_found_to_have_taken_effect() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.leader();
+    let via = cluster.followers()[0];
+    let leader_id = cluster.nodes[leader].id();
+    let rest: Vec<String> = cluster.ids().into_iter().filter(|id| *id != leader_id).collect();
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    cluster.nodes[leader].arm_failpoint("routed-leave-before-reply", "return(crash)");
+
+    let answer = leave(&cluster.nodes[via], &leader_id);
+    let mut crashed = cluster.nodes.remove(leader);
+    let status = crashed.wait_exit();
+    assert!(!status.success(), "the leader was to crash before answering; it exited with {status}");
+    match &answer {
+        Ok(reply) if (200..300).contains(&reply.status) => {}
+        other => panic!("a removal that took effect, its answer lost with the leader, answered {other:?}"),
+    }
+    let formed = cluster.wait_for_members(&rest);
+    assert_eq!(members(&formed), rest, "{formed}");
+}
+
 /// How many members are removed, wiped and joined again in the churn test.
 const CHURN_ROUNDS: usize = 10;
 

@@ -364,8 +364,12 @@ impl Handler<HandleForwarded> for ConnectionActor {
                 }
                 request => match serve_locally(&handles, &request).await {
                     Ok(reply) => {
-                        if matches!(request, Forwarded::Write(_) | Forwarded::WriteBatch(_)) {
-                            crate::failpoints::crash_point("routed-write-before-reply");
+                        match request {
+                            Forwarded::Write(_) | Forwarded::WriteBatch(_) => {
+                                crate::failpoints::crash_point("routed-write-before-reply")
+                            }
+                            Forwarded::Leave(_) => crate::failpoints::crash_point("routed-leave-before-reply"),
+                            _ => {}
                         }
                         Ok(reply)
                     }
