@@ -195,7 +195,9 @@ impl Handler<Succeed> for RaftActor {
         actix::spawn(async move {
             let leaving = msg.leaving;
             let settled = |m: &openraft::RaftMetrics<NodeId, Member>| !still_leaderless(&leaving, m);
-            if raft.wait(Some(lease)).metrics(settled, "a new leader").await.is_ok() {
+            let waited = raft.wait(Some(lease)).metrics(settled, "a new leader").await;
+            // Looked at again: a leader elected since the wait gave up must not be disturbed.
+            if waited.is_ok() || !still_leaderless(&leaving, &raft.metrics().borrow()) {
                 return;
             }
             log::info!("{leaving} left the cluster as its leader and named this node to succeed it: campaigning");
