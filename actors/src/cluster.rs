@@ -5,7 +5,8 @@
 //! (started and stopped as the membership changes), and routes requests that only the leader
 //! can serve over the leader's link. It also keeps this node's [`Standing`]: when Raft or a peer
 //! shows that this node was removed, it stops the node's Raft for good, and the node answers
-//! as `Removed` from then on.
+//! as `Removed` from then on; a leader that removed itself then hands its leadership over
+//! ([`crate::handover`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::command::{node_id, Command, Member, NodeId, StoredMembership};
 use crate::error::{CeteError, CeteResult};
+use crate::handover::{hand_over, successor};
 use crate::metrics::LEADER_CHANGES;
 use crate::node::{ClusterInfo, NodeInfo};
 use crate::peer::{call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView};
@@ -106,9 +108,18 @@ impl ClusterActor {
         self.standing.removed().map(|removed| refusal(&removed.reason))
     }
 
-    /// Stops Raft for good, and links to the members of the cluster this node left.
-    fn stepped_out(&mut self, ctx: &mut Context<Self>) {
-        self.raft.do_send(Shutdown);
+    /// Stops Raft for good, and links to the members of the cluster this node left. A leader
+    /// that removed itself then hands its leadership over to `successor`
+    /// ([`crate::handover`]): only once its Raft is stopped, so that it heartbeats no more.
+    fn stepped_out(&mut self, successor: Option<Member>, ctx: &mut Context<Self>) {
+        let raft = self.raft.clone();
+        let (leaving, tls) = (self.me.name.clone(), self.tls.clone());
+        actix::spawn(async move {
+            let _ = raft.send(Shutdown).await;
+            if let Some(successor) = successor {
+                hand_over(successor, leaving, tls).await;
+            }
+        });
         self.sync_links(ctx);
     }
 
@@ -171,7 +182,7 @@ impl Actor for ClusterActor {
                 removed.reason,
                 self.standing.record().path().display()
             );
-            self.stepped_out(ctx);
+            self.stepped_out(None, ctx);
         }
     }
 }
@@ -197,9 +208,14 @@ impl Handler<MetricsUpdate> for ClusterActor {
         }
         let leader_changed = msg.0.current_leader != self.latest.current_leader;
         let membership_changed = msg.0.membership_config != self.latest.membership_config;
+        // What this node's replication had reached, while it led (it may step down in the very
+        // update that shows its removal).
+        let matched = msg.0.replication.clone().or_else(|| self.latest.replication.take());
         self.latest = msg.0;
         if self.standing.own_membership(&self.latest.membership_config, self.latest.last_applied) {
-            self.stepped_out(ctx);
+            let successor =
+                matched.and_then(|matched| successor(self.latest.id, &matched, &self.latest.membership_config));
+            self.stepped_out(successor, ctx);
             return;
         }
         if let Some(leader) = self.latest.current_leader.filter(|_| leader_changed) {
@@ -222,7 +238,7 @@ impl Handler<PeerState> for ClusterActor {
         }
         if let Some(membership) = msg.committed_membership {
             match self.standing.peer_membership(&msg.name, membership) {
-                PeerNews::Removed => self.stepped_out(ctx),
+                PeerNews::Removed => self.stepped_out(None, ctx),
                 PeerNews::NewerView => self.sync_links(ctx),
                 PeerNews::Nothing => {}
             }

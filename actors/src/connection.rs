@@ -18,7 +18,7 @@ use crate::error::{CeteError, CeteResult};
 use crate::leader::{done, member, serve_locally};
 use crate::node::{ClusterInfo, NodeInfo};
 use crate::peer::{ForwardReply, Forwarded};
-use crate::raft::{OnLeader, RaftActor, ReadBarrier, ResetForJoin, TakeSnapshot, WriteRejection};
+use crate::raft::{OnLeader, RaftActor, ReadBarrier, ResetForJoin, Succeed, TakeSnapshot, WriteRejection};
 use crate::store::{ReadKey, ScanPrefix, Stats, StoreActor, StoredValue, WatcherCount};
 use crate::watch::{Change, WatchActor};
 
@@ -359,10 +359,17 @@ impl Handler<HandleForwarded> for ConnectionActor {
                     handles.cluster.send(DescribeToPeer).await.map(ForwardReply::Polled).map_err(Into::into)
                 }
                 Forwarded::PrepareToJoin => prepare_to_join(&handles).await.map(|()| ForwardReply::Done),
+                Forwarded::Campaign { leaving } => {
+                    handles.raft.send(Succeed { leaving }).await.map(|()| ForwardReply::Done).map_err(Into::into)
+                }
                 request => match serve_locally(&handles, &request).await {
                     Ok(reply) => {
-                        if matches!(request, Forwarded::Write(_) | Forwarded::WriteBatch(_)) {
-                            crate::failpoints::crash_point("routed-write-before-reply");
+                        match request {
+                            Forwarded::Write(_) | Forwarded::WriteBatch(_) => {
+                                crate::failpoints::crash_point("routed-write-before-reply")
+                            }
+                            Forwarded::Leave(_) => crate::failpoints::crash_point("routed-leave-before-reply"),
+                            _ => {}
                         }
                         Ok(reply)
                     }

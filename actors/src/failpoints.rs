@@ -18,7 +18,9 @@
 //!   commit is made without fsync, so a crash rolls the store back to the previous one);
 //! - `store-after-durable-commit`: the applied state just made durable;
 //! - `routed-write-before-reply`: on the leader, a write routed from another node is
-//!   applied, its answer not yet sent back (the sender must resend it, applied once).
+//!   applied, its answer not yet sent back (the sender must resend it, applied once);
+//! - `routed-leave-before-reply`: on the leader, a removal routed from another node is
+//!   committed, its answer not yet sent back (the sender must find out that it took effect).
 
 /// The names of every point, for the docs and the tests.
 pub const POINTS: &[&str] = &[
@@ -28,6 +30,7 @@ pub const POINTS: &[&str] = &[
     "store-before-durable-commit",
     "store-after-durable-commit",
     "routed-write-before-reply",
+    "routed-leave-before-reply",
 ];
 
 /// Crashes the process here when `name` is armed to return.

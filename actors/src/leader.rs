@@ -31,10 +31,13 @@ pub async fn on_leader(
     request: Forwarded,
     elsewhere: Option<Member>,
 ) -> CeteResult<ForwardReply> {
+    let leaves_me = matches!(&request, Forwarded::Leave(name) if *name == handles.me);
     match route(handles, request, elsewhere).await {
         // On a removed node (its Raft stopped for good) such a failure has that one cause:
         // say it, rather than "raft has stopped" or "no leader". Failures only pay the ask.
         Err(CeteError::Unavailable(why)) => match handles.cluster.send(WasRemoved).await {
+            // A leader asked to remove itself that stops as it commits that: it is done.
+            Ok(Some(_)) if leaves_me => Ok(ForwardReply::Done),
             Ok(Some(reason)) => Err(refusal(&reason)),
             _ => Err(CeteError::Unavailable(why)),
         },
@@ -54,6 +57,8 @@ async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Memb
     // Leaving this node, a write gets its request id: from here on it may have to be sent
     // again, and the id makes that safe.
     let request = request.once(node_id(&handles.me));
+    // Whether the request went out again after its first sending's fate became unknown.
+    let mut resent = false;
     for _ in 0..MAX_HOPS {
         let leader = match hint.take() {
             Some(leader) => leader,
@@ -63,7 +68,7 @@ async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Memb
             // Leadership came here meanwhile.
             match serve_locally(handles, &request).await {
                 Ok(reply) => return Ok(reply),
-                Err(WriteRejection::Failed(e)) => return Err(e),
+                Err(WriteRejection::Failed(e)) => return settled(&request, resent, e),
                 Err(WriteRejection::NotLeader { leader }) => hint = leader,
             }
             continue;
@@ -73,13 +78,14 @@ async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Memb
         let reply = match tokio::time::timeout(SILENT_LEADER, &mut routed).await {
             Ok(reply) => reply?,
             // The leader may have gone silent with the request in hand (paused, cut off): its
-            // fate is unknown, and a request that is applied at most once can go to the next
+            // fate is unknown, and a request that is safe to send again can go to the next
             // leader, once one is elected, instead of waiting on this one.
             Err(_) if request.safe_to_resend() => tokio::select! {
                 reply = &mut routed => reply?,
                 Some(next) = wait_for_new_leader(handles, &leader.name) => {
                     log::debug!("leader {} went silent with a request; resending it to {}", leader.name, next.name);
                     hint = Some(next);
+                    resent = true;
                     continue;
                 }
             },
@@ -87,12 +93,13 @@ async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Memb
         };
         let reply = match reply {
             Ok(reply) => reply,
-            Err(e) if request.safe_to_resend() => {
+            Err(e) if request.safe_to_resend() && !is_refusal(&e) => {
                 log::debug!("lost the leader {} with a request ({e}); resending it to the next", leader.name);
                 hint = Some(wait_for_new_leader(handles, &leader.name).await.ok_or(e)?);
+                resent = true;
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return settled(&request, resent, e),
         };
         match reply {
             ForwardReply::NotLeader(next) => hint = next,
@@ -106,11 +113,32 @@ async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Memb
                     )));
                 }
             }
-            ForwardReply::Failed(e) => return Err(e),
+            ForwardReply::Failed(e) => return settled(&request, resent, e),
             reply => return Ok(reply),
         }
     }
     Err(CeteError::Unavailable("the leader keeps changing; retry shortly".into()))
+}
+
+/// An answer that turns the request down is its outcome: sending it elsewhere changes nothing.
+fn is_refusal(error: &CeteError) -> bool {
+    matches!(
+        error,
+        CeteError::InvalidArgument(_) | CeteError::NotFound(_) | CeteError::Conflict(_) | CeteError::TooLarge { .. }
+    )
+}
+
+/// What `error`, the answer to `request`, means. A leave sent again because the answer to the
+/// first was lost, that finds the node gone, was done by the first: most often the removal of
+/// the leader itself, which answers as it leaves.
+fn settled(request: &Forwarded, resent: bool, error: CeteError) -> CeteResult<ForwardReply> {
+    match (request, error) {
+        (Forwarded::Leave(name), CeteError::NotFound(_)) if resent => {
+            log::info!("{name} is no longer a member: the leave whose answer was lost took effect");
+            Ok(ForwardReply::Done)
+        }
+        (_, error) => Err(error),
+    }
 }
 
 /// A leader other than `old`, once one is elected (None after a few seconds without).
@@ -143,7 +171,7 @@ pub async fn serve_locally(handles: &NodeHandles, request: &Forwarded) -> Result
             handles.raft.send(RemoveMember(name.clone())).await.map_err(CeteError::from)??;
             Ok(ForwardReply::Done)
         }
-        Forwarded::Status | Forwarded::Poll | Forwarded::PrepareToJoin => {
+        Forwarded::Status | Forwarded::Poll | Forwarded::PrepareToJoin | Forwarded::Campaign { .. } => {
             Err(CeteError::Internal(format!("{request:?} is not a leader request")).into())
         }
     }

@@ -17,6 +17,7 @@ pub mod command;
 pub mod connection;
 pub mod error;
 pub mod failpoints;
+pub mod handover;
 pub mod leader;
 pub mod log_store;
 pub mod metrics;

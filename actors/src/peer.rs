@@ -27,7 +27,8 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
 const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// A request a follower sends to the leader (or, for `Status` and `PrepareToJoin`, to any peer).
+/// A request a follower sends to the leader (or, for `Status`, `Poll`, `PrepareToJoin` and
+/// `Campaign`, to any peer).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Forwarded {
     /// Propose this command.
@@ -49,6 +50,9 @@ pub enum Forwarded {
     /// You are about to be added to a cluster: give up a one-node state that holds no data,
     /// or refuse if you hold data.
     PrepareToJoin,
+    /// `leaving`, the leader, has committed its own removal and stopped: you succeed it
+    /// (campaign as soon as the other voters will vote; see [`crate::handover`]).
+    Campaign { leaving: String },
 }
 
 impl Forwarded {
@@ -66,14 +70,16 @@ impl Forwarded {
     }
 
     /// Whether sending this again, after its first sending's fate became unknown, cannot make
-    /// it take effect twice: reads, and writes under request ids.
+    /// it take effect twice: reads, writes under request ids, and leaves (removing a node that
+    /// is gone changes nothing; a leave sent again finds it gone when the first took effect,
+    /// which the router then answers as done: see [`crate::leader`]).
     pub fn safe_to_resend(&self) -> bool {
         let once = |c: &Command| matches!(c, Command::Request { .. });
         match self {
-            Forwarded::ReadIndex | Forwarded::Status | Forwarded::Poll => true,
+            Forwarded::ReadIndex | Forwarded::Status | Forwarded::Poll | Forwarded::Leave(_) => true,
             Forwarded::Write(command) => once(command),
             Forwarded::WriteBatch(commands) => commands.iter().all(once),
-            Forwarded::Join(_) | Forwarded::Leave(_) | Forwarded::PrepareToJoin => false,
+            Forwarded::Join(_) | Forwarded::PrepareToJoin | Forwarded::Campaign { .. } => false,
         }
     }
 }
@@ -115,6 +121,10 @@ pub struct PeerLinkActor {
     /// Requests sent and not answered yet, by id, with the number of the stream they went on.
     pending: HashMap<u64, (u64, oneshot::Sender<CeteResult<ForwardReply>>)>,
     next_id: u64,
+    /// The once-a-second poll of the peer's state.
+    poll: Option<SpawnHandle>,
+    /// Closed ([`CloseLink`]): it stops once the requests in flight are answered.
+    closing: bool,
 }
 
 /// How many requests may wait to go out on a forward stream.
@@ -129,7 +139,26 @@ impl PeerLinkActor {
                 None
             }
         };
-        PeerLinkActor { peer, client, observer, stream: None, streams_opened: 0, pending: HashMap::new(), next_id: 0 }
+        PeerLinkActor {
+            peer,
+            client,
+            observer,
+            stream: None,
+            streams_opened: 0,
+            pending: HashMap::new(),
+            next_id: 0,
+            poll: None,
+            closing: false,
+        }
+    }
+
+    /// A closed link stops once no request waits on it any more.
+    fn stop_if_drained(&mut self, ctx: &mut Context<Self>) {
+        // Requests that timed out waiting: their replies, if they ever come, go nowhere.
+        self.pending.retain(|_, (_, reply)| !reply.is_closed());
+        if self.closing && self.pending.is_empty() {
+            ctx.stop();
+        }
     }
 
     /// The sending side of the forward stream, opened now if there is none. The stream's
@@ -242,9 +271,8 @@ impl Actor for PeerLinkActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        ctx.run_interval(POLL_EVERY, |link, ctx| {
-            // Requests that timed out waiting: their replies, if they ever come, go nowhere.
-            link.pending.retain(|_, (_, reply)| !reply.is_closed());
+        let poll = ctx.run_interval(POLL_EVERY, |link, ctx| {
+            link.stop_if_drained(ctx);
             let client = link.client.clone();
             let peer = link.peer.clone();
             let observer = link.observer.clone();
@@ -259,6 +287,7 @@ impl Actor for PeerLinkActor {
                 .into_actor(link),
             );
         });
+        self.poll = Some(poll);
     }
 }
 
@@ -324,7 +353,7 @@ struct StreamReply(RaftPayload);
 impl Handler<StreamReply> for PeerLinkActor {
     type Result = ();
 
-    fn handle(&mut self, msg: StreamReply, _: &mut Self::Context) {
+    fn handle(&mut self, msg: StreamReply, ctx: &mut Self::Context) {
         match decode::<(u64, ForwardReply)>(&msg.0.data) {
             Ok((id, reply)) => {
                 if let Some((_, waiting)) = self.pending.remove(&id) {
@@ -333,6 +362,7 @@ impl Handler<StreamReply> for PeerLinkActor {
             }
             Err(e) => log::warn!("undecodable reply from {}: {e}", self.peer.name),
         }
+        self.stop_if_drained(ctx);
     }
 }
 
@@ -348,17 +378,25 @@ struct StreamEnded {
 impl Handler<StreamEnded> for PeerLinkActor {
     type Result = ();
 
-    fn handle(&mut self, msg: StreamEnded, _: &mut Self::Context) {
+    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
         if self.stream.as_ref().is_some_and(|(number, _)| *number == msg.number) {
             self.stream = None;
         }
         for (_, (_, waiting)) in self.pending.extract_if(|_, (number, _)| *number == msg.number) {
             let _ = waiting.send(msg.ended.clone().into_result());
         }
+        self.stop_if_drained(ctx);
     }
 }
 
-/// The peer left the cluster or changed address: stop the link.
+/// The peer left the cluster or changed address: stop the link, once the requests it carries
+/// are answered.
+///
+/// Why wait: what the peer is serving may be what made it leave. A leader that removes itself
+/// commits the membership without it, and its followers see that membership (and close their
+/// links to it) before the answer to the removal comes back on the link; dropping it then
+/// turned a removal that took effect into "lost contact, may or may not have taken effect".
+/// A request's own timeout ([`FORWARD_TIMEOUT`]) bounds the wait.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CloseLink;
@@ -367,6 +405,11 @@ impl Handler<CloseLink> for PeerLinkActor {
     type Result = ();
 
     fn handle(&mut self, _: CloseLink, ctx: &mut Self::Context) {
-        ctx.stop();
+        self.closing = true;
+        if let Some(poll) = self.poll.take() {
+            ctx.cancel_future(poll);
+        }
+        self.stop_if_drained(ctx);
+        ctx.run_later(FORWARD_TIMEOUT, |_, ctx| ctx.stop());
     }
 }

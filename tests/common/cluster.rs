@@ -178,6 +178,11 @@ fn is_formed(cluster: &Value, wanted: &BTreeSet<&str>) -> bool {
     let Some(nodes) = cluster["cluster"]["nodes"].as_object() else { return false };
     let listed: BTreeSet<&str> = nodes.keys().map(String::as_str).collect();
     let leader = cluster["cluster"]["leader"].as_str().unwrap_or_default();
+    // A leader that is not listed (one that removed itself, before the others elected anew)
+    // leads nothing.
+    if !nodes.contains_key(leader) {
+        return false;
+    }
     let states_settled = nodes.iter().all(|(id, node)| {
         let state = node["state"].as_str().unwrap_or_default();
         state == if id == leader { "Leader" } else { "Follower" }

@@ -239,6 +239,21 @@ impl Node {
         self.launch();
     }
 
+    /// Starts the process again on an empty data directory (the old one is wiped), joining the
+    /// cluster through the node whose gRPC address is `peer_grpc`, as a removed node is brought
+    /// back; waits until ready. Same ports and name, and `--peer-grpc-address` is `peer_grpc`
+    /// from now on.
+    pub fn restart_fresh(&mut self, peer_grpc: &str) {
+        assert!(self.child.is_none(), "stop {} before wiping its data", self.id());
+        let data = self.dir.path().join("data");
+        if let Err(e) = fs::remove_dir_all(&data) {
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "wipe {}: {e}", data.display());
+        }
+        self.args.retain(|arg| !arg.starts_with("--peer-grpc-address"));
+        self.args.push(format!("--peer-grpc-address={peer_grpc}"));
+        self.restart();
+    }
+
     /// Arms failpoint `name` with `actions` (a failpoints build; see `cete_actors::failpoints`).
     pub fn arm_failpoint(&self, name: &str, actions: &str) {
         let path = format!("/debug/failpoints/{name}");

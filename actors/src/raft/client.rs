@@ -298,8 +298,12 @@ impl Handler<AwaitLeader> for RaftActor {
     fn handle(&mut self, _: AwaitLeader, _: &mut Self::Context) -> Self::Result {
         let raft = self.raft.clone();
         Box::pin(async move {
-            let metrics =
-                raft.wait(Some(LEADER_WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await.ok()?;
+            // A leader that removed itself is still the one this node knows until the others
+            // elect anew; it leads nothing, so wait for one the membership lists.
+            let listed = |m: &openraft::RaftMetrics<crate::command::NodeId, Member>| {
+                m.current_leader.is_some_and(|l| m.membership_config.membership().get_node(&l).is_some())
+            };
+            let metrics = raft.wait(Some(LEADER_WAIT)).metrics(listed, "a leader").await.ok()?;
             let leader = metrics.current_leader?;
             metrics.membership_config.membership().get_node(&leader).cloned()
         })

@@ -12,6 +12,7 @@ use openraft::{ChangeMembers, StoredMembership};
 use super::{from_client_write_error, RaftActor, WriteRejection};
 use crate::command::{node_id, Member, NodeId, Raft};
 use crate::error::{CeteError, CeteResult};
+use crate::handover::{still_leaderless, LEASE_MARGIN};
 use crate::store::{ReplaceState, Stats};
 
 /// Form a one-node cluster of this node, unless Raft state already exists on disk (a
@@ -172,6 +173,38 @@ impl Handler<RemoveMember> for RaftActor {
             change_membership(&raft, change).await?;
             Ok(())
         })
+    }
+}
+
+/// The leader `leaving` has removed itself and named this node its successor: campaign as
+/// soon as the other voters will vote — once the lease they granted it has run out — unless a
+/// leader is elected before (see [`crate::handover`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Succeed {
+    pub leaving: String,
+}
+
+impl Handler<Succeed> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Succeed, _: &mut Self::Context) {
+        let raft = self.raft.clone();
+        // openraft's leader lease is its longest election timeout.
+        let lease = Duration::from_millis(self.parts.config.election_timeout_max) + LEASE_MARGIN;
+        actix::spawn(async move {
+            let leaving = msg.leaving;
+            let settled = |m: &openraft::RaftMetrics<NodeId, Member>| !still_leaderless(&leaving, m);
+            let waited = raft.wait(Some(lease)).metrics(settled, "a new leader").await;
+            // Looked at again: a leader elected since the wait gave up must not be disturbed.
+            if waited.is_ok() || !still_leaderless(&leaving, &raft.metrics().borrow()) {
+                return;
+            }
+            log::info!("{leaving} left the cluster as its leader and named this node to succeed it: campaigning");
+            if let Err(e) = raft.trigger().elect().await {
+                log::warn!("cannot campaign to succeed {leaving}: {e}");
+            }
+        });
     }
 }
 

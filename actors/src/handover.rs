@@ -1,0 +1,104 @@
+//! A leader that removes itself hands its leadership on, so the cluster is not left leaderless
+//! for long.
+//!
+//! openraft 0.9 has no leadership transfer. A leader whose removal is committed steps down, and
+//! each remaining voter first waits out the leader lease it granted the old leader (a vote
+//! request is refused until `election_timeout_max` after the last heartbeat), then an election
+//! timeout of its own: 3-4 s without a leader, and two voters may campaign at once and split.
+//! So the leaving leader names a successor — the remaining voter its replication had brought
+//! furthest, the one the others will vote for — and, once its own Raft is stopped (it sends no
+//! more heartbeats, so every lease on it is running out), tells it. The successor waits for the
+//! lease to run out, unless a leader is elected meanwhile, and campaigns at once
+//! (`trigger().elect()`), a second or more before any other voter's election timer fires.
+//! Should the successor lose (its log was behind after all), the others elect as they would
+//! have anyway.
+
+use std::time::Duration;
+
+use crate::command::{node_id, Member, NodeId, StoredMembership};
+use crate::peer::{call_peer, ForwardReply, Forwarded};
+use crate::tls::ClientTls;
+
+/// How long telling the successor may take.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How much longer than the lease the successor waits: heartbeats the old leader sent just
+/// before it stopped may still be on their way to the other voters.
+pub const LEASE_MARGIN: Duration = Duration::from_millis(150);
+
+/// The voter of `membership` (one without `me`, the leaving leader) that the leader's
+/// replication had brought furthest (`matched`: the last log id each follower holds).
+pub fn successor(
+    me: NodeId,
+    matched: &std::collections::BTreeMap<NodeId, Option<crate::command::LogId>>,
+    membership: &StoredMembership,
+) -> Option<Member> {
+    let membership = membership.membership();
+    membership
+        .voter_ids()
+        .filter(|id| *id != me)
+        .max_by_key(|id| (matched.get(id).copied().flatten(), std::cmp::Reverse(*id)))
+        .and_then(|id| membership.get_node(&id).cloned())
+}
+
+/// Tells `successor` that `leaving`, the leader, has left: it is to campaign.
+pub async fn hand_over(successor: Member, leaving: String, tls: Option<ClientTls>) {
+    let client = match crate::network::peer_channel(&successor.raft_address, tls.as_ref()) {
+        Ok(channel) => Some(cete_proto::raft::raft_client::RaftClient::new(channel)),
+        Err(e) => {
+            log::warn!("cannot hand the leadership over to {}: {e}", successor.name);
+            return;
+        }
+    };
+    let request = Forwarded::Campaign { leaving };
+    match call_peer(client, &successor, &request, HAND_OVER_TIMEOUT).await {
+        Ok(ForwardReply::Done) => log::info!("handed the leadership over to {}", successor.name),
+        // The others elect a leader anyway, only later.
+        other => log::warn!("{} did not take the leadership over: {other:?}", successor.name),
+    }
+}
+
+/// Whether the leader `leaving` is gone and no other has been elected yet, seen from `metrics`
+/// of a remaining voter: the moment for it to campaign.
+pub fn still_leaderless(leaving: &str, metrics: &openraft::RaftMetrics<NodeId, Member>) -> bool {
+    let leaving = node_id(leaving);
+    let membership = metrics.membership_config.membership();
+    let gone = !membership.voter_ids().any(|id| id == leaving);
+    let no_other = metrics.current_leader.is_none_or(|leader| leader == leaving);
+    gone && no_other && metrics.state == openraft::ServerState::Follower
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+    use crate::command::LogId;
+
+    fn log_id(index: u64) -> Option<LogId> {
+        Some(LogId::new(CommittedLeaderId::new(1, 0), index))
+    }
+
+    fn membership(voters: &[&str]) -> StoredMembership {
+        let nodes: BTreeMap<NodeId, Member> =
+            voters.iter().map(|name| (node_id(name), Member { name: name.to_string(), ..Member::default() })).collect();
+        let ids: BTreeSet<NodeId> = nodes.keys().copied().collect();
+        StoredMembership::new(log_id(9), Membership::new(vec![ids], nodes))
+    }
+
+    #[test]
+    fn the_successor_is_the_voter_furthest_along() {
+        let remaining = membership(&["node2", "node3"]);
+        let matched = BTreeMap::from([(node_id("node2"), log_id(7)), (node_id("node3"), log_id(9))]);
+        let chosen = successor(node_id("node1"), &matched, &remaining).expect("a successor");
+        assert_eq!(chosen.name, "node3");
+        let matched = BTreeMap::from([(node_id("node2"), log_id(9)), (node_id("node3"), None)]);
+        assert_eq!(successor(node_id("node1"), &matched, &remaining).expect("a successor").name, "node2");
+    }
+
+    #[test]
+    fn no_remaining_voter_no_successor() {
+        assert!(successor(node_id("node1"), &BTreeMap::new(), &membership(&["node1"])).is_none());
+    }
+}
