@@ -77,7 +77,19 @@ fn a_leader_cut_off_from_its_quorum_answers_503_and_still_serves_serializable_re
     for (what, (_, after)) in [("the write", &write), ("the linearizable read", &linearizable)] {
         assert!(*after >= NO_QUORUM_ANSWER_NOT_BEFORE, "{what} was refused after only {after:?}");
     }
+    // It still knows itself the leader, but a load balancer must not send it clients.
+    let reply = alone.get("/v1/readiness_check");
+    assert_eq!(reply.status, 503, "a leader without a quorum called itself ready: {reply:?}");
+    let reason = reply.json();
+    assert!(reason["reason"].as_str().is_some_and(|r| r.contains("quorum")), "{reason}");
+    let (healthy, printed) = healthcheck(alone);
+    assert!(!healthy, "`cete healthcheck` exited 0 on a leader without a quorum: {printed}");
+
+    // The frozen follower back is a quorum again: ready once more.
     cluster.nodes[followers[1]].resume();
+    eventually("the leader ready again with its quorum back", FAILOVER_DEADLINE, || {
+        (cluster.nodes[leader].get("/v1/readiness_check").status == 200).then_some(())
+    });
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! ([`crate::handover`]).
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use openraft::{RaftMetrics, ServerState};
@@ -41,6 +41,8 @@ pub fn state_name(state: ServerState) -> &'static str {
 pub struct ClusterActor {
     me: Member,
     latest: RaftMetrics<NodeId, Member>,
+    /// While this node leads: when a quorum last acknowledged it, as of the latest metrics.
+    quorum_acked_at: Option<Instant>,
     /// A member, or removed.
     standing: Standing,
     /// Stops this node's Raft once it is removed.
@@ -65,6 +67,7 @@ impl ClusterActor {
         ClusterActor {
             me,
             latest,
+            quorum_acked_at: None,
             standing,
             raft,
             tls,
@@ -211,6 +214,10 @@ impl Handler<MetricsUpdate> for ClusterActor {
         // What this node's replication had reached, while it led (it may step down in the very
         // update that shows its removal).
         let matched = msg.0.replication.clone().or_else(|| self.latest.replication.take());
+        // The metrics give an age at the moment they were made; the instant stays right as
+        // it grows old, even when no newer metrics come (a leader cut off hears nothing).
+        self.quorum_acked_at =
+            msg.0.millis_since_quorum_ack.and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms)));
         self.latest = msg.0;
         if self.standing.own_membership(&self.latest.membership_config, self.latest.last_applied) {
             let successor =
@@ -364,7 +371,28 @@ impl Handler<Readiness> for ClusterActor {
         if self.latest.current_leader.is_none() {
             return Err("no leader is known: the cluster is electing one, or this node cannot reach it".into());
         }
+        if self.leads_without_quorum() {
+            return Err(format!(
+                "this node leads but no quorum has acknowledged it for over {QUORUM_SILENCE:?}: it cannot serve \
+                 writes or linearizable reads"
+            ));
+        }
         Ok(())
+    }
+}
+
+/// How long a leader may go without a quorum's acknowledgement and still call itself ready:
+/// the longest election timeout, after which the others may have elected another leader.
+const QUORUM_SILENCE: Duration = Duration::from_secs(2);
+
+impl ClusterActor {
+    /// Leading a cluster of more than one voter, with no quorum heard from lately. (A lone
+    /// voter is its own quorum; its metrics need not come again while it is idle.)
+    fn leads_without_quorum(&self) -> bool {
+        let voters = self.latest.membership_config.membership().voter_ids().count();
+        self.latest.state == ServerState::Leader
+            && voters > 1
+            && self.quorum_acked_at.is_none_or(|at| at.elapsed() > QUORUM_SILENCE)
     }
 }
 
