@@ -90,6 +90,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     log::info!("shutting down");
+    hand_over_leadership(&node.handles).await;
     stop_signal.raise();
     // All three listeners drain at once. Long-lived streams (peers' replication and forward
     // streams, watches) end as the signal is raised; other calls in flight get a grace period,
@@ -115,6 +116,21 @@ fn peer_to_join(config: &Config) -> Option<String> {
         return None;
     }
     Some(peer.to_string())
+}
+
+/// A leader that is asked to stop hands its leadership to the most up-to-date follower first,
+/// while it still serves (writes that reach it meanwhile are routed to the new leader), so
+/// that the cluster does not wait out an election timeout: a rolling restart sees no outage.
+/// A follower, or a leader without another voter, goes on stopping at once.
+async fn hand_over_leadership(handles: &cete_actors::connection::NodeHandles) {
+    use cete_actors::raft::{TransferLeader, WriteRejection};
+    match handles.raft.send(TransferLeader(None)).await {
+        Ok(Ok(leader)) if leader != handles.me => log::info!("handed the leadership over to {leader} before stopping"),
+        Ok(Ok(_)) | Ok(Err(WriteRejection::NotLeader { .. })) => {}
+        Ok(Err(WriteRejection::Failed(cete_actors::CeteError::InvalidArgument(_)))) => {}
+        Ok(Err(WriteRejection::Failed(e))) => log::warn!("stopping as the leader: {e}"),
+        Err(e) => log::warn!("stopping as the leader: {e}"),
+    }
 }
 
 async fn drain(name: &str, task: tokio::task::JoinHandle<anyhow::Result<()>>) {

@@ -339,6 +339,30 @@ impl Handler<LeaveNode> for ConnectionActor {
     }
 }
 
+/// Move the leadership to voter `to` (None: the follower the leader has replicated furthest)
+/// and answer the leader's name once it has taken over.
+#[derive(Message)]
+#[rtype(result = "CeteResult<String>")]
+pub struct TransferLeadership {
+    pub to: Option<String>,
+}
+
+impl Handler<TransferLeadership> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<String>>;
+
+    fn handle(&mut self, msg: TransferLeadership, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        Box::pin(async move {
+            let to = msg.to.filter(|id| !id.is_empty());
+            match handles.raft.send(OnLeader(Forwarded::TransferLeader(to))).await?? {
+                ForwardReply::Leader(name) => Ok(name),
+                ForwardReply::Failed(e) => Err(e),
+                other => Err(CeteError::Internal(format!("unexpected answer to a leader transfer: {other:?}"))),
+            }
+        })
+    }
+}
+
 /// A request a peer routed here over its link (this node being, as far as the peer knew,
 /// the leader). Served locally, never routed on: the peer follows any leader change itself.
 #[derive(Message)]

@@ -12,7 +12,7 @@ use crate::error::{CeteError, CeteResult};
 use crate::peer::{ForwardReply, Forwarded};
 use crate::raft::{
     AddMember, AwaitLeader, AwaitNewLeader, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember,
-    WriteRejection,
+    TransferLeader, WriteRejection,
 };
 
 /// How many times a request follows the leader before giving up.
@@ -170,6 +170,10 @@ pub async fn serve_locally(handles: &NodeHandles, request: &Forwarded) -> Result
         Forwarded::Leave(name) => {
             handles.raft.send(RemoveMember(name.clone())).await.map_err(CeteError::from)??;
             Ok(ForwardReply::Done)
+        }
+        Forwarded::TransferLeader(to) => {
+            let leader = handles.raft.send(TransferLeader(to.clone())).await.map_err(CeteError::from)??;
+            Ok(ForwardReply::Leader(leader))
         }
         Forwarded::Status | Forwarded::Poll | Forwarded::PrepareToJoin | Forwarded::Campaign { .. } => {
             Err(CeteError::Internal(format!("{request:?} is not a leader request")).into())

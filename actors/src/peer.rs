@@ -50,6 +50,9 @@ pub enum Forwarded {
     /// You are about to be added to a cluster: give up a one-node state that holds no data,
     /// or refuse if you hold data.
     PrepareToJoin,
+    /// Hand the leadership to this voter (None: the follower replicated furthest) and answer
+    /// [`ForwardReply::Leader`] once it has taken over.
+    TransferLeader(Option<String>),
     /// `leaving`, the leader, has committed its own removal and stopped: you succeed it
     /// (campaign as soon as the other voters will vote; see [`crate::handover`]).
     Campaign { leaving: String },
@@ -79,6 +82,8 @@ impl Forwarded {
             Forwarded::ReadIndex | Forwarded::Status | Forwarded::Poll | Forwarded::Leave(_) => true,
             Forwarded::Write(command) => once(command),
             Forwarded::WriteBatch(commands) => commands.iter().all(once),
+            // Sent again to the new leader, "to the best follower" would move it once more.
+            Forwarded::TransferLeader(to) => to.is_some(),
             Forwarded::Join(_) | Forwarded::PrepareToJoin | Forwarded::Campaign { .. } => false,
         }
     }
@@ -91,6 +96,8 @@ pub enum ForwardReply {
     ReadIndex(Option<LogId>),
     Status(NodeInfo),
     Polled(PeerView),
+    /// The leader, after a [`Forwarded::TransferLeader`].
+    Leader(String),
     /// The receiver is not the leader (any more); here is who it thinks is.
     NotLeader(Option<Member>),
     /// The receiver could not be connected to: the request was never sent (so it is safe to

@@ -18,6 +18,7 @@ mod dial;
 mod get;
 mod healthcheck;
 mod join;
+mod leader;
 mod leave;
 mod metrics;
 mod node;
@@ -59,6 +60,8 @@ pub enum Command {
     Join(join::JoinArgs),
     /// Remove a node from the cluster
     Leave(leave::LeaveArgs),
+    /// Move the leadership (`cete leader transfer [ID]`)
+    Leader(leader::LeaderArgs),
     /// Make the node take a Raft snapshot now
     Snapshot(ClientArgs),
     /// Stream every change (set, delete, join, leave) as JSON lines
@@ -107,6 +110,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => scan::run(args).await,
         Command::Join(args) => join::run(args).await,
         Command::Leave(args) => leave::run(args).await,
+        Command::Leader(args) => leader::run(args).await,
         Command::Snapshot(args) => snapshot::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::Metrics(args) => metrics::run(args).await,
@@ -168,6 +172,20 @@ mod tests {
         };
         assert_eq!((args.id.as_str(), args.node_grpc_address.as_str()), ("node2", ":9001"));
         assert_eq!(args.client.grpc_address, ":9000");
+    }
+
+    #[test]
+    fn leader_transfer_names_its_target_or_leaves_the_choice_to_the_leader() {
+        let cli = Cli::parse_from(["cete", "leader", "transfer", "node2", "--grpc-address", ":9001"]);
+        let Command::Leader(leader::LeaderArgs { command: leader::LeaderCommand::Transfer(args) }) = cli.command else {
+            panic!("not leader transfer");
+        };
+        assert_eq!((args.id.as_deref(), args.client.grpc_address.as_str()), (Some("node2"), ":9001"));
+        let cli = Cli::parse_from(["cete", "leader", "transfer"]);
+        let Command::Leader(leader::LeaderArgs { command: leader::LeaderCommand::Transfer(args) }) = cli.command else {
+            panic!("not leader transfer");
+        };
+        assert!(args.id.is_none());
     }
 
     #[test]

@@ -106,6 +106,20 @@ impl Kvs for KvsService {
         .await
     }
 
+    async fn transfer_leader(
+        &self,
+        request: Request<kvs::TransferLeaderRequest>,
+    ) -> Result<Response<kvs::TransferLeaderResponse>, Status> {
+        observed("TransferLeader", async {
+            let conn = connection_of(&request)?;
+            let id = request.into_inner().id;
+            let to = Some(id).filter(|id| !id.is_empty());
+            let leader = conn.send(TransferLeadership { to }).await.map_err(mailbox)?.map_err(status)?;
+            Ok(Response::new(kvs::TransferLeaderResponse { leader }))
+        })
+        .await
+    }
+
     async fn snapshot(&self, request: Request<()>) -> Result<Response<()>, Status> {
         observed("Snapshot", async {
             connection_of(&request)?.send(Snapshot).await.map_err(mailbox)?.map_err(status)?;

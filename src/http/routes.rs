@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/node").get(node).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/cluster").get(cluster).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/cluster/{id}").put(join).delete(leave).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/leader/transfer").post(transfer_leader).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/snapshot").get(snapshot).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v1/data/{key:.*}")
@@ -129,6 +130,26 @@ async fn join(req: HttpRequest, PathTail(id): PathTail, payload: web::Payload) -
 async fn leave(req: HttpRequest, PathTail(id): PathTail) -> Answer {
     connection(&req)?.send(LeaveNode { id }).await??;
     Ok(HttpResponse::Ok().finish())
+}
+
+/// `POST /v1/leader/transfer` with `{"id":"node2"}`, or no body for the most up-to-date
+/// follower: `{"leader":"node2"}` once it has taken over.
+async fn transfer_leader(req: HttpRequest, payload: web::Payload) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Transfer {
+        id: Option<String>,
+    }
+    let body = read_body(payload, &req, MAX_JSON_BYTES, "the transfer request").await?;
+    let to = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let transfer: Transfer = serde_json::from_slice(&body)
+            .map_err(|e| CeteError::InvalidArgument(format!("the body must be {{\"id\":\"NODE\"}}: {e}")))?;
+        transfer.id
+    };
+    let leader = connection(&req)?.send(TransferLeadership { to }).await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "leader": leader })))
 }
 
 async fn snapshot(req: HttpRequest) -> Answer {

@@ -264,6 +264,15 @@ impl Node {
         }
     }
 
+    /// Disarms failpoint `name`.
+    pub fn disarm_failpoint(&self, name: &str) {
+        let path = format!("/debug/failpoints/{name}");
+        match self.try_request("DELETE", &path, Vec::new(), Duration::from_secs(5)) {
+            Ok(reply) if reply.status == 204 => {}
+            other => panic!("disarming failpoint {name} on {}: {other:?}", self.id()),
+        }
+    }
+
     /// Like [`Node::restart`], with `extra` flags appended from now on.
     pub fn restart_with(&mut self, extra: &[&str]) {
         self.args.extend(extra.iter().map(|arg| arg.to_string()));
@@ -334,6 +343,10 @@ impl Node {
     pub fn put_typed(&self, path: &str, body: impl Into<Vec<u8>>, content_type: &str) -> Reply {
         let url = self.url(path);
         http(reqwest::Method::PUT, &url, body.into(), Some(content_type))
+    }
+
+    pub fn post(&self, path: &str, body: impl Into<Vec<u8>>) -> Reply {
+        self.request("POST", path, body.into())
     }
 
     pub fn delete(&self, path: &str) -> Reply {

@@ -9,6 +9,7 @@
 mod client;
 mod membership;
 pub mod peer_rpc;
+mod transfer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio_stream::wrappers::WatchStream;
 
 pub use self::client::*;
 pub use self::membership::*;
+pub use self::transfer::*;
 use crate::cluster::{ClusterActor, MetricsUpdate};
 use crate::command::{LogId, Member, NodeId, Raft};
 use crate::connection::NodeHandles;
