@@ -12,10 +12,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use openraft::{RaftMetrics, ServerState};
+use openraft::{Instant as _, ServerState};
 use tokio::sync::oneshot;
 
-use crate::command::{node_id, Command, Member, NodeId, StoredMembership};
+use crate::command::{node_id, Command, Member, NodeId, RaftMetrics, StoredMembership};
 use crate::error::{CeteError, CeteResult};
 use crate::handover::{hand_over, successor};
 use crate::metrics::LEADER_CHANGES;
@@ -40,7 +40,7 @@ pub fn state_name(state: ServerState) -> &'static str {
 
 pub struct ClusterActor {
     me: Member,
-    latest: RaftMetrics<NodeId, Member>,
+    latest: RaftMetrics,
     /// While this node leads: when a quorum last acknowledged it, as of the latest metrics.
     quorum_acked_at: Option<Instant>,
     /// A member, or removed.
@@ -193,7 +193,7 @@ impl Actor for ClusterActor {
 /// Raft's latest metrics, from the RaftActor.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct MetricsUpdate(pub RaftMetrics<NodeId, Member>);
+pub struct MetricsUpdate(pub RaftMetrics);
 
 impl Handler<MetricsUpdate> for ClusterActor {
     type Result = ();
@@ -214,10 +214,10 @@ impl Handler<MetricsUpdate> for ClusterActor {
         // What this node's replication had reached, while it led (it may step down in the very
         // update that shows its removal).
         let matched = msg.0.replication.clone().or_else(|| self.latest.replication.take());
-        // The metrics give an age at the moment they were made; the instant stays right as
-        // it grows old, even when no newer metrics come (a leader cut off hears nothing).
-        self.quorum_acked_at =
-            msg.0.millis_since_quorum_ack.and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms)));
+        // The metrics give the instant of the last quorum acknowledgement (on Raft's clock):
+        // turned into one on this clock, it stays right as it grows old, even when no newer
+        // metrics come (a leader cut off hears nothing).
+        self.quorum_acked_at = msg.0.last_quorum_acked.as_ref().and_then(|at| Instant::now().checked_sub(at.elapsed()));
         self.latest = msg.0;
         if self.standing.own_membership(&self.latest.membership_config, self.latest.last_applied) {
             let successor =
@@ -398,7 +398,7 @@ impl ClusterActor {
 
 /// The latest Raft metrics, for the metrics endpoint.
 #[derive(Message)]
-#[rtype(result = "RaftMetrics<NodeId, Member>")]
+#[rtype(result = "RaftMetrics")]
 pub struct LatestMetrics;
 
 impl Handler<LatestMetrics> for ClusterActor {

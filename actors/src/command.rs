@@ -67,25 +67,25 @@ pub fn node_id(name: &str) -> NodeId {
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
-    /// openraft's view of Cete: replicated [`Command`]s, named [`Member`]s, and snapshots
-    /// that are files on disk, streamed rather than held in memory.
+    /// openraft's view of Cete: replicated [`Command`]s and named [`Member`]s; the rest is
+    /// openraft's defaults (u64 terms, a leader id of term and node, tokio). Snapshots are files
+    /// on disk, streamed rather than held in memory (the state machine's `SnapshotData`).
     pub TypeConfig:
         D = Command,
         R = CommandResponse,
         NodeId = NodeId,
         Node = Member,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
-        AsyncRuntime = openraft::TokioRuntime,
 );
 
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type LeaderId = openraft::type_config::alias::LeaderIdOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub type StorageError = openraft::StorageError<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
 
 /// Encodes a value for redb or the wire (MessagePack: compact, self-describing, maintained).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use crate::command::{node_id, Member, NodeId, StoredMembership};
+use crate::command::{node_id, Member, NodeId, RaftMetrics, StoredMembership};
 use crate::peer::{call_peer, ForwardReply, Forwarded};
 use crate::tls::ClientTls;
 
@@ -59,7 +59,7 @@ pub async fn hand_over(successor: Member, leaving: String, tls: Option<ClientTls
 
 /// Whether the leader `leaving` is gone and no other has been elected yet, seen from `metrics`
 /// of a remaining voter: the moment for it to campaign.
-pub fn still_leaderless(leaving: &str, metrics: &openraft::RaftMetrics<NodeId, Member>) -> bool {
+pub fn still_leaderless(leaving: &str, metrics: &RaftMetrics) -> bool {
     let leaving = node_id(leaving);
     let membership = metrics.membership_config.membership();
     let gone = !membership.voter_ids().any(|id| id == leaving);
@@ -71,7 +71,10 @@ pub fn still_leaderless(leaving: &str, metrics: &openraft::RaftMetrics<NodeId, M
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use openraft::{CommittedLeaderId, Membership};
+    use openraft::vote::RaftLeaderId as _;
+    use openraft::Membership;
+
+    use crate::command::LeaderId as CommittedLeaderId;
 
     use super::*;
     use crate::command::LogId;
@@ -84,7 +87,7 @@ mod tests {
         let nodes: BTreeMap<NodeId, Member> =
             voters.iter().map(|name| (node_id(name), Member { name: name.to_string(), ..Member::default() })).collect();
         let ids: BTreeSet<NodeId> = nodes.keys().copied().collect();
-        StoredMembership::new(log_id(9), Membership::new(vec![ids], nodes))
+        StoredMembership::new(log_id(9), Membership::new(vec![ids], nodes).expect("a valid membership"))
     }
 
     #[test]

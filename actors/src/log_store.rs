@@ -9,17 +9,24 @@
 //!
 //! Group commit: `append` only encodes the entries into the open chunk's buffer and hands the
 //! buffer to the WAL's flush thread, which writes and fsyncs everything queued at once and
-//! then reports each batch through openraft's `LogFlushed` callback. A write is acknowledged
+//! then reports each batch through openraft's `IOFlushed` callback. A write is acknowledged
 //! only after that callback, so a shared fsync never means an unsynced write. Entries are
 //! readable as soon as they are appended (the WAL keeps them in its payload cache until their
 //! chunk is on disk), as openraft requires.
 //!
+//! The leader's own copy: openraft 0.10 replicates entries as soon as `append` returns, in
+//! parallel with this fsync, but the leader's own progress toward the commit quorum moves only
+//! when `IOFlushed::io_completed` reports the flush (`handle_local_io` →
+//! `update_local_progress` in openraft's RaftCore), so an entry counts as held by the leader
+//! only once it is on the leader's disk.
+//!
+//! Completion order: openraft 0.10 allows appends to complete out of order (it keeps the
+//! greatest flushed IO id and ignores an older one that reports late). The WAL never does:
+//! one flush thread drains its queue in order, fsyncs a batch, then calls the batch's
+//! callbacks in submission order, so a completion also means every earlier record is durable.
+//!
 //! Every mutation (vote, append, truncate, purge, commit) is a record in the same WAL, so the
 //! disk sees them in openraft's order; on open the records are replayed to rebuild the state.
-
-// openraft's storage traits fix the error type (`StorageError`, ~224 bytes); the helpers here
-// return it too, so that every failure reaches openraft unchanged.
-#![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
 use std::io;
@@ -28,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError};
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
 use raft_log::api::raft_log_writer::RaftLogWriter;
 use raft_log::codeq::{Decode, Encode};
 use raft_log::{Callback, RaftLog, Types};
@@ -37,7 +44,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::command::{decode, encode, Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::command::{decode, encode, Entry, LogId, TypeConfig, Vote};
 use crate::failpoints;
 
 /// A chunk file is closed at this size; purging drops whole closed chunks, and the entries of
@@ -175,7 +182,7 @@ impl Decode for NoUserData {
 /// Who hears that a flush reached the disk.
 pub enum Flushed {
     /// openraft, for appended entries.
-    Log(LogFlushed<TypeConfig>),
+    Log(IOFlushed<TypeConfig>),
     /// A call of this module waiting for its record to be durable.
     Waiter(oneshot::Sender<io::Result<()>>),
 }
@@ -190,7 +197,7 @@ impl Callback for Flushed {
                 if result.is_ok() {
                     failpoints::crash_point("raft-log-after-fsync");
                 }
-                flushed.log_io_completed(result)
+                flushed.io_completed(result)
             }
             Flushed::Waiter(tx) => {
                 let _ = tx.send(result);
@@ -213,7 +220,8 @@ fn wal_config(dir: &Path) -> raft_log::Config {
     config.log_cache_max_items = Some(CACHE_MAX_ENTRIES);
     config.wal.chunk_max_size = Some(CHUNK_MAX_BYTES);
     config.wal.read_buffer_size = Some(1 << 20);
-    // openraft has one append in flight at a time: waiting for more only delays it.
+    // Whatever is queued when the flush thread wakes goes into one fsync (several appends of
+    // openraft 0.10 may be in flight); waiting for more would only delay the first.
     config.wal.flush_batch_wait = Some(Duration::ZERO);
     config
 }
@@ -223,31 +231,24 @@ fn open_wal(dir: &Path) -> io::Result<RaftLog<LogTypes>> {
     RaftLog::open(Arc::new(wal_config(dir)))
 }
 
-fn err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
-    StorageError::from(StorageIOError::new(subject, verb, AnyError::error(e.to_string())))
-}
-
-fn write_err(e: impl std::fmt::Display) -> StorageError {
-    err(ErrorSubject::Logs, ErrorVerb::Write, e)
-}
-
-fn read_err(e: impl std::fmt::Display) -> StorageError {
-    err(ErrorSubject::Logs, ErrorVerb::Read, e)
+/// An error of the log, with what was being done.
+fn log_err(what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("raft log: {what}: {e}"))
 }
 
 impl LogStore {
     /// Opens (or creates) the log in directory `dir` and starts its flush thread.
-    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+    pub fn open(dir: &Path) -> io::Result<Self> {
         let legacy = dir.with_file_name("raft.redb");
         if legacy.exists() {
-            return Err(read_err(format!(
+            return Err(io::Error::other(format!(
                 "{} holds a Raft log in the format of an earlier development build; this build keeps the log in \
                  {} (start the node on a fresh data directory and join it to the cluster)",
                 legacy.display(),
                 dir.display()
             )));
         }
-        let wal = open_wal(dir).map_err(|e| read_err(format!("{}: {e}", dir.display())))?;
+        let wal = open_wal(dir).map_err(|e| log_err(&format!("opening {}", dir.display()), e))?;
         Ok(LogStore { wal: Arc::new(Mutex::new(Some(wal))), dir: dir.to_path_buf() })
     }
 
@@ -256,36 +257,33 @@ impl LogStore {
     }
 
     /// Runs `f` on the WAL (an error while a wipe has it closed).
-    fn with<T>(
-        &self,
-        on_err: fn(String) -> StorageError,
-        f: impl FnOnce(&mut RaftLog<LogTypes>) -> io::Result<T>,
-    ) -> Result<T, StorageError> {
+    fn with<T>(&self, what: &str, f: impl FnOnce(&mut RaftLog<LogTypes>) -> io::Result<T>) -> io::Result<T> {
         let mut guard = self.lock();
-        let wal = guard.as_mut().ok_or_else(|| on_err("the raft log is closed".into()))?;
-        f(wal).map_err(|e| on_err(e.to_string()))
+        let wal = guard.as_mut().ok_or_else(|| log_err(what, "the raft log is closed"))?;
+        f(wal).map_err(|e| log_err(what, e))
     }
 
     /// Writes a record with `f`, then waits until it is on disk.
-    async fn durably(
-        &self,
-        on_err: fn(String) -> StorageError,
-        f: impl FnOnce(&mut RaftLog<LogTypes>) -> io::Result<()>,
-    ) -> Result<(), StorageError> {
+    async fn durably(&self, what: &str, f: impl FnOnce(&mut RaftLog<LogTypes>) -> io::Result<()>) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.with(on_err, |wal| {
+        self.with(what, |wal| {
             f(wal)?;
             wal.flush(true, Some(Flushed::Waiter(tx)))
         })?;
         match rx.await {
-            Ok(result) => result.map_err(|e| on_err(e.to_string())),
-            Err(_) => Err(on_err("the raft log's flush thread has stopped".into())),
+            Ok(result) => result.map_err(|e| log_err(what, e)),
+            Err(_) => Err(log_err(what, "the raft log's flush thread has stopped")),
         }
+    }
+
+    /// The last log id in the log (or the last purged one when no entry is left).
+    pub fn last_log_id(&self) -> io::Result<Option<LogId>> {
+        self.with("reading its state", |wal| Ok(wal.log_state().last().map(|id| id.0)))
     }
 
     /// Erases the whole log and vote. Only for a node giving up its own one-node cluster to
     /// join another, with its Raft instance shut down.
-    pub async fn wipe(&self) -> Result<(), StorageError> {
+    pub async fn wipe(&self) -> io::Result<()> {
         let mut guard = self.lock();
         // Dropping the WAL joins its flush thread and releases the directory lock.
         drop(guard.take());
@@ -295,20 +293,16 @@ impl LogStore {
                 *guard = Some(wal);
                 Ok(())
             }
-            Err(e) => Err(write_err(format!("wiping {}: {e}", self.dir.display()))),
+            Err(e) => Err(log_err(&format!("wiping {}", self.dir.display()), e)),
         }
     }
-}
-
-fn vote_write_err(e: String) -> StorageError {
-    err(ErrorSubject::Vote, ErrorVerb::Write, e)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> io::Result<Vec<Entry>> {
         let from = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i.saturating_add(1),
@@ -322,17 +316,21 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if from >= to {
             return Ok(Vec::new());
         }
-        self.with(read_err, |wal| {
+        self.with("reading entries", |wal| {
             wal.read(from, to).map(|item| item.map(|(_, payload)| Entry::clone(&payload.entry))).collect()
         })
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        self.with("reading the vote", |wal| Ok(wal.log_state().vote().map(|v| v.0)))
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        self.with(read_err, |wal| {
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        self.with("reading its state", |wal| {
             let state = wal.log_state();
             Ok(LogState { last_purged_log_id: state.purged().map(|id| id.0), last_log_id: state.last().map(|id| id.0) })
         })
@@ -342,23 +340,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         let vote = Framed(*vote);
-        self.durably(vote_write_err, |wal| wal.save_vote(vote).map(|_| ())).await
+        self.durably("saving the vote", |wal| wal.save_vote(vote).map(|_| ())).await
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.with(|e| err(ErrorSubject::Vote, ErrorVerb::Read, e), |wal| Ok(wal.log_state().vote().map(|v| v.0)))
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
         // Only a hint for the next start (losing it means re-applying a little more): written
         // with the next flush, and skipped where the WAL would refuse it (never an error).
         let Some(committed) = committed.map(Framed) else { return Ok(()) };
         if failpoints::skip_point("raft-log-commit-hint") {
             return Ok(());
         }
-        self.with(write_err, |wal| {
+        self.with("saving the committed hint", |wal| {
             let state = wal.log_state();
             if Some(&committed) > state.last() || Some(&committed) <= state.committed() {
                 return Ok(());
@@ -367,31 +361,38 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.with(read_err, |wal| Ok(wal.log_state().committed().map(|id| id.0)))
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        self.with("reading the committed hint", |wal| Ok(wal.log_state().committed().map(|id| id.0)))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.with(write_err, |wal| {
+        self.with("appending", |wal| {
             // An entry at or below the purge point is already in the snapshot that replaced
             // the log there; openraft does not send one, but the WAL would refuse it.
             let purged = wal.log_state().purged().map(|id| id.0.index);
             let fresh = entries.into_iter().filter(|entry| Some(entry.log_id.index) > purged);
             wal.append(fresh.map(|entry| (Framed(entry.log_id), WalEntry::new(entry))))?;
             failpoints::crash_point("raft-log-before-fsync");
+            // The callback is openraft's "flushed": it runs on the flush thread after the fsync.
             wal.flush(true, Some(Flushed::Log(callback)))
         })
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.durably(write_err, |wal| wal.truncate(log_id.index).map(|_| ())).await
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        // The WAL truncates *at* an index: everything after `last_log_id` goes.
+        let at = last_log_id.map_or(0, |id| id.index + 1);
+        let last = self.last_log_id()?.map(|id| id.index);
+        if last.is_none_or(|last| last < at) {
+            return Ok(());
+        }
+        self.durably("truncating", |wal| wal.truncate(at).map(|_| ())).await
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.durably(write_err, |wal| wal.purge(Framed(log_id)).map(|_| ())).await
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        self.durably("purging", |wal| wal.purge(Framed(log_id)).map(|_| ())).await
     }
 }

@@ -8,7 +8,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::command::{Member, NodeId};
+use crate::command::RaftMetrics;
 use crate::store::StoreStats;
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
@@ -75,7 +75,7 @@ static KEYS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_store_keys", "Key
 static WATCHERS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_watch_subscribers", "Open watch streams"));
 
 /// Fills the gauges from the current state and renders the text exposition format.
-pub fn render(raft: &openraft::RaftMetrics<NodeId, Member>, store: StoreStats, watchers: usize) -> String {
+pub fn render(raft: &RaftMetrics, store: StoreStats, watchers: usize) -> String {
     // Touch the lazily registered series so they appear even before first use.
     LazyLock::force(&REQUESTS);
     LazyLock::force(&LATENCY);
@@ -86,8 +86,10 @@ pub fn render(raft: &openraft::RaftMetrics<NodeId, Member>, store: StoreStats, w
     HAS_LEADER.set(i64::from(raft.current_leader.is_some()));
     LAST_LOG.set(raft.last_log_index.map_or(0, |i| i as i64));
     APPLIED.set(raft.last_applied.map_or(0, |l| l.index as i64));
-    // openraft applies what is committed in order, so applied trails committed by at most a batch.
-    COMMITTED.set(raft.last_applied.map_or(0, |l| l.index as i64));
+    // This node's commit index, as etcd's: the last entry it knows committed *and holds* (a
+    // follower's is bounded by its own log), what it may apply. `cluster_committed` would be
+    // the leader's word, which a follower can know before it has the entries.
+    COMMITTED.set(raft.local_committed.map_or(0, |l| l.index as i64));
     SNAPSHOT_INDEX.set(raft.snapshot.map_or(0, |l| l.index as i64));
     MEMBERS.set(raft.membership_config.nodes().count() as i64);
     KEYS.set(store.keys as i64);

@@ -1,37 +1,69 @@
 //! openraft's network, as an adapter: Raft RPCs travel to a peer's `--raft-address` over the
 //! `cete.raft.Raft` gRPC service, each request and reply MessagePack-encoded inside a
-//! `RaftPayload` (openraft owns those types; protobuf only frames them).
+//! `RaftPayload` (openraft owns those types; protobuf only frames them). The receiving end is
+//! [`crate::raft::peer_rpc`].
+//!
+//! Replication is pipelined ([`RaftNetworkV2::stream_append`]): openraft's replication hands
+//! over a stream of AppendEntries requests, produced as the leader submits entries (before its
+//! own fsync), and each goes out on one `AppendEntriesStream` call as soon as it is produced;
+//! the follower hands the stream to its Raft, which also takes the next request before the
+//! previous is flushed, and the replies come back in request order. Heartbeats and lone calls
+//! are unary.
 //!
 //! A peer's channel is created lazily and reconnects by itself, so a peer that is down
 //! simply shows up as `Unreachable` until it is back.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use bytes::Bytes;
 use cete_proto::raft::raft_client::RaftClient;
 use cete_proto::raft::RaftPayload;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
+use openraft::error::{Fatal, NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
+use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 use tonic::transport::Channel;
 
-use crate::command::{decode, encode, Member, NodeId, TypeConfig};
+use crate::command::{decode, encode, Member, NodeId, SnapshotMeta, TypeConfig, Vote};
 use crate::error::CeteResult;
+use crate::state_machine::Snapshot;
 use crate::tls::ClientTls;
+
+type RpcError = RPCError<TypeConfig>;
+
+/// How long a replication stream waits for the next reply while requests are outstanding
+/// before it gives up on the peer (openraft then opens a new stream). Generous: a follower
+/// busy applying a large batch on a loaded machine must not look like a dead one.
+const STREAM_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// The size of one message of a snapshot's data.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// What the first message of a `Snapshot` call carries.
+#[derive(Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    /// The data's length: the receiver refuses a transfer that ends short.
+    pub data_bytes: u64,
+}
 
 /// Creates a [`PeerRaftClient`] per peer, sharing the node's TLS settings and one channel
 /// (one HTTP/2 connection) per peer address among all clients.
 ///
-/// openraft asks for a client per replication stream, but also one per peer for every
-/// leadership confirmation of a linearizable read; a channel each would mean a TCP and
-/// HTTP/2 handshake per confirmation.
+/// openraft asks for a client per replication stream, but also one per peer for its heartbeats
+/// and each election; a channel each would mean a TCP and HTTP/2 handshake each time.
 #[derive(Clone, Default)]
 pub struct Network {
     tls: Option<ClientTls>,
@@ -63,148 +95,237 @@ pub fn peer_channel(address: &str, tls: Option<&ClientTls>) -> CeteResult<Channe
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerRaftClient;
 
-    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerRaftClient {
+    async fn new_client(&mut self, _target: NodeId, node: &Member) -> PeerRaftClient {
         let client = match self.channel(&node.raft_address) {
             Ok(channel) => Ok(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
             Err(e) => Err(format!("bad raft address {:?} of {}: {e}", node.raft_address, node.name)),
         };
-        PeerRaftClient { target, member: node.clone(), client, stream: None }
+        PeerRaftClient { member: node.clone(), client }
     }
 }
 
 /// The Raft RPC client for one peer.
 pub struct PeerRaftClient {
-    target: NodeId,
     member: Member,
     client: Result<RaftClient<Channel>, String>,
-    /// The open AppendEntries stream, if any. Taken out for each call and put back only once
-    /// its reply arrived: a call that fails or is abandoned (openraft times calls out) drops
-    /// the stream, so a late reply can never be read as the answer to a later request.
-    stream: Option<AppendStream>,
 }
 
-/// One side of an `AppendEntriesStream` call: requests go into `requests`, replies come back
-/// in order on `replies`.
-struct AppendStream {
-    requests: mpsc::Sender<RaftPayload>,
-    replies: tonic::Streaming<RaftPayload>,
+/// Encodes a message for the wire, or says why it cannot go.
+fn payload<T: Serialize>(value: &T) -> Result<RaftPayload, NetworkError<TypeConfig>> {
+    encode(value).map(|data| RaftPayload { data: data.into() }).map_err(|e| NetworkError::new(&e))
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct TransportError(String);
-
-// The error type is openraft's: what its `RaftNetwork` methods return.
-#[allow(clippy::result_large_err)]
 impl PeerRaftClient {
-    fn client<E: std::error::Error>(&mut self) -> Result<&mut RaftClient<Channel>, RPCError<NodeId, Member, E>> {
-        match &mut self.client {
-            Ok(client) => Ok(client),
-            Err(msg) => Err(RPCError::Unreachable(Unreachable::new(&TransportError(msg.clone())))),
-        }
+    fn client(&self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
+        self.client.clone().map_err(Unreachable::from_string)
+    }
+
+    fn describe(&self, what: impl std::fmt::Display) -> String {
+        format!("{} at {}: {what}", self.member.name, self.member.raft_address)
     }
 
     /// What a failed call means to openraft: the peer is unreachable, or the call broke.
-    fn transport_error<E: std::error::Error>(&self, status: &tonic::Status) -> RPCError<NodeId, Member, E> {
-        let err = TransportError(format!("{} at {}: {}", self.member.name, self.member.raft_address, status.message()));
+    fn transport_error(&self, status: &tonic::Status) -> RpcError {
+        let message = self.describe(status.message());
         match status.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => RPCError::Unreachable(Unreachable::new(&err)),
-            _ => RPCError::Network(NetworkError::new(&err)),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                RPCError::Unreachable(Unreachable::from_string(message))
+            }
+            _ => RPCError::Network(NetworkError::from_string(message)),
         }
     }
 
-    /// Decodes a peer's reply: Raft's answer, or Raft's own error on the peer.
-    fn answer<Resp, E>(&self, data: &[u8]) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
-    where
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            decode(data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.member.clone(), e)))
+    /// Decodes a peer's answer: Raft's, or word that the peer's Raft has stopped (it is
+    /// shutting down or was removed), which is as good as unreachable.
+    fn answer<Resp: DeserializeOwned>(&self, data: &[u8]) -> Result<Resp, RpcError> {
+        let result: Result<Resp, Fatal<TypeConfig>> =
+            decode(data).map_err(|e| RPCError::Network(NetworkError::from_string(self.describe(e))))?;
+        result.map_err(|fatal| RPCError::Unreachable(Unreachable::from_string(self.describe(fatal))))
     }
 
-    async fn call<Req, Resp, E>(
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
-        rpc: &'static str,
+        rpc: UnaryRpc,
         request: &Req,
-    ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
-        let data = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let payload = tonic::Request::new(RaftPayload { data: data.into() });
-        let client = self.client()?;
+    ) -> Result<Resp, RpcError> {
+        let payload = tonic::Request::new(payload(request)?);
+        let mut client = self.client()?;
         let reply = match rpc {
-            "append_entries" => client.append_entries(payload).await,
-            "vote" => client.vote(payload).await,
-            _ => client.install_snapshot(payload).await,
+            UnaryRpc::AppendEntries => client.append_entries(payload).await,
+            UnaryRpc::Vote => client.vote(payload).await,
+            UnaryRpc::PreVote => client.pre_vote(payload).await,
+            UnaryRpc::TransferLeader => client.transfer_leader(payload).await,
         };
         let reply = reply.map_err(|status| self.transport_error(&status))?;
         self.answer(&reply.into_inner().data)
     }
-
-    /// Sends one AppendEntries on this client's stream (opened now if there is none) and
-    /// waits for its reply.
-    async fn call_on_stream(
-        &mut self,
-        request: &AppendEntriesRequest<TypeConfig>,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        let data = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut stream = match self.stream.take() {
-            Some(stream) => stream,
-            None => {
-                let (requests, outgoing) = mpsc::channel(1);
-                let call = self.client()?.append_entries_stream(ReceiverStream::new(outgoing)).await;
-                let replies = call.map_err(|status| self.transport_error(&status))?.into_inner();
-                AppendStream { requests, replies }
-            }
-        };
-        if stream.requests.send(RaftPayload { data: data.into() }).await.is_err() {
-            let closed = tonic::Status::unavailable("the append stream closed");
-            return Err(self.transport_error(&closed));
-        }
-        let reply = match stream.replies.message().await {
-            Ok(Some(reply)) => reply,
-            Ok(None) => return Err(self.transport_error(&tonic::Status::unavailable("the append stream ended"))),
-            Err(status) => return Err(self.transport_error(&status)),
-        };
-        self.stream = Some(stream);
-        self.answer(&reply.data)
-    }
 }
 
-impl RaftNetwork<TypeConfig> for PeerRaftClient {
+#[derive(Clone, Copy)]
+enum UnaryRpc {
+    AppendEntries,
+    Vote,
+    PreVote,
+    TransferLeader,
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerRaftClient {
+    type SnapshotData = tokio::fs::File;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        // Replication (entries, or a stream already open) goes on the stream; a lone
-        // heartbeat, such as the one openraft sends on a fresh client to confirm leadership
-        // for a read, is cheaper as one call than as a stream opened for it.
-        if self.stream.is_some() || !rpc.entries.is_empty() {
-            return self.call_on_stream(&rpc).await;
-        }
-        self.call("append_entries", &rpc).await
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RpcError> {
+        self.call(UnaryRpc::AppendEntries, &rpc).await
     }
 
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
         _option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>>
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RpcError>>, RpcError>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
-        self.call("install_snapshot", &rpc).await
+        Box::pin(async move {
+            let mut client = self.client()?;
+            // Requests on their way minus replies received: a silent peer only counts as dead
+            // while it owes replies (an idle stream waits for new entries as long as it takes).
+            let outstanding = Arc::new(AtomicU64::new(0));
+            let sent = outstanding.clone();
+            let target = self.member.name.clone();
+            let requests = input.filter_map(move |request| {
+                let encoded = payload(&request);
+                if let Err(e) = &encoded {
+                    log::error!("cannot encode an AppendEntries for {target}: {e}");
+                }
+                let encoded = encoded.ok();
+                if encoded.is_some() {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+                // An undecodable request ends nothing here; the peer answers the others.
+                std::future::ready(encoded)
+            });
+            let call = client.append_entries_stream(requests).await;
+            let replies = call.map_err(|status| self.transport_error(&status))?.into_inner();
+            let this: &'s PeerRaftClient = self;
+            let replies = futures::stream::unfold(Some(replies), move |replies| {
+                let outstanding = outstanding.clone();
+                async move {
+                    let mut replies = replies?;
+                    let item = this.next_reply(&mut replies, &outstanding).await?;
+                    let keep_going = matches!(item, Ok(Ok(_)));
+                    Some((item, keep_going.then_some(replies)))
+                }
+            });
+            Ok(Box::pin(replies) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call("vote", &rpc).await
+    ) -> Result<VoteResponse<TypeConfig>, RpcError> {
+        self.call(UnaryRpc::Vote, &rpc).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RpcError> {
+        self.call(UnaryRpc::PreVote, &rpc).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let send = self.send_snapshot(vote, snapshot);
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            result = send => result,
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RpcError> {
+        self.call(UnaryRpc::TransferLeader, &req).await
+    }
+}
+
+impl PeerRaftClient {
+    /// The next item of a replication stream's replies: `None` once the stream has ended.
+    async fn next_reply(
+        &self,
+        replies: &mut tonic::Streaming<RaftPayload>,
+        outstanding: &AtomicU64,
+    ) -> Option<Result<StreamAppendResult<TypeConfig>, RpcError>> {
+        loop {
+            let reply = match tokio::time::timeout(STREAM_REPLY_TIMEOUT, replies.message()).await {
+                Ok(reply) => reply,
+                Err(_) if outstanding.load(Ordering::SeqCst) == 0 => continue,
+                Err(_) => {
+                    let silent = format!("no reply to an AppendEntries within {STREAM_REPLY_TIMEOUT:?}");
+                    return Some(Err(RPCError::Unreachable(Unreachable::from_string(self.describe(silent)))));
+                }
+            };
+            return match reply {
+                Ok(Some(reply)) => {
+                    outstanding.fetch_sub(1, Ordering::SeqCst);
+                    Some(self.answer(&reply.data))
+                }
+                Ok(None) => None,
+                Err(status) => Some(Err(self.transport_error(&status))),
+            };
+        }
+    }
+
+    /// Streams the snapshot's header and data file to the peer, which installs it whole.
+    async fn send_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        use tokio::io::AsyncSeekExt;
+        let unreachable = |e: String| StreamingError::Unreachable(Unreachable::from_string(self.describe(e)));
+        let mut file = snapshot.snapshot;
+        let data_bytes = file.metadata().await.map_err(|e| unreachable(format!("snapshot file: {e}")))?.len();
+        file.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| unreachable(format!("snapshot file: {e}")))?;
+        let header = payload(&SnapshotHeader { vote, meta: snapshot.meta, data_bytes })?;
+        // A read error ends the data early; the peer, short of `data_bytes`, refuses it.
+        let chunks = futures::stream::unfold(Some(file), |file| async move {
+            let mut file = file?;
+            let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+            match file.read(&mut chunk).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    Some((RaftPayload { data: Bytes::from(chunk) }, Some(file)))
+                }
+                Err(e) => {
+                    log::error!("reading a snapshot to send: {e}");
+                    None
+                }
+            }
+        });
+        let messages = futures::stream::iter([header]).chain(chunks);
+        let mut client = self.client()?;
+        let reply = client.snapshot(messages).await.map_err(|status| match self.transport_error(&status) {
+            RPCError::Unreachable(e) => StreamingError::Unreachable(e),
+            other => StreamingError::Network(NetworkError::from_string(other)),
+        })?;
+        self.answer(&reply.into_inner().data).map_err(|e| match e {
+            RPCError::Unreachable(e) => StreamingError::Unreachable(e),
+            other => StreamingError::Network(NetworkError::from_string(other)),
+        })
     }
 }

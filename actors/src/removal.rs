@@ -176,7 +176,10 @@ impl RemovalRecord {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use openraft::{CommittedLeaderId, Membership};
+    use openraft::vote::RaftLeaderId as _;
+    use openraft::Membership;
+
+    use crate::command::LeaderId as CommittedLeaderId;
 
     use super::*;
     use crate::command::{node_id, Member};
@@ -190,7 +193,7 @@ mod tests {
         let nodes: BTreeMap<NodeId, Member> =
             voters.iter().map(|name| (node_id(name), Member { name: name.to_string(), ..Member::default() })).collect();
         let ids: BTreeSet<NodeId> = nodes.keys().copied().collect();
-        StoredMembership::new(log_id(index), Membership::new(vec![ids], nodes))
+        StoredMembership::new(log_id(index), Membership::new(vec![ids], nodes).expect("a valid membership"))
     }
 
     #[test]

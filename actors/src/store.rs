@@ -517,7 +517,10 @@ impl Handler<WatcherCount> for StoreActor {
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload};
+    use openraft::vote::RaftLeaderId as _;
+    use openraft::EntryPayload;
+
+    use crate::command::LeaderId as CommittedLeaderId;
 
     use super::*;
     use crate::requests::RequestId;

@@ -70,6 +70,12 @@ fn raft_config(settings: &NodeSettings) -> CeteResult<openraft::Config> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
         // Keep a tail of the log so a briefly lagging follower catches up without a snapshot.
         max_in_snapshot_log_to_keep: settings.snapshot_every.min(1000),
+        // A node that was cut off asks whether it could win before it raises its term, so
+        // rejoining after a partition does not depose a healthy leader.
+        enable_pre_vote: Some(true),
+        // A restarted leader must be elected again (see `raft::read_floor`): restored in its old
+        // term it would answer read indexes from a commit point its own crash may have lost.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     config.validate().map_err(|e| CeteError::InvalidArgument(format!("raft configuration: {e}")))

@@ -1,5 +1,7 @@
-//! openraft's own storage test suite, run against Cete's log store (a chunked WAL, group commit) and
-//! state machine (messages to a real StoreActor), each test on fresh files.
+//! openraft's own storage test suite (0.10's `testing::log`), run against Cete's log store (a
+//! chunked WAL, group commit) and state machine (messages to a real StoreActor), each test on
+//! fresh files. Every case of the suite runs; none is skipped. Re-run it whenever the openraft
+//! pin moves.
 
 use std::sync::mpsc;
 use std::thread;
@@ -9,7 +11,8 @@ use cete_actors::command::{StorageError, TypeConfig};
 use cete_actors::log_store::LogStore;
 use cete_actors::state_machine::StateMachine;
 use cete_actors::store::StoreActor;
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::{ErrorSubject, ErrorVerb};
 
 /// Keeps a test's files and its StoreActor's actix system alive until the test ends.
 struct Guard {
@@ -32,7 +35,8 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, Guard> for Builder {
     async fn build(&self) -> Result<(Guard, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = LogStore::open(&dir.path().join("raft-log"))?;
+        let log = LogStore::open(&dir.path().join("raft-log"))
+            .map_err(|e| StorageError::from_io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         // The suite runs each test on a plain tokio runtime; the StoreActor gets an actix
         // system of its own on another thread, as it has an arbiter of its own in the node.
         let store_path = dir.path().join("store.redb");
@@ -51,7 +55,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, Guard> for Builder {
     }
 }
 
-#[test]
-fn openraft_storage_suite() {
-    Suite::test_all(Builder).expect("openraft's storage suite passes");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite() {
+    Suite::test_all(Builder).await.expect("openraft's storage suite passes");
 }

@@ -5,8 +5,11 @@
 use actix::Addr;
 use cete_actors::command::{decode, encode};
 use cete_actors::connection::HandleForwarded;
+use cete_actors::network::SnapshotHeader;
 use cete_actors::peer::{ForwardReply, Forwarded};
-use cete_actors::raft::peer_rpc::{DeliverAppendEntries, DeliverSnapshotChunk, DeliverVote};
+use cete_actors::raft::peer_rpc::{
+    DeliverAppendEntries, DeliverAppendStream, DeliverPreVote, DeliverSnapshot, DeliverTransferLeader, DeliverVote,
+};
 use cete_actors::raft::RaftActor;
 use cete_proto::raft::{raft_server::Raft, RaftPayload};
 use futures::StreamExt;
@@ -79,15 +82,29 @@ impl Raft for RaftService {
 
     type AppendEntriesStreamStream = Replies;
 
-    /// A leader's replication stream: each request is delivered in turn and answered in order.
+    /// A leader's replication stream, handed to Raft whole: requests are taken as they
+    /// arrive, and answered in order.
     async fn append_entries_stream(
         &self,
         request: Request<Streaming<RaftPayload>>,
     ) -> Result<Response<Replies>, Status> {
-        let raft = self.raft.clone();
-        let replies = request.into_inner().then(move |payload| {
-            let raft = raft.clone();
-            async move { deliver(&raft, payload?, DeliverAppendEntries).await }
+        // A request that does not decode ends the stream: the leader sees it end and retries.
+        let requests = request
+            .into_inner()
+            .map(|payload| match payload {
+                Ok(payload) => decode(&payload.data).map_err(|e| log::warn!("undecodable AppendEntries: {e}")),
+                Err(status) => Err(log::debug!("replication stream broke: {status}")),
+            })
+            .take_while(|request| std::future::ready(request.is_ok()))
+            .filter_map(|request| std::future::ready(request.ok()));
+        let replies = self
+            .raft
+            .send(DeliverAppendStream(Box::pin(requests)))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let replies = replies.map(|reply| {
+            let data = encode(&reply).map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
+            Ok(RaftPayload { data: data.into() })
         });
         Ok(Response::new(self.replies(replies)))
     }
@@ -96,8 +113,26 @@ impl Raft for RaftService {
         self.deliver(request.into_inner(), DeliverVote).await
     }
 
-    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        self.deliver(request.into_inner(), DeliverSnapshotChunk).await
+    async fn pre_vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.deliver(request.into_inner(), DeliverPreVote).await
+    }
+
+    /// A whole snapshot: the header, then the data, written to disk as it arrives.
+    async fn snapshot(&self, request: Request<Streaming<RaftPayload>>) -> Result<Response<RaftPayload>, Status> {
+        let mut messages = request.into_inner();
+        let header = messages.message().await?.ok_or_else(|| Status::invalid_argument("a snapshot without header"))?;
+        let header: SnapshotHeader =
+            decode(&header.data).map_err(|e| Status::invalid_argument(format!("undecodable snapshot header: {e}")))?;
+        let data = messages.map(|message| message.map(|m| m.data).map_err(std::io::Error::other));
+        let delivered = DeliverSnapshot { header, data: Box::pin(data) };
+        let reply = self.raft.send(delivered).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let reply = reply.map_err(|e| Status::unavailable(format!("cannot receive the snapshot: {e}")))?;
+        let data = encode(&reply).map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
+        Ok(Response::new(RaftPayload { data: data.into() }))
+    }
+
+    async fn transfer_leader(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.deliver(request.into_inner(), DeliverTransferLeader).await
     }
 
     type ForwardStreamStream = Replies;

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use actix::prelude::*;
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{LinearizableReadError, RaftError};
+use openraft::raft::ReadPolicy;
 use tokio::sync::oneshot;
 
 use super::{from_client_write_error, RaftActor, WriteRejection};
-use crate::command::{Command, CommandResponse, LogId, Member};
+use crate::command::{Command, CommandResponse, LogId, Member, RaftMetrics};
 use crate::error::{CeteError, CeteResult};
 use crate::leader::on_leader;
 use crate::peer::{ForwardReply, Forwarded};
@@ -18,9 +20,9 @@ const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// How long a request waits for a leader to be elected before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// How long the leader keeps trying to confirm its leadership for waiting reads. openraft
-/// gives each confirmation one heartbeat interval (100 ms): a follower busy for longer fails
-/// it though the quorum is there, so a failed one is retried until a quorum answers — or the
-/// client's own wait (10 s) is over.
+/// gives each confirmation one leader lease: a quorum busy for longer fails it though it is
+/// there, so a failed one is retried until a quorum answers — or the client's own wait (10 s)
+/// is over.
 const CONFIRM_WAIT: Duration = Duration::from_secs(10);
 /// The pause between two confirmations of the same reads.
 const CONFIRM_RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -187,11 +189,13 @@ impl RaftActor {
         let check = async move {
             let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
             let result = loop {
-                break match raft.get_read_log_id().await {
+                // ReadIndex, as on openraft 0.9: a quorum confirms the leadership after the
+                // reads arrived (a lease read would trust the clocks instead).
+                break match raft.get_read_log_id(ReadPolicy::ReadIndex).await {
                     // Never below what the log held at start (see `read_floor`). An index
                     // confirmed after the reads arrived is as good as one confirmed at once.
-                    Ok((read_log_id, _applied)) => Ok(read_log_id.max(floor)),
-                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    Ok((read_log_id, _applied)) => Ok(Some(*read_log_id.log_id()).max(floor)),
+                    Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                         Err(WriteRejection::NotLeader { leader: f.leader_node })
                     }
                     Err(RaftError::APIError(_)) if tokio::time::Instant::now() < deadline => {
@@ -221,7 +225,7 @@ async fn await_applied(raft: &crate::command::Raft, index: Option<LogId>) -> Cet
     let Some(index) = index.map(|id| id.index) else {
         return Ok(());
     };
-    if raft.metrics().borrow().last_applied.map(|l| l.index) >= Some(index) {
+    if raft.metrics().borrow_watched().last_applied.map(|l| l.index) >= Some(index) {
         return Ok(());
     }
     raft.wait(Some(APPLY_WAIT))
@@ -300,7 +304,7 @@ impl Handler<AwaitLeader> for RaftActor {
         Box::pin(async move {
             // A leader that removed itself is still the one this node knows until the others
             // elect anew; it leads nothing, so wait for one the membership lists.
-            let listed = |m: &openraft::RaftMetrics<crate::command::NodeId, Member>| {
+            let listed = |m: &RaftMetrics| {
                 m.current_leader.is_some_and(|l| m.membership_config.membership().get_node(&l).is_some())
             };
             let metrics = raft.wait(Some(LEADER_WAIT)).metrics(listed, "a leader").await.ok()?;
@@ -325,12 +329,10 @@ impl Handler<AwaitNewLeader> for RaftActor {
         let old = crate::command::node_id(&msg.replacing);
         // Only an election after this moment counts: a leader this node merely has not heard
         // of yet is no reason to give up on `replacing`.
-        let term = raft.metrics().borrow().current_term;
+        let term = raft.metrics().borrow_watched().current_term;
         Box::pin(async move {
             let wait = raft.wait(Some(LEADER_WAIT));
-            let elected = move |m: &openraft::RaftMetrics<crate::command::NodeId, Member>| {
-                m.current_term > term && m.current_leader.is_some_and(|l| l != old)
-            };
+            let elected = move |m: &RaftMetrics| m.current_term > term && m.current_leader.is_some_and(|l| l != old);
             let metrics = wait.metrics(elected, "a new leader").await.ok()?;
             let leader = metrics.current_leader?;
             metrics.membership_config.membership().get_node(&leader).cloned()

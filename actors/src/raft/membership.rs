@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, StoredMembership};
 
 use super::{from_client_write_error, RaftActor, WriteRejection};
-use crate::command::{node_id, Member, NodeId, Raft};
+use crate::command::{node_id, Member, NodeId, Raft, RaftMetrics};
 use crate::error::{CeteError, CeteResult};
 use crate::handover::{still_leaderless, LEASE_MARGIN};
 use crate::store::{ReplaceState, Stats};
@@ -72,7 +73,7 @@ impl Handler<PlanJoin> for RaftActor {
     type Result = Result<JoinPlan, WriteRejection>;
 
     fn handle(&mut self, msg: PlanJoin, _: &mut Self::Context) -> Self::Result {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership();
         if metrics.current_leader != Some(self.parts.id) {
             let leader = metrics.current_leader.and_then(|id| membership.get_node(&id).cloned());
@@ -127,8 +128,7 @@ async fn change_membership(raft: &Raft, change: ChangeMembers<NodeId, Member>) -
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))))
                 if Instant::now() < deadline =>
             {
-                let settled =
-                    |m: &openraft::RaftMetrics<NodeId, Member>| m.membership_config.log_id() <= &m.last_applied;
+                let settled = |m: &RaftMetrics| m.membership_config.log_id() <= &m.last_applied;
                 let _ = raft.wait(Some(deadline - Instant::now())).metrics(settled, "membership settled").await;
             }
             other => return other.map(|_| ()).map_err(from_client_write_error),
@@ -162,7 +162,7 @@ impl Handler<RemoveMember> for RaftActor {
         let raft = self.raft.clone();
         Box::pin(async move {
             let id = node_id(&msg.0);
-            let membership = raft.metrics().borrow().membership_config.clone();
+            let membership = raft.metrics().borrow_watched().membership_config.clone();
             if membership.membership().get_node(&id).is_none() {
                 return Err(CeteError::NotFound(format!("node {} is not a member of the cluster", msg.0)).into());
             }
@@ -194,14 +194,14 @@ impl Handler<Succeed> for RaftActor {
         let lease = Duration::from_millis(self.parts.config.election_timeout_max) + LEASE_MARGIN;
         actix::spawn(async move {
             let leaving = msg.leaving;
-            let settled = |m: &openraft::RaftMetrics<NodeId, Member>| !still_leaderless(&leaving, m);
+            let settled = |m: &RaftMetrics| !still_leaderless(&leaving, m);
             let waited = raft.wait(Some(lease)).metrics(settled, "a new leader").await;
             // Looked at again: a leader elected since the wait gave up must not be disturbed.
-            if waited.is_ok() || !still_leaderless(&leaving, &raft.metrics().borrow()) {
+            if waited.is_ok() || !still_leaderless(&leaving, &raft.metrics().borrow_watched()) {
                 return;
             }
             log::info!("{leaving} left the cluster as its leader and named this node to succeed it: campaigning");
-            if let Err(e) = raft.trigger().elect().await {
+            if let Err(e) = raft.trigger().elect(false).await {
                 log::warn!("cannot campaign to succeed {leaving}: {e}");
             }
         });
@@ -234,7 +234,7 @@ impl Handler<ResetForJoin> for RaftActor {
                     parts.me.name
                 )));
             }
-            let metrics = raft.metrics().borrow().clone();
+            let metrics = raft.metrics().borrow_watched().clone();
             let others = metrics.membership_config.membership().nodes().filter(|(id, _)| **id != parts.id).count();
             if others > 0 {
                 return Err(CeteError::Conflict(format!(

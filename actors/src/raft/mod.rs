@@ -16,15 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::RaftMetrics;
-use tokio_stream::wrappers::WatchStream;
+use futures::StreamExt;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
 
 pub use self::client::*;
 pub use self::membership::*;
 pub use self::transfer::*;
 use crate::cluster::{ClusterActor, MetricsUpdate};
-use crate::command::{LogId, Member, NodeId, Raft};
+use crate::command::{LogId, Member, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::log_store::LogStore;
@@ -68,35 +68,25 @@ impl RaftParts {
 
 /// The floor of the read indexes a Raft instance hands out: the last log id it held at start.
 ///
-/// Why: openraft 0.9 restores a node whose stored vote is its own and committed as the leader
-/// of that same term, without an election, and answers a read index of `max(first log id of
-/// its term, committed)`. After a crash `committed` is what was last recorded (a hint written
-/// without fsync) and the store is as of its last durable commit, so both can be behind
-/// writes that were acknowledged: every node has applied that far, and the read would be
-/// served from state older than an acknowledged write (seen after a power cut of the whole
-/// cluster; `tests/crash.rs`).
+/// Why it was needed: openraft 0.9 restored a node whose stored vote was its own and committed
+/// as the leader of that same term, without an election, and answered a read index of
+/// `max(first log id of its term, committed)`. After a crash `committed` is what was last
+/// recorded (a hint written without fsync) and the store is as of its last durable commit, so
+/// both could be behind writes that were acknowledged: the read was served from state older
+/// than an acknowledged write (seen after a power cut of the whole cluster; `tests/crash.rs`).
 ///
-/// Why it is enough: a write acknowledged before a read began is committed, so it is in the
-/// log of the leader that answers the read index. If that leader was elected after it
-/// started, its term is above every term in its log at start, openraft's index (at or past
-/// its blank entry of the new term) already covers the whole log it was elected with, and
-/// the floor never wins (log ids order by term first). If it was restored in the term it
-/// stopped in, an acknowledged write of that term was fsynced in its own log before it was
-/// replicated (openraft 0.9 flushes the leader's append before it sends it), and one of an
-/// earlier term is in its log by Leader Completeness; either way it is at or below the last
-/// log id it started with, or it was committed after the start and openraft's `committed`
-/// covers it. The reader then waits until it has applied up to the index, which only
-/// committed entries reach.
-///
-/// On openraft 0.10 the leader replicates before its own flush, so an entry can be committed
-/// by two followers while the leader's copy is lost in the same power cut: the floor is then
-/// not enough on its own, and `enable_leader_restore` must stay off (a restarted leader is
-/// re-elected, and its blank entry of the new term carries the read index past everything).
+/// On openraft 0.10 that restore is `enable_leader_restore`, and Cete turns it off (see
+/// `system::raft_config`): it would be unsafe now, since the leader replicates before its own
+/// flush, so an entry can be committed by two followers while the leader's copy is lost in
+/// the same power cut. A restarted leader is a follower until it is elected again, in a term
+/// above every term in any log; its read index is at or past the blank entry it appends in
+/// that term, which comes after every entry it was elected with, so by Leader Completeness
+/// after every acknowledged write. The floor therefore never wins any more (log ids order by
+/// term first), and keeping it does no harm: it is a log id this node held, so it is at or
+/// below any such read index, and a read still waits only for what the index asks. It stays
+/// as a second guard should the restore ever be turned on again.
 async fn read_floor(log_store: &LogStore) -> CeteResult<Option<LogId>> {
-    use openraft::storage::RaftLogStorage;
-    let mut log_store = log_store.clone();
-    let state = log_store.get_log_state().await.map_err(|e| CeteError::internal("raft log", e))?;
-    Ok(state.last_log_id)
+    log_store.last_log_id().map_err(|e| CeteError::internal("raft log", e))
 }
 
 pub struct RaftActor {
@@ -133,8 +123,20 @@ impl RaftActor {
         if let Some(old) = self.metrics_feed.take() {
             ctx.cancel_future(old);
         }
-        self.metrics_feed = Some(ctx.add_stream(WatchStream::new(self.raft.metrics())));
+        self.metrics_feed = Some(ctx.add_stream(metrics_stream(&self.raft)));
     }
+}
+
+/// Raft's metrics as a stream: the current ones, then each change.
+fn metrics_stream(raft: &Raft) -> impl futures::Stream<Item = RaftMetrics> {
+    let mut metrics = raft.metrics();
+    let current = metrics.borrow_and_update().clone();
+    let changes = futures::stream::unfold(metrics, |mut metrics| async move {
+        metrics.changed().await.ok()?;
+        let latest = metrics.borrow_and_update().clone();
+        Some((latest, metrics))
+    });
+    futures::stream::once(std::future::ready(current)).chain(changes)
 }
 
 impl Actor for RaftActor {
@@ -146,8 +148,8 @@ impl Actor for RaftActor {
     }
 }
 
-impl StreamHandler<RaftMetrics<NodeId, Member>> for RaftActor {
-    fn handle(&mut self, metrics: RaftMetrics<NodeId, Member>, _: &mut Self::Context) {
+impl StreamHandler<RaftMetrics> for RaftActor {
+    fn handle(&mut self, metrics: RaftMetrics, _: &mut Self::Context) {
         self.leader_elsewhere = match metrics.current_leader {
             Some(leader) if leader != self.parts.id && metrics.state != openraft::ServerState::Leader => {
                 metrics.membership_config.membership().get_node(&leader).cloned()
@@ -185,17 +187,24 @@ impl From<CeteError> for WriteRejection {
     }
 }
 
-fn from_client_write_error(err: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> WriteRejection {
+fn from_client_write_error(err: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> WriteRejection {
     match err {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
             WriteRejection::NotLeader { leader: forward.leader_node }
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => WriteRejection::Failed(membership_error(e)),
+        // The entry was appended here, then dropped for another leader's log: it may still
+        // commit there, so sending it again (with a new request id) could apply it twice.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => WriteRejection::Failed(CeteError::Unavailable(
+            "the leader changed before this write was committed; it may or may not have been applied".into(),
+        )),
+        RaftError::APIError(e) => WriteRejection::Failed(CeteError::Unavailable(format!("write refused: {e}"))),
         RaftError::Fatal(fatal) => WriteRejection::Failed(CeteError::unavailable("raft has stopped", fatal)),
     }
 }
 
-fn membership_error(e: ChangeMembershipError<NodeId>) -> CeteError {
+fn membership_error(e: openraft::type_config::alias::ChangeMembershipErrorOf<TypeConfig>) -> CeteError {
+    use openraft::error::ChangeMembershipError;
     match e {
         ChangeMembershipError::InProgress(_) => {
             CeteError::Unavailable(format!("another membership change is in progress: {e}"))
@@ -215,7 +224,7 @@ impl Handler<TakeSnapshot> for RaftActor {
     fn handle(&mut self, _: TakeSnapshot, _: &mut Self::Context) -> Self::Result {
         let raft = self.raft.clone();
         Box::pin(async move {
-            let applied = raft.metrics().borrow().last_applied;
+            let applied = raft.metrics().borrow_watched().last_applied;
             raft.trigger().snapshot().await.map_err(|e| CeteError::unavailable("raft has stopped", e))?;
             if applied.is_some() {
                 raft.wait(Some(SNAPSHOT_WAIT))
@@ -230,14 +239,14 @@ impl Handler<TakeSnapshot> for RaftActor {
 
 /// The current Raft metrics (state, term, leader, indexes, membership).
 #[derive(Message)]
-#[rtype(result = "RaftMetrics<NodeId, Member>")]
+#[rtype(result = "RaftMetrics")]
 pub struct CurrentMetrics;
 
 impl Handler<CurrentMetrics> for RaftActor {
     type Result = MessageResult<CurrentMetrics>;
 
     fn handle(&mut self, _: CurrentMetrics, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.raft.metrics().borrow().clone())
+        MessageResult(self.raft.metrics().borrow_watched().clone())
     }
 }
 
