@@ -25,9 +25,7 @@ fn leader_name(cluster: &Cluster) -> String {
 }
 
 fn wait_for_leader(cluster: &Cluster, name: &str) {
-    eventually(&format!("{name} leads, agreed by all"), FORM_TIMEOUT, || {
-        (leader_name(cluster) == name).then_some(())
-    });
+    eventually(&format!("{name} leads, agreed by all"), FORM_TIMEOUT, || (leader_name(cluster) == name).then_some(()));
 }
 
 #[test]
@@ -77,7 +75,8 @@ struct Seen {
     acknowledged: Acknowledged,
     latencies: Vec<Duration>,
     failures: Vec<String>,
-    no_answer: usize,
+    /// Attempts that got no answer (their node was stopping), and how long each waited.
+    no_answer: Vec<String>,
 }
 
 /// Writes one key after another until `stop`, each through the serving nodes in turn from
@@ -106,8 +105,9 @@ fn write_until(stop: &AtomicBool, serving: &Mutex<Vec<String>>, writer: usize, s
                     seen.lock().expect("seen").failures.push(format!("PUT {key} on {http}: {reply:?}"));
                     break;
                 }
-                Err(_) => {
-                    seen.lock().expect("seen").no_answer += 1;
+                Err(e) => {
+                    let waited = started.elapsed();
+                    seen.lock().expect("seen").no_answer.push(format!("PUT {key} on {http} after {waited:?}: {e}"));
                     attempt += 1;
                     assert!(started.elapsed() < FORM_TIMEOUT, "PUT {key} found no serving node");
                 }
@@ -174,8 +174,9 @@ fn a_rolling_restart_under_writes_fails_no_write_and_waits_for_no_election() {
         percentile(&sorted, 0.5),
         percentile(&sorted, 0.99),
         percentile(&sorted, 0.999),
-        seen.no_answer
+        seen.no_answer.len()
     );
+    eprintln!("attempts without an answer: {:#?}", seen.no_answer);
     assert!(leaders_stopped >= 1, "no leader was stopped");
     assert!(seen.failures.is_empty(), "failed writes: {:#?}", seen.failures.iter().collect::<BTreeSet<_>>());
     assert!(slowest < ELECTION_TIMEOUT_MIN, "a write stalled {slowest:?}: the cluster waited for an election");

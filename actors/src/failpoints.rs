@@ -21,6 +21,11 @@
 //!   applied, its answer not yet sent back (the sender must resend it, applied once);
 //! - `routed-leave-before-reply`: on the leader, a removal routed from another node is
 //!   committed, its answer not yet sent back (the sender must find out that it took effect).
+//!
+//! And one fault that is not a crash:
+//! - `raft-isolate` (`return`): while armed, the node's Raft traffic fails both ways, as if
+//!   its network were cut (its outgoing RPCs are unreachable, its incoming ones refused and
+//!   its open replication streams ended); disarmed, it is healed.
 
 /// The names of every point, for the docs and the tests.
 pub const POINTS: &[&str] = &[
@@ -31,6 +36,7 @@ pub const POINTS: &[&str] = &[
     "store-after-durable-commit",
     "routed-write-before-reply",
     "routed-leave-before-reply",
+    "raft-isolate",
 ];
 
 /// Crashes the process here when `name` is armed to return.
@@ -48,6 +54,11 @@ pub fn skip_point(name: &str) -> bool {
         Some(Some(arg)) if arg == "skip" => true,
         Some(_) => crash(name),
     }
+}
+
+/// True while `raft-isolate` is armed: the node's Raft traffic is to fail both ways.
+pub fn isolated() -> bool {
+    armed("raft-isolate").is_some()
 }
 
 /// The point's `return` argument when it fires (`Some(None)` for a bare `return`).

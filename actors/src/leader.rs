@@ -17,6 +17,11 @@ use crate::raft::{
 
 /// How many times a request follows the leader before giving up.
 const MAX_HOPS: usize = 3;
+/// How long a request waits for an unreachable leader to come back or be replaced: longer
+/// than an election takes (1-2 s of silence, then a vote).
+const UNREACHABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a request tries an unreachable leader again meanwhile.
+const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long the leader may take to answer a routed request before this node starts watching
 /// for an election that would replace it (far above a healthy round trip).
 const SILENT_LEADER: std::time::Duration = std::time::Duration::from_millis(300);
@@ -59,7 +64,12 @@ async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Memb
     let request = request.once(node_id(&handles.me));
     // Whether the request went out again after its first sending's fate became unknown.
     let mut resent = false;
-    for _ in 0..MAX_HOPS {
+    // Leaders tried (a leader change on the way is followed), and since when the leader has
+    // been out of reach, if it is.
+    let mut hops = 0;
+    let mut unreachable_since: Option<tokio::time::Instant> = None;
+    while hops < MAX_HOPS {
+        hops += 1;
         let leader = match hint.take() {
             Some(leader) => leader,
             None => handles.raft.send(AwaitLeader).await?.ok_or_else(no_leader)?,
@@ -104,14 +114,21 @@ async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Memb
         match reply {
             ForwardReply::NotLeader(next) => hint = next,
             ForwardReply::NotSent(why) => {
-                // The leader is down (or cut off); the request never left: wait for the next one.
-                log::debug!("cannot route to the leader ({why}); waiting for a new one");
-                hint = handles.raft.send(AwaitNewLeader { replacing: leader.name }).await?;
-                if hint.is_none() {
+                // The request never left. The leader is down or cut off, and the others elect
+                // another; or it has just come back (a rolling restart) and the link to it is
+                // still connecting: wait for an election, trying the same leader again every
+                // RECONNECT_PAUSE, for as long as an election may take.
+                let since = *unreachable_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= UNREACHABLE_WAIT {
                     return Err(CeteError::Unavailable(format!(
                         "the leader is unreachable ({why}) and no other was elected"
                     )));
                 }
+                log::debug!("cannot route to the leader ({why}); waiting for it or a new one");
+                let elected = tokio::time::timeout(RECONNECT_PAUSE, wait_for_new_leader(handles, &leader.name));
+                hint = Some(elected.await.ok().flatten().unwrap_or(leader));
+                // Not a hop: this wait is bounded by time, not by leader changes.
+                hops -= 1;
             }
             ForwardReply::Failed(e) => return settled(&request, resent, e),
             reply => return Ok(reply),

@@ -117,6 +117,9 @@ fn payload<T: Serialize>(value: &T) -> Result<RaftPayload, NetworkError<TypeConf
 
 impl PeerRaftClient {
     fn client(&self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
+        if crate::failpoints::isolated() {
+            return Err(Unreachable::from_string(self.describe("cut off by the raft-isolate failpoint")));
+        }
         self.client.clone().map_err(Unreachable::from_string)
     }
 

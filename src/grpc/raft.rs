@@ -46,7 +46,16 @@ impl RaftService {
         R: Serialize + Send + 'static,
         RaftActor: actix::Handler<M>,
     {
+        not_cut_off()?;
         deliver(&self.raft, payload, wrap).await.map(Response::new)
+    }
+}
+
+/// Refuses Raft traffic while the `raft-isolate` failpoint cuts this node off (tests only).
+fn not_cut_off() -> Result<(), Status> {
+    match cete_actors::failpoints::isolated() {
+        true => Err(Status::unavailable("cut off by the raft-isolate failpoint")),
+        false => Ok(()),
     }
 }
 
@@ -88,10 +97,12 @@ impl Raft for RaftService {
         &self,
         request: Request<Streaming<RaftPayload>>,
     ) -> Result<Response<Replies>, Status> {
+        not_cut_off()?;
         // A request that does not decode ends the stream: the leader sees it end and retries.
         let requests = request
             .into_inner()
             .map(|payload| match payload {
+                Ok(_) if cete_actors::failpoints::isolated() => Err(()),
                 Ok(payload) => decode(&payload.data).map_err(|e| log::warn!("undecodable AppendEntries: {e}")),
                 Err(status) => Err(log::debug!("replication stream broke: {status}")),
             })
@@ -119,6 +130,7 @@ impl Raft for RaftService {
 
     /// A whole snapshot: the header, then the data, written to disk as it arrives.
     async fn snapshot(&self, request: Request<Streaming<RaftPayload>>) -> Result<Response<RaftPayload>, Status> {
+        not_cut_off()?;
         let mut messages = request.into_inner();
         let header = messages.message().await?.ok_or_else(|| Status::invalid_argument("a snapshot without header"))?;
         let header: SnapshotHeader =

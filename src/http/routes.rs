@@ -33,7 +33,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/node").get(node).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/cluster").get(cluster).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/cluster/{id}").put(join).delete(leave).default_service(web::to(method_not_allowed)))
-        .service(web::resource("/v1/leader/transfer").post(transfer_leader).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v1/leader/transfer").post(transfer_leader).default_service(web::to(method_not_allowed)),
+        )
         .service(web::resource("/v1/snapshot").get(snapshot).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v1/data/{key:.*}")

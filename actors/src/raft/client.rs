@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{LinearizableReadError, RaftError};
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::raft::ReadPolicy;
 use tokio::sync::oneshot;
 
@@ -46,6 +46,10 @@ pub(super) struct Pending {
     proposals_in_flight: usize,
     reads: Vec<Reply<Option<LogId>>>,
     read_check_in_flight: bool,
+    /// Proposals wait for a new leader's first acknowledgement by a quorum (see
+    /// [`RaftActor::awaiting_lease`]), and the term they last waited in.
+    lease_wait: bool,
+    lease_waited_in: Option<u64>,
 }
 
 /// How many batches may be in Raft at once. openraft 0.9 flushes and replicates one append
@@ -55,6 +59,9 @@ pub(super) struct Pending {
 const MAX_PROPOSALS_IN_FLIGHT: usize = 1;
 /// A batch is closed at this many commands or bytes of values.
 const MAX_BATCH_COMMANDS: usize = 4096;
+/// How long proposals wait for a new leader's first quorum acknowledgement; past it they go
+/// to openraft anyway, which answers for itself.
+const LEASE_WAIT: Duration = Duration::from_secs(2);
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
 fn command_bytes(command: &Command) -> usize {
@@ -90,6 +97,9 @@ impl RaftActor {
     /// Proposes the waiting writes as one entry, unless the pipeline is full (then the batch
     /// keeps growing until a proposal completes).
     fn propose(&mut self, ctx: &mut Context<Self>) {
+        if self.awaiting_lease(ctx) {
+            return;
+        }
         while !self.pending.writes.is_empty() && self.pending.proposals_in_flight < MAX_PROPOSALS_IN_FLIGHT {
             let take = self.batch_len();
             let batch: Vec<_> = self.pending.writes.drain(..take).collect();
@@ -101,7 +111,15 @@ impl RaftActor {
                 let entry =
                     if commands.len() == 1 { commands.into_iter().next() } else { Some(Command::Batch(commands)) };
                 let result = match entry {
-                    Some(entry) => raft.client_write(entry).await.map(|r| r.data).map_err(from_client_write_error),
+                    Some(entry) => match raft.client_write(entry).await {
+                        Ok(written) => Ok(written.data),
+                        Err(e) => {
+                            if let RaftError::APIError(ClientWriteError::ForwardToLeader(f)) = &e {
+                                super::transfer::await_handover(&raft, f).await;
+                            }
+                            Err(from_client_write_error(e))
+                        }
+                    },
                     None => return,
                 };
                 deliver(replies, result);
@@ -111,6 +129,36 @@ impl RaftActor {
                 actor.propose(ctx);
             }));
         }
+    }
+
+    /// Whether proposals must wait: a leader just elected, that no quorum has acknowledged yet,
+    /// has no lease, and openraft turns its writes away (as if it led nothing) until the first
+    /// round of heartbeats is answered — a few milliseconds after a leader transfer. The
+    /// writes wait for that round (or for this node to stop leading, when openraft sends them
+    /// on), instead of bouncing between nodes that all say "not me".
+    fn awaiting_lease(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.pending.lease_wait {
+            return true;
+        }
+        let unacknowledged =
+            |m: &RaftMetrics| m.state == openraft::ServerState::Leader && m.last_quorum_acked.is_none();
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        // Once per term: a leader that is still not acknowledged after the wait is cut off,
+        // and its writes get openraft's own answer.
+        if !unacknowledged(&metrics) || self.pending.lease_waited_in == Some(metrics.current_term) {
+            return false;
+        }
+        self.pending.lease_wait = true;
+        self.pending.lease_waited_in = Some(metrics.current_term);
+        let wait = self.raft.wait(Some(LEASE_WAIT));
+        let acknowledged = async move {
+            let _ = wait.metrics(move |m| !unacknowledged(m), "a quorum acknowledges the new leader").await;
+        };
+        ctx.spawn(acknowledged.into_actor(self).map(|(), actor, ctx| {
+            actor.pending.lease_wait = false;
+            actor.propose(ctx);
+        }));
+        true
     }
 
     /// How many waiting writes the next batch takes.
@@ -196,6 +244,7 @@ impl RaftActor {
                     // confirmed after the reads arrived is as good as one confirmed at once.
                     Ok((read_log_id, _applied)) => Ok(Some(*read_log_id.log_id()).max(floor)),
                     Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                        super::transfer::await_handover(&raft, &f).await;
                         Err(WriteRejection::NotLeader { leader: f.leader_node })
                     }
                     Err(RaftError::APIError(_)) if tokio::time::Instant::now() < deadline => {
@@ -327,9 +376,16 @@ impl Handler<AwaitNewLeader> for RaftActor {
     fn handle(&mut self, msg: AwaitNewLeader, _: &mut Self::Context) -> Self::Result {
         let raft = self.raft.clone();
         let old = crate::command::node_id(&msg.replacing);
-        // Only an election after this moment counts: a leader this node merely has not heard
-        // of yet is no reason to give up on `replacing`.
-        let term = raft.metrics().borrow_watched().current_term;
+        // A leader other than `replacing` that this node already follows is the answer at once
+        // (during a leader transfer the successor is often known before the request comes
+        // back). Otherwise only an election after this moment counts: the term this node has
+        // seen says nothing yet about `replacing` being gone.
+        let metrics = raft.metrics();
+        let (term, known) = {
+            let metrics = metrics.borrow_watched();
+            (metrics.current_term, metrics.current_leader)
+        };
+        let term = if known.is_some_and(|l| l != old) { term.saturating_sub(1) } else { term };
         Box::pin(async move {
             let wait = raft.wait(Some(LEADER_WAIT));
             let elected = move |m: &RaftMetrics| m.current_term > term && m.current_leader.is_some_and(|l| l != old);

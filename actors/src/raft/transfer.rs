@@ -11,10 +11,12 @@
 use std::time::Duration;
 
 use actix::prelude::*;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ForwardReason, ForwardToLeader};
 use openraft::ServerState;
 
 use super::{RaftActor, WriteRejection};
-use crate::command::{node_id, Member, NodeId, RaftMetrics};
+use crate::command::{node_id, Member, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::error::CeteError;
 use crate::handover::successor;
 
@@ -47,7 +49,10 @@ impl Handler<TransferLeader> for RaftActor {
                 return Ok(my_name);
             }
             log::info!("handing the leadership over to {}", target.name);
-            raft.trigger().transfer_leader(target_id).await.map_err(|e| CeteError::unavailable("raft has stopped", e))?;
+            raft.trigger()
+                .transfer_leader(target_id)
+                .await
+                .map_err(|e| CeteError::unavailable("raft has stopped", e))?;
             raft.wait(Some(TRANSFER_TIMEOUT))
                 .metrics(|m| m.current_leader == Some(target_id), "the target leads")
                 .await
@@ -61,6 +66,20 @@ impl Handler<TransferLeader> for RaftActor {
             log::info!("{} has taken the leadership over", target.name);
             Ok(target.name)
         })
+    }
+}
+
+/// Returns once a handover that turned a request away is over: when `forward` says this leader
+/// is handing its leadership to another, waits (bounded) until that node leads. Told at once,
+/// the router would find the target not yet elected, be sent back here, and bounce between
+/// the two; told after, it finds the new leader serving.
+pub(super) async fn await_handover(raft: &Raft, forward: &ForwardToLeader<TypeConfig>) {
+    let Some(target) = forward.leader_id.filter(|_| forward.reason == ForwardReason::LeadershipTransfer) else {
+        return;
+    };
+    let handed_over = |m: &RaftMetrics| m.current_leader == Some(target) && m.state != ServerState::Leader;
+    if raft.wait(Some(TRANSFER_TIMEOUT)).metrics(handed_over, "the handover is over").await.is_err() {
+        log::debug!("a handover did not complete within {TRANSFER_TIMEOUT:?}");
     }
 }
 
