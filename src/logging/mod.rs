@@ -31,6 +31,8 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
         // lines a second); the ClusterActor logs each change of a peer's reachability instead.
         builder.filter_module("openraft::replication", log::LevelFilter::Off);
         builder.filter_module("openraft::engine::handler::replication_handler", log::LevelFilter::Off);
+        // openraft 0.10's heartbeat worker does the same, ten times a second per peer.
+        builder.filter_module("openraft::core::heartbeat", log::LevelFilter::Off);
         // The Raft log's WAL reports every flush at INFO (its payload cache moving on), from
         // its flush thread between the fsync and the callback that acknowledges the writes:
         // a formatted line and a write() per Raft round, on the path of every write.
