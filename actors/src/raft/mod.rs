@@ -94,6 +94,9 @@ pub struct RaftActor {
     parts: RaftParts,
     cluster: Addr<ClusterActor>,
     metrics_feed: Option<SpawnHandle>,
+    /// Which Raft instance the metrics feed is of: metrics a replaced instance sent before its
+    /// feed was cancelled must not reach the ClusterActor after those of its successor.
+    instance: u64,
     pending: client::Pending,
     /// The leader, when the latest metrics name another node: requests that only a leader
     /// can serve are turned away at once instead of queueing for openraft to refuse them.
@@ -111,6 +114,7 @@ impl RaftActor {
             parts,
             cluster,
             metrics_feed: None,
+            instance: 0,
             pending: client::Pending::default(),
             leader_elsewhere: None,
         }
@@ -121,7 +125,9 @@ impl RaftActor {
         if let Some(old) = self.metrics_feed.take() {
             ctx.cancel_future(old);
         }
-        self.metrics_feed = Some(ctx.add_stream(metrics_stream(&self.raft)));
+        self.instance += 1;
+        let instance = self.instance;
+        self.metrics_feed = Some(ctx.add_stream(metrics_stream(&self.raft).map(move |m| (instance, m))));
     }
 }
 
@@ -146,8 +152,11 @@ impl Actor for RaftActor {
     }
 }
 
-impl StreamHandler<RaftMetrics> for RaftActor {
-    fn handle(&mut self, metrics: RaftMetrics, _: &mut Self::Context) {
+impl StreamHandler<(u64, RaftMetrics)> for RaftActor {
+    fn handle(&mut self, (instance, metrics): (u64, RaftMetrics), _: &mut Self::Context) {
+        if instance != self.instance {
+            return;
+        }
         self.leader_elsewhere = match metrics.current_leader {
             Some(leader) if leader != self.parts.id && metrics.state != openraft::ServerState::Leader => {
                 metrics.membership_config.membership().get_node(&leader).cloned()
