@@ -93,7 +93,10 @@ impl Raft for RaftService {
             .into_inner()
             .map(|payload| match payload {
                 Ok(payload) => decode(&payload.data).map_err(|e| log::warn!("undecodable AppendEntries: {e}")),
-                Err(status) => Err(log::debug!("replication stream broke: {status}")),
+                Err(status) => {
+                    log::debug!("replication stream broke: {status}");
+                    Err(())
+                }
             })
             .take_while(|request| std::future::ready(request.is_ok()))
             .filter_map(|request| std::future::ready(request.ok()));
