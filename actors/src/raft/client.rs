@@ -75,7 +75,7 @@ impl Handler<ClientWrite> for RaftActor {
     type Result = ResponseFuture<Result<CommandResponse, WriteRejection>>;
 
     fn handle(&mut self, msg: ClientWrite, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(leader) = self.leader_elsewhere.clone() {
+        if let Some(leader) = self.leader_elsewhere() {
             return Box::pin(std::future::ready(Err(WriteRejection::NotLeader { leader: Some(leader) })));
         }
         let (tx, rx) = oneshot::channel();
@@ -100,10 +100,9 @@ impl RaftActor {
                 let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 let entry =
                     if commands.len() == 1 { commands.into_iter().next() } else { Some(Command::Batch(commands)) };
-                let result = match entry {
-                    Some(entry) => raft.client_write(entry).await.map(|r| r.data).map_err(from_client_write_error),
-                    None => return,
-                };
+                let Some(entry) = entry else { return };
+                await_writable(&raft).await;
+                let result = raft.client_write(entry).await.map(|r| r.data).map_err(from_client_write_error);
                 deliver(replies, result);
             };
             ctx.spawn(proposal.into_actor(self).map(|(), actor, ctx| {
@@ -126,6 +125,18 @@ impl RaftActor {
         }
         count.max(1)
     }
+}
+
+/// openraft 0.10 turns a leader's writes away (`ForwardReason::LeaseExpired`) until a quorum
+/// has acknowledged it, which a leader just elected has not yet: wait for that (a heartbeat
+/// round), or for the leadership to end, rather than bounce the write straight back here.
+/// Bounded: a leader no quorum answers has its writes refused as unavailable.
+async fn await_writable(raft: &crate::command::Raft) {
+    let writable = |m: &RaftMetrics| m.state != openraft::ServerState::Leader || m.last_quorum_acked.is_some();
+    if writable(&raft.metrics().borrow_watched()) {
+        return;
+    }
+    let _ = raft.wait(Some(LEADER_WAIT)).metrics(writable, "a quorum acknowledging the new leader").await;
 }
 
 /// Hands each client its own part of a batch's outcome.
@@ -167,7 +178,7 @@ impl Handler<ReadIndex> for RaftActor {
     type Result = ResponseFuture<Result<Option<LogId>, WriteRejection>>;
 
     fn handle(&mut self, _: ReadIndex, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(leader) = self.leader_elsewhere.clone() {
+        if let Some(leader) = self.leader_elsewhere() {
             return Box::pin(std::future::ready(Err(WriteRejection::NotLeader { leader: Some(leader) })));
         }
         let (tx, rx) = oneshot::channel();
@@ -260,7 +271,7 @@ impl RaftActor {
     /// hand-off per routed write and read; what it knows is no staler than that check's.
     fn leader_elsewhere_for(&self, request: &Forwarded) -> Option<Member> {
         match request {
-            Forwarded::Write(_) | Forwarded::WriteBatch(_) | Forwarded::ReadIndex => self.leader_elsewhere.clone(),
+            Forwarded::Write(_) | Forwarded::WriteBatch(_) | Forwarded::ReadIndex => self.leader_elsewhere(),
             _ => None,
         }
     }
@@ -280,7 +291,7 @@ impl Handler<ReadBarrier> for RaftActor {
         let handles = self.handles.clone();
         let raft = self.raft.clone();
         // A read index here is only this same check away from "not leader" (see ReadIndex).
-        let elsewhere = self.leader_elsewhere.clone();
+        let elsewhere = self.leader_elsewhere();
         Box::pin(async move {
             match on_leader(&handles, Forwarded::ReadIndex, elsewhere).await? {
                 ForwardReply::ReadIndex(index) => await_applied(&raft, index).await,

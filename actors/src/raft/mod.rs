@@ -17,7 +17,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::StreamExt;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, ForwardReason, RaftError};
 
 pub use self::client::*;
 pub use self::membership::*;
@@ -98,9 +98,6 @@ pub struct RaftActor {
     /// feed was cancelled must not reach the ClusterActor after those of its successor.
     instance: u64,
     pending: client::Pending,
-    /// The leader, when the latest metrics name another node: requests that only a leader
-    /// can serve are turned away at once instead of queueing for openraft to refuse them.
-    leader_elsewhere: Option<Member>,
     /// The node's actors, for routing requests to the leader.
     handles: NodeHandles,
 }
@@ -116,7 +113,22 @@ impl RaftActor {
             metrics_feed: None,
             instance: 0,
             pending: client::Pending::default(),
-            leader_elsewhere: None,
+        }
+    }
+
+    /// The leader, when Raft's current metrics name another node: requests that only a leader
+    /// can serve are turned away at once instead of queueing for openraft to refuse them.
+    /// Read from Raft's metrics at the moment, not from the last ones this actor was fed: a
+    /// caller that saw a new leader elected here (through `Raft::wait`) must not be turned away
+    /// with the old one.
+    fn leader_elsewhere(&self) -> Option<Member> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        match metrics.current_leader {
+            Some(leader) if leader != self.parts.id && metrics.state != openraft::ServerState::Leader => {
+                metrics.membership_config.membership().get_node(&leader).cloned()
+            }
+            _ => None,
         }
     }
 
@@ -157,12 +169,6 @@ impl StreamHandler<(u64, RaftMetrics)> for RaftActor {
         if instance != self.instance {
             return;
         }
-        self.leader_elsewhere = match metrics.current_leader {
-            Some(leader) if leader != self.parts.id && metrics.state != openraft::ServerState::Leader => {
-                metrics.membership_config.membership().get_node(&leader).cloned()
-            }
-            _ => None,
-        };
         self.cluster.do_send(MetricsUpdate(metrics));
     }
 
@@ -196,6 +202,15 @@ impl From<CeteError> for WriteRejection {
 
 fn from_client_write_error(err: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> WriteRejection {
     match err {
+        // Leading, but no quorum has acknowledged this node for a lease: it may have been
+        // replaced already, and it cannot commit anything now (see `client::await_writable`).
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward))
+            if forward.reason == ForwardReason::LeaseExpired && forward.leader_id.is_none() =>
+        {
+            WriteRejection::Failed(CeteError::Unavailable(
+                "this node leads but no quorum has acknowledged it lately: it cannot take writes".into(),
+            ))
+        }
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
             WriteRejection::NotLeader { leader: forward.leader_node }
         }
