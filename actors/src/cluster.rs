@@ -97,6 +97,16 @@ impl ClusterActor {
         }
     }
 
+    /// Whether the leader this node's Raft names is another node that its peer link last found
+    /// unreachable. With PreVote a follower cut off from the others never campaigns, so its Raft
+    /// keeps naming the leader it last heard from; the link's poll is what tells it is gone.
+    fn leader_unreachable(&self) -> bool {
+        let Some(leader) = self.latest.current_leader.filter(|leader| *leader != self.latest.id) else {
+            return false;
+        };
+        self.member_name(leader).and_then(|name| self.peer_states.get(&name)).is_some_and(|state| state == "Shutdown")
+    }
+
     fn member_name(&self, id: NodeId) -> Option<String> {
         self.membership().membership().get_node(&id).map(|m| m.name.clone())
     }
@@ -368,7 +378,7 @@ impl Handler<Readiness> for ClusterActor {
         if self.latest.running_state.is_err() || self.latest.state == ServerState::Shutdown {
             return Err("raft has stopped".into());
         }
-        if self.latest.current_leader.is_none() {
+        if self.latest.current_leader.is_none() || self.leader_unreachable() {
             return Err("no leader is known: the cluster is electing one, or this node cannot reach it".into());
         }
         if self.leads_without_quorum() {

@@ -1,7 +1,14 @@
 //! A leader that removes itself hands its leadership on, so the cluster is not left leaderless
 //! for long.
 //!
-//! openraft 0.9 has no leadership transfer. A leader whose removal is committed steps down, and
+//! This mechanism predates openraft 0.10 and is kept as it is: 0.10 has a leadership transfer
+//! (`Trigger::transfer_leader`, and `removed_leader_step_down`, by which a removed leader
+//! transfers leadership itself 150 ms after its removal commits), but Cete stops a removed
+//! leader's Raft as soon as it has applied the removal, before that step-down comes due, and the
+//! successor named here campaigns as the transfer would have made it do. Moving this onto
+//! `transfer_leader` belongs with the leader transfer on SIGTERM.
+//!
+//! openraft 0.9 had no leadership transfer. A leader whose removal is committed steps down, and
 //! each remaining voter first waits out the leader lease it granted the old leader (a vote
 //! request is refused until `election_timeout_max` after the last heartbeat), then an election
 //! timeout of its own: 3-4 s without a leader, and two voters may campaign at once and split.

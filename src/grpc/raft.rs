@@ -104,7 +104,10 @@ impl Raft for RaftService {
             .map(|payload| match payload {
                 Ok(_) if cete_actors::failpoints::isolated() => Err(()),
                 Ok(payload) => decode(&payload.data).map_err(|e| log::warn!("undecodable AppendEntries: {e}")),
-                Err(status) => Err(log::debug!("replication stream broke: {status}")),
+                Err(status) => {
+                    log::debug!("replication stream broke: {status}");
+                    Err(())
+                }
             })
             .take_while(|request| std::future::ready(request.is_ok()))
             .filter_map(|request| std::future::ready(request.ok()));

@@ -46,10 +46,6 @@ pub(super) struct Pending {
     proposals_in_flight: usize,
     reads: Vec<Reply<Option<LogId>>>,
     read_check_in_flight: bool,
-    /// Proposals wait for a new leader's first acknowledgement by a quorum (see
-    /// [`RaftActor::awaiting_lease`]), and the term they last waited in.
-    lease_wait: bool,
-    lease_waited_in: Option<u64>,
 }
 
 /// How many batches may be in Raft at once. openraft 0.9 flushes and replicates one append
@@ -59,9 +55,6 @@ pub(super) struct Pending {
 const MAX_PROPOSALS_IN_FLIGHT: usize = 1;
 /// A batch is closed at this many commands or bytes of values.
 const MAX_BATCH_COMMANDS: usize = 4096;
-/// How long proposals wait for a new leader's first quorum acknowledgement; past it they go
-/// to openraft anyway, which answers for itself.
-const LEASE_WAIT: Duration = Duration::from_secs(2);
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
 fn command_bytes(command: &Command) -> usize {
@@ -82,7 +75,7 @@ impl Handler<ClientWrite> for RaftActor {
     type Result = ResponseFuture<Result<CommandResponse, WriteRejection>>;
 
     fn handle(&mut self, msg: ClientWrite, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(leader) = self.leader_elsewhere.clone() {
+        if let Some(leader) = self.leader_elsewhere() {
             return Box::pin(std::future::ready(Err(WriteRejection::NotLeader { leader: Some(leader) })));
         }
         let (tx, rx) = oneshot::channel();
@@ -97,9 +90,6 @@ impl RaftActor {
     /// Proposes the waiting writes as one entry, unless the pipeline is full (then the batch
     /// keeps growing until a proposal completes).
     fn propose(&mut self, ctx: &mut Context<Self>) {
-        if self.awaiting_lease(ctx) {
-            return;
-        }
         while !self.pending.writes.is_empty() && self.pending.proposals_in_flight < MAX_PROPOSALS_IN_FLIGHT {
             let take = self.batch_len();
             let batch: Vec<_> = self.pending.writes.drain(..take).collect();
@@ -110,17 +100,16 @@ impl RaftActor {
                 let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 let entry =
                     if commands.len() == 1 { commands.into_iter().next() } else { Some(Command::Batch(commands)) };
-                let result = match entry {
-                    Some(entry) => match raft.client_write(entry).await {
-                        Ok(written) => Ok(written.data),
-                        Err(e) => {
-                            if let RaftError::APIError(ClientWriteError::ForwardToLeader(f)) = &e {
-                                super::transfer::await_handover(&raft, f).await;
-                            }
-                            Err(from_client_write_error(e))
+                let Some(entry) = entry else { return };
+                await_writable(&raft).await;
+                let result = match raft.client_write(entry).await {
+                    Ok(written) => Ok(written.data),
+                    Err(e) => {
+                        if let RaftError::APIError(ClientWriteError::ForwardToLeader(f)) = &e {
+                            super::transfer::await_handover(&raft, f).await;
                         }
-                    },
-                    None => return,
+                        Err(from_client_write_error(e))
+                    }
                 };
                 deliver(replies, result);
             };
@@ -129,36 +118,6 @@ impl RaftActor {
                 actor.propose(ctx);
             }));
         }
-    }
-
-    /// Whether proposals must wait: a leader just elected, that no quorum has acknowledged yet,
-    /// has no lease, and openraft turns its writes away (as if it led nothing) until the first
-    /// round of heartbeats is answered — a few milliseconds after a leader transfer. The
-    /// writes wait for that round (or for this node to stop leading, when openraft sends them
-    /// on), instead of bouncing between nodes that all say "not me".
-    fn awaiting_lease(&mut self, ctx: &mut Context<Self>) -> bool {
-        if self.pending.lease_wait {
-            return true;
-        }
-        let unacknowledged =
-            |m: &RaftMetrics| m.state == openraft::ServerState::Leader && m.last_quorum_acked.is_none();
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        // Once per term: a leader that is still not acknowledged after the wait is cut off,
-        // and its writes get openraft's own answer.
-        if !unacknowledged(&metrics) || self.pending.lease_waited_in == Some(metrics.current_term) {
-            return false;
-        }
-        self.pending.lease_wait = true;
-        self.pending.lease_waited_in = Some(metrics.current_term);
-        let wait = self.raft.wait(Some(LEASE_WAIT));
-        let acknowledged = async move {
-            let _ = wait.metrics(move |m| !unacknowledged(m), "a quorum acknowledges the new leader").await;
-        };
-        ctx.spawn(acknowledged.into_actor(self).map(|(), actor, ctx| {
-            actor.pending.lease_wait = false;
-            actor.propose(ctx);
-        }));
-        true
     }
 
     /// How many waiting writes the next batch takes.
@@ -174,6 +133,18 @@ impl RaftActor {
         }
         count.max(1)
     }
+}
+
+/// openraft 0.10 turns a leader's writes away (`ForwardReason::LeaseExpired`) until a quorum
+/// has acknowledged it, which a leader just elected has not yet: wait for that (a heartbeat
+/// round), or for the leadership to end, rather than bounce the write straight back here.
+/// Bounded: a leader no quorum answers has its writes refused as unavailable.
+async fn await_writable(raft: &crate::command::Raft) {
+    let writable = |m: &RaftMetrics| m.state != openraft::ServerState::Leader || m.last_quorum_acked.is_some();
+    if writable(&raft.metrics().borrow_watched()) {
+        return;
+    }
+    let _ = raft.wait(Some(LEADER_WAIT)).metrics(writable, "a quorum acknowledging the new leader").await;
 }
 
 /// Hands each client its own part of a batch's outcome.
@@ -215,7 +186,7 @@ impl Handler<ReadIndex> for RaftActor {
     type Result = ResponseFuture<Result<Option<LogId>, WriteRejection>>;
 
     fn handle(&mut self, _: ReadIndex, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(leader) = self.leader_elsewhere.clone() {
+        if let Some(leader) = self.leader_elsewhere() {
             return Box::pin(std::future::ready(Err(WriteRejection::NotLeader { leader: Some(leader) })));
         }
         let (tx, rx) = oneshot::channel();
@@ -309,7 +280,7 @@ impl RaftActor {
     /// hand-off per routed write and read; what it knows is no staler than that check's.
     fn leader_elsewhere_for(&self, request: &Forwarded) -> Option<Member> {
         match request {
-            Forwarded::Write(_) | Forwarded::WriteBatch(_) | Forwarded::ReadIndex => self.leader_elsewhere.clone(),
+            Forwarded::Write(_) | Forwarded::WriteBatch(_) | Forwarded::ReadIndex => self.leader_elsewhere(),
             _ => None,
         }
     }
@@ -329,7 +300,7 @@ impl Handler<ReadBarrier> for RaftActor {
         let handles = self.handles.clone();
         let raft = self.raft.clone();
         // A read index here is only this same check away from "not leader" (see ReadIndex).
-        let elsewhere = self.leader_elsewhere.clone();
+        let elsewhere = self.leader_elsewhere();
         Box::pin(async move {
             match on_leader(&handles, Forwarded::ReadIndex, elsewhere).await? {
                 ForwardReply::ReadIndex(index) => await_applied(&raft, index).await,

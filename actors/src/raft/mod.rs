@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::StreamExt;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, ForwardReason, RaftError};
 
 pub use self::client::*;
 pub use self::membership::*;
@@ -96,10 +96,10 @@ pub struct RaftActor {
     parts: RaftParts,
     cluster: Addr<ClusterActor>,
     metrics_feed: Option<SpawnHandle>,
+    /// Which Raft instance the metrics feed is of: metrics a replaced instance sent before its
+    /// feed was cancelled must not reach the ClusterActor after those of its successor.
+    instance: u64,
     pending: client::Pending,
-    /// The leader, when the latest metrics name another node: requests that only a leader
-    /// can serve are turned away at once instead of queueing for openraft to refuse them.
-    leader_elsewhere: Option<Member>,
     /// The node's actors, for routing requests to the leader.
     handles: NodeHandles,
 }
@@ -113,8 +113,24 @@ impl RaftActor {
             parts,
             cluster,
             metrics_feed: None,
+            instance: 0,
             pending: client::Pending::default(),
-            leader_elsewhere: None,
+        }
+    }
+
+    /// The leader, when Raft's current metrics name another node: requests that only a leader
+    /// can serve are turned away at once instead of queueing for openraft to refuse them.
+    /// Read from Raft's metrics at the moment, not from the last ones this actor was fed: a
+    /// caller that saw a new leader elected here (through `Raft::wait`) must not be turned away
+    /// with the old one.
+    fn leader_elsewhere(&self) -> Option<Member> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        match metrics.current_leader {
+            Some(leader) if leader != self.parts.id && metrics.state != openraft::ServerState::Leader => {
+                metrics.membership_config.membership().get_node(&leader).cloned()
+            }
+            _ => None,
         }
     }
 
@@ -123,7 +139,9 @@ impl RaftActor {
         if let Some(old) = self.metrics_feed.take() {
             ctx.cancel_future(old);
         }
-        self.metrics_feed = Some(ctx.add_stream(metrics_stream(&self.raft)));
+        self.instance += 1;
+        let instance = self.instance;
+        self.metrics_feed = Some(ctx.add_stream(metrics_stream(&self.raft).map(move |m| (instance, m))));
     }
 }
 
@@ -148,14 +166,11 @@ impl Actor for RaftActor {
     }
 }
 
-impl StreamHandler<RaftMetrics> for RaftActor {
-    fn handle(&mut self, metrics: RaftMetrics, _: &mut Self::Context) {
-        self.leader_elsewhere = match metrics.current_leader {
-            Some(leader) if leader != self.parts.id && metrics.state != openraft::ServerState::Leader => {
-                metrics.membership_config.membership().get_node(&leader).cloned()
-            }
-            _ => None,
-        };
+impl StreamHandler<(u64, RaftMetrics)> for RaftActor {
+    fn handle(&mut self, (instance, metrics): (u64, RaftMetrics), _: &mut Self::Context) {
+        if instance != self.instance {
+            return;
+        }
         self.cluster.do_send(MetricsUpdate(metrics));
     }
 
@@ -189,6 +204,15 @@ impl From<CeteError> for WriteRejection {
 
 fn from_client_write_error(err: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> WriteRejection {
     match err {
+        // Leading, but no quorum has acknowledged this node for a lease: it may have been
+        // replaced already, and it cannot commit anything now (see `client::await_writable`).
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward))
+            if forward.reason == ForwardReason::LeaseExpired && forward.leader_id.is_none() =>
+        {
+            WriteRejection::Failed(CeteError::Unavailable(
+                "this node leads but no quorum has acknowledged it lately: it cannot take writes".into(),
+            ))
+        }
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
             WriteRejection::NotLeader { leader: forward.leader_node }
         }
