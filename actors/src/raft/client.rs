@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::error::{ClientWriteError, ForwardReason, LinearizableReadError, RaftError};
 use openraft::raft::ReadPolicy;
 use tokio::sync::oneshot;
 
@@ -96,6 +96,7 @@ impl RaftActor {
             self.pending.write_bytes = self.pending.writes.iter().map(|(c, _)| command_bytes(c)).sum();
             self.pending.proposals_in_flight += 1;
             let raft = self.raft.clone();
+            let me = self.parts.me.clone();
             let proposal = async move {
                 let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 let entry =
@@ -104,6 +105,19 @@ impl RaftActor {
                 await_writable(&raft).await;
                 let result = match raft.client_write(entry).await {
                     Ok(written) => Ok(written.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                        if f.reason == ForwardReason::LeaseExpired && f.leader_id.is_none() =>
+                    {
+                        // Raft had become leader a moment before its metrics said so (the
+                        // check above passed), and no quorum has acknowledged it yet: once one
+                        // has, the write is to be sent here again; its entry was never made.
+                        match await_writable(&raft).await {
+                            true => Err(WriteRejection::NotLeader { leader: Some(me) }),
+                            false => {
+                                Err(from_client_write_error(RaftError::APIError(ClientWriteError::ForwardToLeader(f))))
+                            }
+                        }
+                    }
                     Err(e) => {
                         if let RaftError::APIError(ClientWriteError::ForwardToLeader(f)) = &e {
                             super::transfer::await_handover(&raft, f).await;
@@ -138,13 +152,17 @@ impl RaftActor {
 /// openraft 0.10 turns a leader's writes away (`ForwardReason::LeaseExpired`) until a quorum
 /// has acknowledged it, which a leader just elected has not yet: wait for that (a heartbeat
 /// round), or for the leadership to end, rather than bounce the write straight back here.
-/// Bounded: a leader no quorum answers has its writes refused as unavailable.
-async fn await_writable(raft: &crate::command::Raft) {
-    let writable = |m: &RaftMetrics| m.state != openraft::ServerState::Leader || m.last_quorum_acked.is_some();
-    if writable(&raft.metrics().borrow_watched()) {
-        return;
-    }
-    let _ = raft.wait(Some(LEADER_WAIT)).metrics(writable, "a quorum acknowledging the new leader").await;
+/// Bounded: a leader no quorum answers has its writes refused as unavailable. True when this
+/// node then leads with a quorum's acknowledgement.
+async fn await_writable(raft: &crate::command::Raft) -> bool {
+    let leads = |m: &RaftMetrics| m.state == openraft::ServerState::Leader;
+    let writable = move |m: &RaftMetrics| !leads(m) || m.last_quorum_acked.is_some();
+    let metrics = raft.metrics().borrow_watched().clone();
+    let metrics = match writable(&metrics) {
+        true => Some(metrics),
+        false => raft.wait(Some(LEADER_WAIT)).metrics(writable, "a quorum acknowledging the new leader").await.ok(),
+    };
+    metrics.is_some_and(|m| leads(&m) && m.last_quorum_acked.is_some())
 }
 
 /// Hands each client its own part of a batch's outcome.
