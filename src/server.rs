@@ -123,8 +123,8 @@ fn peer_to_join(config: &Config) -> Option<String> {
 /// that the cluster does not wait out an election timeout: a rolling restart sees no outage.
 /// A follower, or a leader without another voter, goes on stopping at once.
 async fn hand_over_leadership(handles: &cete_actors::connection::NodeHandles) {
-    use cete_actors::raft::{TransferLeader, WriteRejection};
-    match handles.raft.send(TransferLeader(None)).await {
+    use cete_actors::raft::{TransferLeader, WriteRejection, STOP_HANDOVER_TIMEOUT};
+    match handles.raft.send(TransferLeader { to: None, within: STOP_HANDOVER_TIMEOUT }).await {
         Ok(Ok(leader)) if leader != handles.me => log::info!("handed the leadership over to {leader} before stopping"),
         Ok(Ok(_)) | Ok(Err(WriteRejection::NotLeader { .. })) => {}
         Ok(Err(WriteRejection::Failed(cete_actors::CeteError::InvalidArgument(_)))) => {}

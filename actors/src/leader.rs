@@ -12,7 +12,7 @@ use crate::error::{CeteError, CeteResult};
 use crate::peer::{ForwardReply, Forwarded};
 use crate::raft::{
     AddMember, AwaitLeader, AwaitNewLeader, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember,
-    TransferLeader, WriteRejection,
+    TransferLeader, WriteRejection, TRANSFER_TIMEOUT,
 };
 
 /// How many times a request follows the leader before giving up.
@@ -189,7 +189,8 @@ pub async fn serve_locally(handles: &NodeHandles, request: &Forwarded) -> Result
             Ok(ForwardReply::Done)
         }
         Forwarded::TransferLeader(to) => {
-            let leader = handles.raft.send(TransferLeader(to.clone())).await.map_err(CeteError::from)??;
+            let transfer = TransferLeader { to: to.clone(), within: TRANSFER_TIMEOUT };
+            let leader = handles.raft.send(transfer).await.map_err(CeteError::from)??;
             Ok(ForwardReply::Leader(leader))
         }
         Forwarded::Status | Forwarded::Poll | Forwarded::PrepareToJoin | Forwarded::Campaign { .. } => {

@@ -20,15 +20,23 @@ use crate::command::{node_id, Member, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::error::CeteError;
 use crate::handover::successor;
 
-/// How long a transfer may take before it is reported as failed. The target flushes the log
-/// the leader had and wins one round of votes: milliseconds on a healthy cluster.
+/// How long a transfer asked for by an operator may take before it is reported as failed. The
+/// target flushes the log the leader had and wins one round of votes: milliseconds on a
+/// healthy cluster.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a leader that is stopping waits for its successor: a stop must stay prompt when
+/// the whole cluster is stopped at once and no successor can take over.
+pub const STOP_HANDOVER_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Hand the leadership to voter `0` (None: the follower the leader has replicated furthest);
-/// answers the leader's name once it has taken over. Only the leader serves it.
+/// Hand the leadership to voter `to` (None: the follower the leader has replicated furthest)
+/// and wait up to `within` for it to take over; answers the leader's name. Only the leader
+/// serves it.
 #[derive(Message)]
 #[rtype(result = "Result<String, WriteRejection>")]
-pub struct TransferLeader(pub Option<String>);
+pub struct TransferLeader {
+    pub to: Option<String>,
+    pub within: Duration,
+}
 
 impl Handler<TransferLeader> for RaftActor {
     type Result = ResponseFuture<Result<String, WriteRejection>>;
@@ -43,7 +51,7 @@ impl Handler<TransferLeader> for RaftActor {
                 let leader = metrics.current_leader.and_then(|id| member(&metrics, id));
                 return Err(WriteRejection::NotLeader { leader });
             }
-            let target = target(me, &metrics, msg.0.as_deref())?;
+            let target = target(me, &metrics, msg.to.as_deref())?;
             let target_id = node_id(&target.name);
             if target_id == me {
                 return Ok(my_name);
@@ -53,13 +61,14 @@ impl Handler<TransferLeader> for RaftActor {
                 .transfer_leader(target_id)
                 .await
                 .map_err(|e| CeteError::unavailable("raft has stopped", e))?;
-            raft.wait(Some(TRANSFER_TIMEOUT))
+            let within = msg.within;
+            raft.wait(Some(within))
                 .metrics(|m| m.current_leader == Some(target_id), "the target leads")
                 .await
                 .map_err(|_| {
                     CeteError::Unavailable(format!(
-                        "{} did not take the leadership over within {TRANSFER_TIMEOUT:?}; the cluster elects a \
-                         leader by itself",
+                        "{} did not take the leadership over within {within:?}; the cluster elects a leader by \
+                         itself",
                         target.name
                     ))
                 })?;
