@@ -62,12 +62,15 @@ disk_kib() {
 record_nodes() {
     local system=$1 when=$2 i
     for i in 1 2 3; do
-        local pid=${PIDS[$((i - 1))]} state snaps wal
+        local pid=${PIDS[$((i - 1))]} state snaps wal kept=null
         read -r state snaps wal <<<"$(disk_kib "$system" "$i")"
+        # Cete: the write sequences its client sessions keep (exactly-once record).
+        [ "$system" = cete ] && kept=$(curl -sf "http://127.0.0.1:$(port $((20 + i)))/v1/metrics" |
+            awk '$1 == "cete_store_session_sequences" { print $2 }')
         jq -cn --arg when "$when" --argjson node "$i" --argjson rss "$(rss_kib "$pid")" \
             --argjson peak "$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")" \
-            --argjson state "$state" --argjson snapshots "$snaps" --argjson log "$wal" \
-            '{when: $when, node: $node, rss_kib: $rss, peak_rss_kib: $peak, state_kib: $state, snapshots_kib: $snapshots, log_kib: $log}'
+            --argjson state "$state" --argjson snapshots "$snaps" --argjson log "$wal" --argjson kept "${kept:-null}" \
+            '{when: $when, node: $node, rss_kib: $rss, peak_rss_kib: $peak, state_kib: $state, snapshots_kib: $snapshots, log_kib: $log, session_sequences: $kept}'
     done >>"$RESULTS/$system-nodes.jsonl"
 }
 
@@ -218,7 +221,7 @@ print_flat() {
     for system in $SYSTEMS; do
         echo "$system: 64 clients, half reads (linearizable), half writes over $FLAT_KEYS keys; per node after each round"
         jq -rs 'group_by(.when) | sort_by(.[0].when | rtrimstr("s") | tonumber) | .[] |
-            "  \(.[0].when | (. + "     ")[0:6]) RSS MiB \(map(.rss_kib / 1024 | floor) | join(" / "))   state MiB \(map(.state_kib / 1024 * 10 | floor / 10) | join(" / "))   snapshots MiB \(map(.snapshots_kib / 1024 * 10 | floor / 10) | join(" / "))   log MiB \(map(.log_kib / 1024 * 10 | floor / 10) | join(" / "))"' \
+            "  \(.[0].when | (. + "     ")[0:6]) RSS MiB \(map(.rss_kib / 1024 | floor) | join(" / "))   state MiB \(map(.state_kib / 1024 * 10 | floor / 10) | join(" / "))   snapshots MiB \(map(.snapshots_kib / 1024 * 10 | floor / 10) | join(" / "))   log MiB \(map(.log_kib / 1024 * 10 | floor / 10) | join(" / "))\(if .[0].session_sequences == null then "" else "   session rows \(map(.session_sequences) | join(" / "))" end)"' \
             "$RESULTS/$system-nodes.jsonl"
         jq -rs 'map(select(.workload == "mixed")) | "  throughput per round: \(map(.throughput | floor) | join(" ")) req/s; errors \(map(.errors) | add)"' \
             "$RESULTS"/$system-flat-*.json
