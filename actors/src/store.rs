@@ -7,9 +7,18 @@
 //! Group commit of the applied state: entries are applied into one open write transaction,
 //! which every read here also goes through (so reads see every applied write). It is
 //! committed without fsync every [`COMMIT_EVERY`] or once it holds [`COMMIT_AFTER_WRITES`]
-//! changes (bounding the memory its dirty pages take), and durably every second, before
-//! every snapshot (the log is purged only behind a snapshot) and on stop. A commit per entry
-//! cost more CPU than the apply itself (redb writes and checksums its dirty pages at each).
+//! changes (bounding the memory its dirty pages take), and durably before every snapshot (the
+//! log is purged only behind a snapshot: that is the durability the log needs), on stop, and
+//! every [`DURABLE_EVERY`] besides (bounding what a crash leaves to replay, and how long redb
+//! must keep pages the last durable commit still names: the file grows by what changed in
+//! between). A commit per entry cost more CPU than the apply itself (redb writes and checksums
+//! its dirty pages at each).
+//!
+//! The durable commit writes and fsyncs on this actor's thread, and every apply waits behind
+//! it. With a large store each overwrite dirties a page of its own, so what it has to write
+//! grows with the store: the cache is kept small ([`CACHE_BYTES`], so redb writes most pages
+//! to the file as it goes) and [`Writeback`] fsyncs the file from a thread of its own, leaving
+//! the durable commit little to write.
 //!
 //! That is safe because the Raft log is durable before anything is applied: after a crash
 //! redb rolls back to its last durable commit, `last_applied` rolls back with it (same
@@ -33,6 +42,7 @@ use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, Sto
 use crate::error::{CeteError, CeteResult};
 use crate::failpoints;
 use crate::requests::SessionTable;
+use crate::store_writeback::Writeback;
 use crate::watch::{Change, WatchEvent};
 
 /// Keys to stored records (see [`StoredValue::encode`]).
@@ -42,9 +52,16 @@ const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 const LAST_APPLIED: &str = "last_applied";
 const LAST_MEMBERSHIP: &str = "last_membership";
 
-const DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// Between the durable commits a snapshot forces (see the module comment).
+const DURABLE_EVERY: Duration = Duration::from_secs(5);
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 const COMMIT_AFTER_WRITES: usize = 10_000;
+/// redb's page cache (half of it at most for pages written and not yet on their way to the
+/// file). Small on purpose: the kernel's page cache keeps the file's pages anyway, outside the
+/// process, so a larger one only duplicates them in its memory (1 GiB by default: 460 MiB of
+/// RSS per node holding 1M keys); and what the durable commit must still write out of it is
+/// what stalls the applies behind it.
+const CACHE_BYTES: usize = 64 << 20;
 
 /// A value as stored: the bytes and the media type they were given with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,11 +103,17 @@ pub struct StoreActor {
     /// Why the store stopped serving: an apply failed and the open transaction is lost.
     failed: Option<String>,
     watchers: Vec<Recipient<WatchEvent>>,
+    /// Keeps the file's dirty pages written back between durable commits.
+    _writeback: Writeback,
 }
 
 impl StoreActor {
     pub fn open(path: &Path) -> CeteResult<Self> {
-        let db = Database::create(path).map_err(|e| CeteError::internal("cannot open the store", e))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| CeteError::internal("cannot open the store", e))?;
+        let writeback = Writeback::start(path).map_err(|e| CeteError::internal("store writeback", e))?;
         let txn = db.begin_write().map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(KV).map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
@@ -103,6 +126,7 @@ impl StoreActor {
             dirty: false,
             failed: None,
             watchers: Vec::new(),
+            _writeback: writeback,
         })
     }
 
