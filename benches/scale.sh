@@ -155,7 +155,7 @@ flat_run() {
     record_nodes "$system" 0s
     for round in $(seq "$rounds"); do
         bench_load "$system" "flat-$round" "$all" mixed --clients "$CLIENTS" --duration $FLAT_ROUND \
-            --keys $FLAT_KEYS --read-ratio 0.5 --consistency linearizable --skip-preload
+            --keys $FLAT_KEYS --key-space random --read-ratio 0.5 --consistency linearizable --skip-preload
         elapsed=$((elapsed + $(seconds $FLAT_ROUND)))
         record_nodes "$system" "${elapsed}s"
     done

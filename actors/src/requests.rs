@@ -167,7 +167,7 @@ impl<'txn> SessionTable<'txn> {
     /// Before the entry at `index` is applied: at every [`EXPIRE_EVERY`]th entry, drops the
     /// sessions that applied nothing in the [`KEEP_ENTRIES`] entries before it.
     pub fn expire(&mut self, index: u64) -> Result<(), redb::Error> {
-        if index % EXPIRE_EVERY != 0 || index < KEEP_ENTRIES {
+        if !index.is_multiple_of(EXPIRE_EVERY) || index < KEEP_ENTRIES {
             return Ok(());
         }
         let idle: Vec<u64> = self
