@@ -125,3 +125,11 @@ test-docker: docker-build
 .PHONY: bench-compare
 bench-compare:
 	bash benches/compare.sh
+
+# The same two systems as the store grows: N keys loaded (SCALE_KEYS, default 1M), overwrites
+# across them, memory and disk per node, snapshot and catch-up times (benches/scale.sh).
+# SCALE_FLAT=3m instead runs mixed reads and writes over a fixed 10,000 keys and samples memory
+# and file sizes every 30 s.
+.PHONY: bench-scale
+bench-scale:
+	bash benches/scale.sh

@@ -13,7 +13,7 @@
 #   SKIP_BUILD=1         use ./bin/cete as it is instead of `make build`
 #   KEEP_DATA=1          keep the temp data dirs and node logs
 #
-# Needs curl and jq; installs etcd-server with apt-get when etcd is missing (root).
+# Needs curl and jq; installs etcd-server and etcd-client with apt-get when missing (root).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,55 +26,9 @@ READ_KEYS=10000
 FSYNC_WRITES=500
 
 WORK=$(mktemp -d /tmp/cete-compare.XXXXXX)
-PIDS=()
-SAMPLER=""
-
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
-
-# Every process this script started, and only those, is stopped on the way out.
-cleanup() {
-    [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
-    stop_nodes
-    if [ -n "${KEEP_DATA:-}" ]; then log "data and logs kept in $WORK"; else rm -rf "$WORK"; fi
-}
+. benches/lib.sh
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-stop_nodes() {
-    [ "${#PIDS[@]}" -eq 0 ] && return 0
-    kill "${PIDS[@]}" 2>/dev/null || true
-    for _ in $(seq 50); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" -eq 0 ] && break
-        sleep 0.1
-    done
-    kill -9 "${PIDS[@]}" 2>/dev/null || true
-    wait "${PIDS[@]}" 2>/dev/null || true
-    PIDS=()
-}
-
-# wait_until WHAT SECONDS COMMAND...: polls COMMAND until it succeeds.
-wait_until() {
-    local what=$1 seconds=$2
-    shift 2
-    for _ in $(seq $((seconds * 10))); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    die "no $what within ${seconds}s (logs in $WORK)"
-}
-
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required"; }
-
-install_etcd() {
-    command -v etcd >/dev/null 2>&1 && return 0
-    log "installing etcd-server (Debian package)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-    command -v etcd >/dev/null 2>&1 || die "etcd-server did not install an etcd binary"
-}
 
 # ms_per_sync FILE FLAGS...: mean milliseconds of one 4 KiB O_DSYNC write (dd's own timing).
 ms_per_sync() {
@@ -96,47 +50,11 @@ measure_fsync() {
     echo "$append $overwrite" >>"$RESULTS/fsync.txt"
 }
 
-# CPU time (clock ticks) the running nodes have used so far, all together.
-node_cpu_ticks() {
-    for pid in "${PIDS[@]}"; do awk '{ print $14 + $15 }' "/proc/$pid/stat"; done | awk '{ s += $1 } END { print s }'
-}
-
-# Peak resident memory so far (VmHWM, KiB) of each running node, largest first.
-peak_rss_kib() {
-    for pid in "${PIDS[@]}"; do awk '/^VmHWM/ { print $2 }' "/proc/$pid/status"; done | sort -rn
-}
-
-# Samples VmRSS of the nodes twice a second into FILE until killed.
-start_sampler() {
-    local file=$1
-    (
-        while :; do
-            for pid in "${PIDS[@]}"; do awk -v pid="$pid" '/^VmRSS/ { print pid, $2 }' "/proc/$pid/status" 2>/dev/null; done
-            sleep 0.5
-        done
-    ) >>"$file" &
-    SAMPLER=$!
-}
-
-stop_sampler() {
-    kill "$SAMPLER" 2>/dev/null || true
-    wait "$SAMPLER" 2>/dev/null || true
-    SAMPLER=""
-}
-
-# run_load SYSTEM NAME ENDPOINTS BENCH-ARGS...: one bounded load; its JSON goes to RESULTS.
+# run_load SYSTEM NAME ENDPOINTS BENCH-ARGS...: one bounded load, the nodes' memory sampled.
 run_load() {
-    local system=$1 name=$2 endpoints=$3
-    shift 3
-    local out="$RESULTS/$system-$name.json"
-    log "$system: $name"
-    start_sampler "$RESULTS/$system-rss.txt"
-    local cpu_before
-    cpu_before=$(node_cpu_ticks)
-    "$CETE" bench "$@" --target "$system" --protocol http --http-address "$endpoints" --json >"$out"
-    echo $(($(node_cpu_ticks) - cpu_before)) >"$RESULTS/$system-$name.cpu"
+    start_sampler "$RESULTS/$1-rss.txt"
+    bench_load "$@"
     stop_sampler
-    jq -c '{target, workload, clients, requests, errors, throughput: (.throughput | floor), p50: .latency_ms.p50, p99: .latency_ms.p99, first_error: (.error_samples[0].message // null)}' "$out" >&2
 }
 
 # The three loads, identical for both systems.
@@ -152,74 +70,18 @@ run_loads() {
     peak_rss_kib >"$RESULTS/$system-peak-rss.txt"
 }
 
-port() { echo $((PORT_BASE + $1)); }
-
 bench_cete() {
-    local data="$WORK/cete" all="" i
-    mkdir -p "$data"
-    for i in 1 2 3; do
-        local peer=()
-        [ "$i" -gt 1 ] && peer=(--peer-grpc-address "127.0.0.1:$(port 11)")
-        "$CETE" start --id "node$i" --raft-address "127.0.0.1:$(port "$i")" \
-            --grpc-address "127.0.0.1:$(port $((10 + i)))" --http-address "127.0.0.1:$(port $((20 + i)))" \
-            --data-directory "$data/node$i" --log-file "$data/node$i.log" "${peer[@]}" \
-            >>"$data/node$i.out" 2>&1 &
-        PIDS+=($!)
-        wait_until "ready cete node$i" 30 curl -sf "http://127.0.0.1:$(port $((20 + i)))/v1/readiness_check"
-        all+="${all:+,}http://127.0.0.1:$(port $((20 + i)))"
-    done
-    wait_until "3-node cete cluster" 30 \
-        sh -c "curl -sf http://127.0.0.1:$(port 21)/v1/cluster | jq -e '(.cluster.nodes | length) == 3 and .cluster.leader != \"\"'"
-    local leader
-    leader=$(curl -sf "http://127.0.0.1:$(port 21)/v1/cluster" |
-        jq -r '.cluster as $c | $c.nodes[$c.leader].metadata.http_address')
-    run_loads cete "$all" "http://$leader"
+    start_cete
+    run_loads cete "$CETE_ALL" "$CETE_LEADER"
     stop_nodes
 }
 
 bench_etcd() {
-    local data="$WORK/etcd" all="" cluster="" i
-    mkdir -p "$data"
-    for i in 1 2 3; do cluster+="${cluster:+,}etcd$i=http://127.0.0.1:$(port $((40 + i)))"; done
-    for i in 1 2 3; do
-        # Defaults otherwise, as a user would run it (snapshot count, quota, heartbeat).
-        etcd --name "etcd$i" --data-dir "$data/etcd$i" \
-            --listen-client-urls "http://127.0.0.1:$(port $((30 + i)))" \
-            --advertise-client-urls "http://127.0.0.1:$(port $((30 + i)))" \
-            --listen-peer-urls "http://127.0.0.1:$(port $((40 + i)))" \
-            --initial-advertise-peer-urls "http://127.0.0.1:$(port $((40 + i)))" \
-            --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token cete-compare \
-            --logger zap --log-outputs stderr >>"$data/etcd$i.log" 2>&1 &
-        PIDS+=($!)
-        all+="${all:+,}http://127.0.0.1:$(port $((30 + i)))"
-    done
-    local leader="" url
-    for i in 1 2 3; do
-        url="http://127.0.0.1:$(port $((30 + i)))"
-        wait_until "healthy etcd$i" 30 sh -c "curl -sf $url/health | jq -e '.health == \"true\"'"
-    done
-    for i in 1 2 3; do
-        url="http://127.0.0.1:$(port $((30 + i)))"
-        if curl -sf -X POST -d '{}' "$url/v3/maintenance/status" | jq -e '.leader == .header.member_id' >/dev/null; then
-            leader=$url
-        fi
-    done
-    [ -n "$leader" ] || die "etcd has no leader"
-    run_loads etcd "$all" "$leader"
+    start_etcd
+    run_loads etcd "$ETCD_ALL" "$ETCD_LEADER"
     stop_nodes
 }
 
-# ratio A B: A / B with two decimals ("-" when B is zero).
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'; }
-# holds "A OP B": "yes" or "NO".
-holds() { awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? a >= b : a <= b; print ok ? "yes" : "NO" }'; }
-
-field() { jq -r "$2" "$RESULTS/$1.json"; }
-# Node CPU (all 3 nodes) per successful request of a load, in microseconds.
-cpu_us_per_request() {
-    awk -v ticks="$(cat "$RESULTS/$1.cpu")" -v hz="$(getconf CLK_TCK)" -v n="$(field "$1" .requests)" \
-        'BEGIN { if (n) printf "%.0f", ticks * 1e6 / hz / n; else print "-" }'
-}
 mean_rss_mib() { awk '{ s += $2; n++ } END { if (n) printf "%.1f", s / n / 1024; else print 0 }' "$RESULTS/$1-rss.txt"; }
 peak_rss_mib() { awk 'NR == 1 { printf "%.1f", $1 / 1024 }' "$RESULTS/$1-peak-rss.txt"; }
 
@@ -273,11 +135,7 @@ main() {
     need jq
     need dd
     install_etcd
-    if [ -z "${SKIP_BUILD:-}" ]; then
-        log "building cete (release)"
-        make build >&2
-    fi
-    [ -x "$CETE" ] || die "$CETE is missing; run make build"
+    build_cete
     rm -rf "$RESULTS"
     mkdir -p "$RESULTS"
     LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -22,7 +22,14 @@ pub enum Command {
     /// Several client commands proposed as one log entry (group commit), applied in order.
     Batch(Vec<Command>),
     /// A client's command under its request id: applied at most once, however often sent.
-    Request { id: RequestId, command: Box<Command> },
+    /// `low_water`: the lowest sequence its session still awaited when it was sent (see
+    /// [`crate::requests`]); 0 in entries written before sessions.
+    Request {
+        id: RequestId,
+        command: Box<Command>,
+        #[serde(default)]
+        low_water: u64,
+    },
 }
 
 impl fmt::Display for Command {
@@ -31,7 +38,7 @@ impl fmt::Display for Command {
             Command::Set { key, value, .. } => write!(f, "set {key:?} ({} bytes)", value.len()),
             Command::Delete { key } => write!(f, "delete {key:?}"),
             Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
-            Command::Request { id, command } => write!(f, "{command} as request {}/{}", id.origin, id.sequence),
+            Command::Request { id, command, .. } => write!(f, "{command} as request {}/{}", id.session, id.sequence),
         }
     }
 }

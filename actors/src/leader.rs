@@ -6,7 +6,7 @@
 //! once), so one whose leader goes silent with it is sent again to the next leader.
 
 use crate::cluster::{refusal, PrepareJoiner, RouteToLeader, WasRemoved};
-use crate::command::{node_id, Command, Member};
+use crate::command::{Command, Member};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::peer::{ForwardReply, Forwarded};
@@ -60,8 +60,9 @@ async fn route(handles: &NodeHandles, request: Forwarded, elsewhere: Option<Memb
         },
     };
     // Leaving this node, a write gets its request id: from here on it may have to be sent
-    // again, and the id makes that safe.
-    let request = request.once(node_id(&handles.me));
+    // again, and the id makes that safe. It stays awaited (its session's low-water mark held
+    // below it) until this returns: answered, or given up.
+    let (request, _awaited) = request.once();
     // Whether the request went out again after its first sending's fate became unknown.
     let mut resent = false;
     // Leaders tried (a leader change on the way is followed), and since when the leader has

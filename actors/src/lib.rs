@@ -30,6 +30,7 @@ pub mod requests;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod store;
+pub mod store_writeback;
 pub mod system;
 pub mod tls;
 pub mod value_json;

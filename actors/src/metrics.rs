@@ -72,6 +72,11 @@ static APPLIED: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_raft_applied_i
 static SNAPSHOT_INDEX: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_raft_snapshot_index", "Last snapshot index"));
 static MEMBERS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_cluster_members", "Members of the cluster"));
 static KEYS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_store_keys", "Keys in the store"));
+static SESSIONS: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("cete_store_sessions", "Client sessions the store keeps for exactly-once writes"));
+static SESSION_SEQUENCES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge("cete_store_session_sequences", "Applied write sequences the sessions keep (about those in flight)")
+});
 static WATCHERS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_watch_subscribers", "Open watch streams"));
 
 /// Fills the gauges from the current state and renders the text exposition format.
@@ -93,6 +98,8 @@ pub fn render(raft: &RaftMetrics, store: StoreStats, watchers: usize) -> String 
     SNAPSHOT_INDEX.set(raft.snapshot.map_or(0, |l| l.index as i64));
     MEMBERS.set(raft.membership_config.nodes().count() as i64);
     KEYS.set(store.keys as i64);
+    SESSIONS.set(store.sessions as i64);
+    SESSION_SEQUENCES.set(store.session_sequences as i64);
     WATCHERS.set(watchers as i64);
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&REGISTRY.gather(), &mut out) {

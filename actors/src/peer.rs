@@ -18,7 +18,7 @@ use crate::command::{decode, encode, Command, LogId, Member, StoredMembership};
 use crate::error::{CeteError, CeteResult};
 use crate::network::peer_channel;
 use crate::node::NodeInfo;
-use crate::requests::RequestId;
+use crate::requests::{Awaited, ClientSession};
 use crate::tls::ClientTls;
 
 /// How often a link asks its peer for its state.
@@ -59,17 +59,29 @@ pub enum Forwarded {
 }
 
 impl Forwarded {
-    /// This request with its writes under request ids from `origin` (applied at most once).
-    pub fn once(self, origin: u64) -> Self {
-        let once = |command: Command| match command {
-            Command::Request { .. } => command,
-            command => Command::Request { id: RequestId::next(origin), command: Box::new(command) },
+    /// This request with its writes under request ids of this process's client session
+    /// (applied at most once), and the guard that keeps them awaited: hold it until the
+    /// request is answered or given up.
+    pub fn once(self) -> (Self, Awaited<'static>) {
+        let session = ClientSession::of_process();
+        let (mut commands, batch) = match self {
+            Forwarded::Write(command) => (vec![command], false),
+            Forwarded::WriteBatch(commands) => (commands, true),
+            other => return (other, session.begin(0).2),
         };
-        match self {
-            Forwarded::Write(command) => Forwarded::Write(once(command)),
-            Forwarded::WriteBatch(commands) => Forwarded::WriteBatch(commands.into_iter().map(once).collect()),
-            other => other,
+        let fresh = commands.iter().filter(|c| !matches!(c, Command::Request { .. })).count();
+        let (ids, low_water, awaited) = session.begin(fresh);
+        let mut ids = ids.into_iter();
+        for command in commands.iter_mut().filter(|c| !matches!(c, Command::Request { .. })) {
+            let id = ids.next().expect("one id per command without one");
+            let inner = std::mem::replace(command, Command::Batch(Vec::new()));
+            *command = Command::Request { id, command: Box::new(inner), low_water };
         }
+        let request = match batch {
+            true => Forwarded::WriteBatch(commands),
+            false => Forwarded::Write(commands.pop().expect("one command")),
+        };
+        (request, awaited)
     }
 
     /// Whether sending this again, after its first sending's fate became unknown, cannot make

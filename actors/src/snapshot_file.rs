@@ -1,14 +1,16 @@
-//! The snapshot file format: `CETESNAP2`, then `[u32 LE key length][key][u32 LE record
+//! The snapshot file format: `CETESNAP3`, then `[u32 LE key length][key][u32 LE record
 //! length][record]` per key, in key order (records as the store keeps them); then, after an
-//! empty key (keys are never empty), the applied request ids as `[16-byte id][8-byte log
-//! index]` frames (see [`crate::requests`]); then an empty frame and the xxh3-64 (LE) of every
-//! byte before it. Written from a redb read view and read back as a stream, so neither end
-//! holds a snapshot whole.
+//! empty key (keys are never empty), the client sessions record (see [`crate::requests`]) as
+//! frames, each a session (`[1][session][low-water mark][last index]`, u64 LE) or a run of the
+//! sequences applied in the session before it (`[2][session][sequence]...`); then an empty
+//! frame and the xxh3-64 (LE) of every byte before it. Written from a redb read view and read
+//! back as a stream, so neither end holds a snapshot whole.
 //!
 //! A torn or corrupt file is an error, never a smaller snapshot: no frame may claim more
 //! bytes than the file has left (a torn length cannot ask for gigabytes), the file must end
-//! with its checksum, and the checksum must match. Files of the first format (`CETESNAP1`,
-//! no end mark or checksum) written by earlier builds are still read, with the length check.
+//! with its checksum, and the checksum must match. Files of earlier builds are still read:
+//! `CETESNAP2` (the same, but applied request ids as `[16-byte id][8-byte log index]` frame
+//! pairs, read as sessions) and `CETESNAP1` (no record, end mark or checksum).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -17,12 +19,16 @@ use std::path::Path;
 use redb::ReadableTable;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::requests::RequestId;
+use crate::requests::{RequestId, SessionPart};
 use crate::store::{SnapshotView, KV};
 
-const MAGIC: &[u8] = b"CETESNAP2";
+const MAGIC: &[u8] = b"CETESNAP3";
+/// The format before client sessions: applied request ids.
+const MAGIC_V2: &[u8] = b"CETESNAP2";
 /// The format before the end mark and checksum.
 const MAGIC_V1: &[u8] = b"CETESNAP1";
+const SESSION_TAG: u8 = 1;
+const SEQUENCES_TAG: u8 = 2;
 const BUFFER_BYTES: usize = 1 << 20;
 
 fn corrupt(why: String) -> std::io::Error {
@@ -61,9 +67,8 @@ pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
         keys += 1;
     }
     write_frame(&mut out, b"")?;
-    for (id, index) in crate::requests::all(&view.txn).map_err(std::io::Error::other)? {
-        write_frame(&mut out, &id.to_bytes())?;
-        write_frame(&mut out, &index.to_le_bytes())?;
+    for part in crate::requests::all(&view.txn).map_err(std::io::Error::other)? {
+        write_frame(&mut out, &session_frame(&part))?;
     }
     write_frame(&mut out, b"")?;
     let checksum = out.hash.digest();
@@ -72,6 +77,23 @@ pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
     let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(keys)
+}
+
+fn session_frame(part: &SessionPart) -> Vec<u8> {
+    let words = match part {
+        SessionPart::Session { session, low_water, last_index } => {
+            (SESSION_TAG, vec![*session, *low_water, *last_index])
+        }
+        SessionPart::Applied { session, sequences } => {
+            (SEQUENCES_TAG, std::iter::once(*session).chain(sequences.iter().copied()).collect())
+        }
+    };
+    let mut frame = Vec::with_capacity(1 + 8 * words.1.len());
+    frame.push(words.0);
+    for word in words.1 {
+        frame.extend_from_slice(&word.to_le_bytes());
+    }
+    frame
 }
 
 fn write_frame(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
@@ -87,24 +109,28 @@ pub struct Pairs {
     remaining: u64,
     /// Of everything read so far; `None` for a first-format file, which has no checksum.
     hash: Option<Xxh3>,
+    /// The format's number (1, 2 or 3).
+    format: u8,
 }
 
 impl Pairs {
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let file = File::open(path)?;
         let remaining = file.metadata()?.len();
-        let mut pairs = Pairs { input: BufReader::with_capacity(BUFFER_BYTES, file), remaining, hash: None };
+        let mut pairs = Pairs { input: BufReader::with_capacity(BUFFER_BYTES, file), remaining, hash: None, format: 3 };
         let magic =
             pairs.read_exact_vec(MAGIC.len()).map_err(|_| corrupt(format!("{} is too short", path.display())))?;
-        pairs.hash = match magic.as_slice() {
-            MAGIC => {
-                let mut hash = Xxh3::new();
-                hash.update(&magic);
-                Some(hash)
-            }
-            MAGIC_V1 => None,
+        pairs.format = match magic.as_slice() {
+            MAGIC => 3,
+            MAGIC_V2 => 2,
+            MAGIC_V1 => 1,
             _ => return Err(std::io::Error::other(format!("{} is not a Cete snapshot", path.display()))),
         };
+        if pairs.format > 1 {
+            let mut hash = Xxh3::new();
+            hash.update(&magic);
+            pairs.hash = Some(hash);
+        }
         Ok(pairs)
     }
 
@@ -135,7 +161,7 @@ impl Pairs {
     fn next_pair(&mut self) -> std::io::Result<Option<(String, Vec<u8>)>> {
         let key = self.read_frame()?.ok_or_else(|| corrupt("it ends inside its keys".into()))?;
         if key.is_empty() {
-            // The end of the pairs: the applied request ids follow.
+            // The end of the pairs: the sessions record follows.
             return Ok(None);
         }
         let record = self.read_frame()?.ok_or_else(|| corrupt("it ends inside a record".into()))?;
@@ -145,22 +171,59 @@ impl Pairs {
 }
 
 impl Pairs {
-    /// After the pairs: the applied request ids and the index each was applied at.
-    pub fn requests(mut self) -> impl Iterator<Item = std::io::Result<(RequestId, u64)>> {
-        std::iter::from_fn(move || self.next_request().transpose())
+    /// After the pairs: the client sessions record, in parts (one file of the second format's
+    /// request ids becomes a session and a sequence per id).
+    pub fn sessions(mut self) -> impl Iterator<Item = std::io::Result<SessionPart>> {
+        let mut pending: Option<SessionPart> = None;
+        std::iter::from_fn(move || {
+            if let Some(part) = pending.take() {
+                return Some(Ok(part));
+            }
+            match self.next_session_parts() {
+                Ok(Some((first, second))) => {
+                    pending = second;
+                    Some(Ok(first))
+                }
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
     }
 
-    fn next_request(&mut self) -> std::io::Result<Option<(RequestId, u64)>> {
-        let Some(id) = self.read_frame()? else { return Ok(None) };
-        if id.is_empty() {
+    /// The next part, or two from a second-format request id.
+    fn next_session_parts(&mut self) -> std::io::Result<Option<(SessionPart, Option<SessionPart>)>> {
+        let Some(frame) = self.read_frame()? else { return Ok(None) };
+        if frame.is_empty() {
             self.check_end()?;
             return Ok(None);
         }
-        let index = self.read_frame()?.ok_or_else(|| corrupt("it ends inside a request record".into()))?;
-        let (Ok(id), Ok(index)) = (<[u8; 16]>::try_from(id), <[u8; 8]>::try_from(index)) else {
-            return Err(corrupt("a malformed request record".into()));
+        if self.format == 2 {
+            let index = self.read_frame()?.ok_or_else(|| corrupt("it ends inside a request record".into()))?;
+            let (Ok(id), Ok(index)) = (<[u8; 16]>::try_from(frame), <[u8; 8]>::try_from(index)) else {
+                return Err(corrupt("a malformed request record".into()));
+            };
+            let (id, index) = (RequestId::from_bytes(id), u64::from_le_bytes(index));
+            let session = SessionPart::Session { session: id.session, low_water: 0, last_index: index };
+            let applied = SessionPart::Applied { session: id.session, sequences: vec![id.sequence] };
+            return Ok(Some((session, Some(applied))));
+        }
+        let malformed = || corrupt("a malformed session record".into());
+        let (tag, body) = frame.split_first().ok_or_else(malformed)?;
+        if body.len() % 8 != 0 || body.is_empty() {
+            return Err(malformed());
+        }
+        let mut words = body.chunks_exact(8).map(|word| u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        let session = words.next().expect("not empty");
+        let part = match (*tag, body.len()) {
+            (SESSION_TAG, 24) => SessionPart::Session {
+                session,
+                low_water: words.next().expect("3 words"),
+                last_index: words.next().expect("3 words"),
+            },
+            (SEQUENCES_TAG, _) => SessionPart::Applied { session, sequences: words.collect() },
+            _ => return Err(malformed()),
         };
-        Ok(Some((RequestId::from_bytes(id), u64::from_le_bytes(index))))
+        Ok(Some((part, None)))
     }
 
     /// After the end mark: the checksum of everything before it, and nothing more.
@@ -194,18 +257,17 @@ impl Iterator for Pairs {
 mod tests {
     use super::*;
 
-    /// A snapshot file of `pairs` and `requests` in the current format, as `write` lays it out.
-    fn file_with(pairs: &[(&str, &[u8])], requests: &[(RequestId, u64)]) -> Vec<u8> {
+    /// A snapshot file of `pairs`, then `record` (frames after the pairs), as `write` lays it out.
+    fn file_of(magic: &[u8], pairs: &[(&str, &[u8])], record: &[Vec<u8>]) -> Vec<u8> {
         let mut out = Hashed { out: Vec::new(), hash: Xxh3::new() };
-        out.write_all(MAGIC).unwrap();
+        out.write_all(magic).unwrap();
         for (key, record) in pairs {
             write_frame(&mut out, key.as_bytes()).unwrap();
             write_frame(&mut out, record).unwrap();
         }
         write_frame(&mut out, b"").unwrap();
-        for (id, index) in requests {
-            write_frame(&mut out, &id.to_bytes()).unwrap();
-            write_frame(&mut out, &index.to_le_bytes()).unwrap();
+        for frame in record {
+            write_frame(&mut out, frame).unwrap();
         }
         write_frame(&mut out, b"").unwrap();
         let checksum = out.hash.digest();
@@ -214,26 +276,33 @@ mod tests {
         bytes
     }
 
-    type Contents = (Vec<(String, Vec<u8>)>, Vec<(RequestId, u64)>);
+    fn file_with(pairs: &[(&str, &[u8])], sessions: &[SessionPart]) -> Vec<u8> {
+        file_of(MAGIC, pairs, &sessions.iter().map(session_frame).collect::<Vec<_>>())
+    }
 
-    /// Reads the whole file: its pairs, then its requests.
+    type Contents = (Vec<(String, Vec<u8>)>, Vec<SessionPart>);
+
+    /// Reads the whole file: its pairs, then its sessions.
     fn read(bytes: &[u8]) -> std::io::Result<Contents> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("snapshot");
         std::fs::write(&path, bytes).unwrap();
         let mut pairs = Pairs::open(&path)?;
         let kv = pairs.by_ref().collect::<Result<Vec<_>, _>>()?;
-        let requests = pairs.requests().collect::<Result<Vec<_>, _>>()?;
-        Ok((kv, requests))
+        let sessions = pairs.sessions().collect::<Result<Vec<_>, _>>()?;
+        Ok((kv, sessions))
     }
 
     #[test]
     fn a_whole_file_reads_back_and_every_cut_or_flipped_byte_is_an_error() {
-        let id = RequestId { origin: 3, sequence: 9 };
-        let bytes = file_with(&[("a", b"one"), ("b", b"two")], &[(id, 7)]);
-        let (kv, requests) = read(&bytes).unwrap();
+        let sessions = vec![
+            SessionPart::Session { session: 3, low_water: 9, last_index: 7 },
+            SessionPart::Applied { session: 3, sequences: vec![9, 11] },
+        ];
+        let bytes = file_with(&[("a", b"one"), ("b", b"two")], &sessions);
+        let (kv, read_sessions) = read(&bytes).unwrap();
         assert_eq!(kv, vec![("a".to_string(), b"one".to_vec()), ("b".to_string(), b"two".to_vec())]);
-        assert_eq!(requests, vec![(id, 7)]);
+        assert_eq!(read_sessions, sessions);
 
         for cut in 0..bytes.len() {
             assert!(read(&bytes[..cut]).is_err(), "a file torn at byte {cut} of {} was read whole", bytes.len());
@@ -243,6 +312,27 @@ mod tests {
             flipped[at] ^= 0x40;
             assert!(read(&flipped).is_err(), "a file with byte {at} flipped was read");
         }
+    }
+
+    #[test]
+    fn a_second_format_file_reads_its_request_ids_as_sessions() {
+        let id = |session: u64, sequence: u64| {
+            let mut bytes = session.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&sequence.to_le_bytes());
+            bytes
+        };
+        let record = [id(3, 9), 7u64.to_le_bytes().to_vec(), id(3, 12), 8u64.to_le_bytes().to_vec()];
+        let (kv, sessions) = read(&file_of(MAGIC_V2, &[("k", b"v")], &record)).unwrap();
+        assert_eq!(kv, vec![("k".to_string(), b"v".to_vec())]);
+        assert_eq!(
+            sessions,
+            vec![
+                SessionPart::Session { session: 3, low_water: 0, last_index: 7 },
+                SessionPart::Applied { session: 3, sequences: vec![9] },
+                SessionPart::Session { session: 3, low_water: 0, last_index: 8 },
+                SessionPart::Applied { session: 3, sequences: vec![12] },
+            ]
+        );
     }
 
     #[test]
@@ -261,8 +351,8 @@ mod tests {
             bytes.extend_from_slice(&(frame.len() as u32).to_le_bytes());
             bytes.extend_from_slice(frame);
         }
-        let (kv, requests) = read(&bytes).unwrap();
+        let (kv, sessions) = read(&bytes).unwrap();
         assert_eq!(kv, vec![("k".to_string(), b"v".to_vec())]);
-        assert!(requests.is_empty());
+        assert!(sessions.is_empty());
     }
 }

@@ -7,9 +7,18 @@
 //! Group commit of the applied state: entries are applied into one open write transaction,
 //! which every read here also goes through (so reads see every applied write). It is
 //! committed without fsync every [`COMMIT_EVERY`] or once it holds [`COMMIT_AFTER_WRITES`]
-//! changes (bounding the memory its dirty pages take), and durably every second, before
-//! every snapshot (the log is purged only behind a snapshot) and on stop. A commit per entry
-//! cost more CPU than the apply itself (redb writes and checksums its dirty pages at each).
+//! changes (bounding the memory its dirty pages take), and durably before every snapshot (the
+//! log is purged only behind a snapshot: that is the durability the log needs), on stop, and
+//! every [`DURABLE_EVERY`] besides (bounding what a crash leaves to replay, and how long redb
+//! must keep pages the last durable commit still names: the file grows by what changed in
+//! between). A commit per entry cost more CPU than the apply itself (redb writes and checksums
+//! its dirty pages at each).
+//!
+//! The durable commit writes and fsyncs on this actor's thread, and every apply waits behind
+//! it. With a large store each overwrite dirties a page of its own, so what it has to write
+//! grows with the store: the cache is kept small ([`CACHE_BYTES`], so redb writes most pages
+//! to the file as it goes) and [`Writeback`] fsyncs the file from a thread of its own, leaving
+//! the durable commit little to write.
 //!
 //! That is safe because the Raft log is durable before anything is applied: after a crash
 //! redb rolls back to its last durable commit, `last_applied` rolls back with it (same
@@ -32,7 +41,8 @@ use redb::{
 use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership};
 use crate::error::{CeteError, CeteResult};
 use crate::failpoints;
-use crate::requests::AppliedRequests;
+use crate::requests::SessionTable;
+use crate::store_writeback::Writeback;
 use crate::watch::{Change, WatchEvent};
 
 /// Keys to stored records (see [`StoredValue::encode`]).
@@ -42,9 +52,16 @@ const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 const LAST_APPLIED: &str = "last_applied";
 const LAST_MEMBERSHIP: &str = "last_membership";
 
-const DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// Between the durable commits a snapshot forces (see the module comment).
+const DURABLE_EVERY: Duration = Duration::from_secs(5);
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 const COMMIT_AFTER_WRITES: usize = 10_000;
+/// redb's page cache (half of it at most for pages written and not yet on their way to the
+/// file). Small on purpose: the kernel's page cache keeps the file's pages anyway, outside the
+/// process, so a larger one only duplicates them in its memory (1 GiB by default: 460 MiB of
+/// RSS per node holding 1M keys); and what the durable commit must still write out of it is
+/// what stalls the applies behind it.
+const CACHE_BYTES: usize = 64 << 20;
 
 /// A value as stored: the bytes and the media type they were given with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,11 +103,17 @@ pub struct StoreActor {
     /// Why the store stopped serving: an apply failed and the open transaction is lost.
     failed: Option<String>,
     watchers: Vec<Recipient<WatchEvent>>,
+    /// Keeps the file's dirty pages written back between durable commits.
+    _writeback: Writeback,
 }
 
 impl StoreActor {
     pub fn open(path: &Path) -> CeteResult<Self> {
-        let db = Database::create(path).map_err(|e| CeteError::internal("cannot open the store", e))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| CeteError::internal("cannot open the store", e))?;
+        let writeback = Writeback::start(path).map_err(|e| CeteError::internal("store writeback", e))?;
         let txn = db.begin_write().map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(KV).map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
@@ -103,6 +126,7 @@ impl StoreActor {
             dirty: false,
             failed: None,
             watchers: Vec::new(),
+            _writeback: writeback,
         })
     }
 
@@ -181,20 +205,19 @@ impl StoreActor {
         let txn = self.txn()?;
         let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
         let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
-        let mut requests = AppliedRequests::open(txn).map_err(|e| fail(&e))?;
+        let mut sessions = SessionTable::open(txn).map_err(|e| fail(&e))?;
         let mut last_applied = None;
         let mut previous_membership: Option<StoredMembership> = None;
         for entry in entries {
             last_applied = Some(entry.log_id);
             // Per entry, never per batch: batch boundaries differ between nodes, and whether a
             // late retry is a duplicate must be a function of the log alone.
-            requests.prune(entry.log_id.index).map_err(|e| fail(&e))?;
+            sessions.expire(entry.log_id.index).map_err(|e| fail(&e))?;
             match entry.payload {
                 EntryPayload::Blank => responses.push(CommandResponse::Nothing),
                 EntryPayload::Normal(command) => {
-                    let mut applying = Applying { kv: &mut kv, requests: &mut requests, index: entry.log_id.index };
+                    let mut applying = Applying { kv: &mut kv, sessions: &mut sessions, index: entry.log_id.index };
                     responses.push(applying.apply(command, &mut changes).map_err(|e| fail(&e))?);
-                    requests.end_entry(entry.log_id.index).map_err(|e| fail(&e))?;
                 }
                 EntryPayload::Membership(membership) => {
                     let before = match previous_membership.take() {
@@ -242,7 +265,7 @@ impl StoreActor {
 /// The tables one applied entry writes to.
 struct Applying<'a, 'txn> {
     kv: &'a mut redb::Table<'txn, &'static str, &'static [u8]>,
-    requests: &'a mut AppliedRequests<'txn>,
+    sessions: &'a mut SessionTable<'txn>,
     index: u64,
 }
 
@@ -264,9 +287,10 @@ impl Applying<'_, '_> {
                 let responses = commands.into_iter().map(|c| self.apply(c, changes)).collect::<Result<Vec<_>, _>>()?;
                 return Ok(CommandResponse::Batch(responses));
             }
-            Command::Request { id, command } => {
-                // Not applied again when sent again after its first sending's fate was unknown.
-                if !self.requests.record(&id, self.index)? {
+            Command::Request { id, command, low_water } => {
+                // Not applied again when sent again after its first sending's fate was unknown,
+                // nor once its origin has given it up.
+                if !self.sessions.admit(&id, low_water, self.index)? {
                     return Ok(CommandResponse::Applied);
                 }
                 return self.apply(*command, changes);
@@ -436,8 +460,8 @@ impl StoreActor {
         {
             let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
             kv.retain(|_, _| false).map_err(|e| fail(&e))?;
-            let mut requests = AppliedRequests::open(&txn).map_err(|e| fail(&e))?;
-            requests.clear().map_err(|e| fail(&e))?;
+            let mut sessions = SessionTable::open(&txn).map_err(|e| fail(&e))?;
+            sessions.clear().map_err(|e| fail(&e))?;
             if let Some(path) = &msg.source {
                 let mut pairs = crate::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))?;
                 for pair in pairs.by_ref() {
@@ -445,10 +469,8 @@ impl StoreActor {
                     kv.insert(key.as_str(), record.as_slice()).map_err(|e| fail(&e))?;
                     keys += 1;
                 }
-                for request in pairs.requests() {
-                    let (id, index) = request.map_err(|e| fail(&e))?;
-                    requests.record(&id, index).map_err(|e| fail(&e))?;
-                    requests.end_entry(index).map_err(|e| fail(&e))?;
+                for part in pairs.sessions() {
+                    sessions.restore(part.map_err(|e| fail(&e))?).map_err(|e| fail(&e))?;
                 }
             }
             let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
@@ -470,7 +492,7 @@ impl StoreActor {
     }
 }
 
-/// Key count and file size, for metrics.
+/// Key count and the size of the sessions record, for metrics.
 #[derive(Message)]
 #[rtype(result = "CeteResult<StoreStats>")]
 pub struct Stats;
@@ -478,14 +500,21 @@ pub struct Stats;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreStats {
     pub keys: u64,
+    pub sessions: u64,
+    /// Applied write sequences the sessions keep.
+    pub session_sequences: u64,
 }
 
 impl Handler<Stats> for StoreActor {
     type Result = CeteResult<StoreStats>;
 
     fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
-        let kv = self.txn()?.open_table(KV).map_err(|e| CeteError::internal("stats", e))?;
-        Ok(StoreStats { keys: kv.len().map_err(|e| CeteError::internal("stats", e))? })
+        let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("stats: {e}"));
+        let txn = self.txn()?;
+        let keys = txn.open_table(KV).map_err(|e| fail(&e))?.len().map_err(|e| fail(&e))?;
+        let (sessions, session_sequences) =
+            SessionTable::open(txn).and_then(|table| table.rows()).map_err(|e| fail(&e))?;
+        Ok(StoreStats { keys, sessions, session_sequences })
     }
 }
 
@@ -529,18 +558,19 @@ mod tests {
         Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
     }
 
-    fn set(value: &str, id: RequestId) -> Command {
+    /// A routed write of `value` to `x`, sequence `sequence` of session 7, sent while its
+    /// session still awaited `low_water`.
+    fn set(value: &str, sequence: u64, low_water: u64) -> Command {
         let set = Command::Set { key: "x".into(), value: Bytes::from(value.to_string()), content_type: None };
-        Command::Request { id, command: Box::new(set) }
+        Command::Request { id: RequestId { session: 7, sequence }, command: Box::new(set), low_water }
     }
 
     #[actix::test]
     async fn a_request_sent_again_is_applied_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
-        let (first, second) = (RequestId::next(7), RequestId::next(7));
         // The first write, a later one, then the first again (resent after a leader change).
-        let entries = vec![entry(1, set("1", first)), entry(2, set("2", second)), entry(3, set("1", first))];
+        let entries = vec![entry(1, set("1", 1, 1)), entry(2, set("2", 2, 1)), entry(3, set("1", 1, 1))];
         let responses = store.send(ApplyEntries(entries)).await.unwrap().unwrap();
         assert_eq!(responses.len(), 3);
         let value = store.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap();
@@ -549,24 +579,25 @@ mod tests {
         assert_eq!(applied.map(|l| l.index), Some(3));
     }
 
-    /// Two nodes apply the same log in batches cut differently; a write resent just past the
-    /// window in which retries are recognised must be judged the same way on both.
+    /// Two nodes apply the same log in batches cut differently; a write resent just after its
+    /// session expired (idle for the whole window in which retries are recognised) must be
+    /// judged the same way on both.
     #[actix::test]
     async fn whether_a_retry_is_a_duplicate_does_not_depend_on_batch_boundaries() {
-        use crate::requests::KEEP_ENTRIES;
-        let (first, second) = (RequestId::next(7), RequestId::next(7));
+        use crate::requests::{EXPIRE_EVERY, KEEP_ENTRIES};
         let blank =
             |index| Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank };
-        let edge = 5 + KEEP_ENTRIES;
+        // The first entry at which the session, last active at 6, is found idle.
+        let edge = (6 + KEEP_ENTRIES).div_ceil(EXPIRE_EVERY) * EXPIRE_EVERY;
         let batchings: [Vec<Vec<Entry>>; 2] = [
             vec![
-                vec![entry(5, set("1", first)), entry(6, set("2", second))],
-                vec![blank(edge + 1), entry(edge + 2, set("1", first))],
+                vec![entry(5, set("1", 1, 1)), entry(6, set("2", 2, 1))],
+                vec![blank(edge - 1), entry(edge, set("1", 1, 1))],
             ],
             vec![
-                vec![entry(5, set("1", first)), entry(6, set("2", second))],
-                vec![blank(edge + 1)],
-                vec![entry(edge + 2, set("1", first))],
+                vec![entry(5, set("1", 1, 1)), entry(6, set("2", 2, 1))],
+                vec![blank(edge - 1)],
+                vec![entry(edge, set("1", 1, 1))],
             ],
         ];
         let mut values = Vec::new();
@@ -579,6 +610,32 @@ mod tests {
             values.push(store.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap().value);
         }
         assert_eq!(values[0], values[1], "two nodes applying the same log disagree");
+        assert_eq!(values[0], Bytes::from("1"), "past its window the session is forgotten");
+    }
+
+    /// A node that installs a snapshot judges retries as the node that built it.
+    #[actix::test]
+    async fn the_sessions_travel_in_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = StoreActor::open(&dir.path().join("built.redb")).unwrap().start();
+        let entries = vec![entry(1, set("1", 1, 1)), entry(2, set("2", 2, 1)), entry(3, set("3", 3, 2))];
+        built.send(ApplyEntries(entries)).await.unwrap().unwrap();
+        let view = built.send(OpenSnapshotView).await.unwrap().unwrap();
+        let (last_applied, last_membership) = (view.last_applied, view.last_membership.clone());
+        let file = dir.path().join("snapshot.data");
+        crate::snapshot_file::write(&file, view).unwrap();
+
+        let installed = StoreActor::open(&dir.path().join("installed.redb")).unwrap().start();
+        let replace = ReplaceState { source: Some(file), last_applied, last_membership };
+        installed.send(replace).await.unwrap().unwrap();
+        // 1 is below the mark, 3 in the set: neither undoes the last write; 4 is new.
+        let retries = vec![entry(4, set("1", 1, 1)), entry(5, set("3", 3, 1))];
+        installed.send(ApplyEntries(retries)).await.unwrap().unwrap();
+        assert_eq!(installed.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap().value, Bytes::from("3"));
+        installed.send(ApplyEntries(vec![entry(6, set("4", 4, 2))])).await.unwrap().unwrap();
+        assert_eq!(installed.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap().value, Bytes::from("4"));
+        let stats = installed.send(Stats).await.unwrap().unwrap();
+        assert_eq!((stats.sessions, stats.session_sequences), (1, 3), "2, 3 and 4 are kept");
     }
 
     #[actix::test]
