@@ -32,6 +32,21 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The bytes of keys, values and media types this command carries: what a group commit's
+    /// batch limit counts and what the log cache's size estimate starts from.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Command::Set { key, value, content_type } => {
+                key.len() + value.len() + content_type.as_ref().map_or(0, String::len)
+            }
+            Command::Delete { key } => key.len(),
+            Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
+            Command::Request { command, .. } => command.payload_bytes(),
+        }
+    }
+}
+
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -76,7 +76,9 @@ impl Types for LogTypes {
     }
 }
 
-/// Writes `value` as a length-prefixed MessagePack record part.
+/// Writes `value` as a length-prefixed MessagePack record part (a big-endian u32 length).
+/// The snapshot file frames little-endian (`snapshot_file.rs`): both layouts are on disk in
+/// data directories of earlier builds, so each stays as it is, written and read in one place.
 fn write_framed<T: Serialize, W: io::Write>(value: &T, mut w: W) -> io::Result<usize> {
     let bytes = encode(value).map_err(io::Error::other)?;
     let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("a log record over 4 GiB"))?;
@@ -133,20 +135,10 @@ impl WalEntry {
     }
 }
 
+/// About the encoded size of `entry`: its payload and a fixed allowance for the rest.
 fn entry_size(entry: &Entry) -> u64 {
-    use crate::command::Command;
-    fn command_size(command: &Command) -> u64 {
-        match command {
-            Command::Set { key, value, content_type } => {
-                (key.len() + value.len() + content_type.as_ref().map_or(0, String::len) + 8) as u64
-            }
-            Command::Delete { key } => key.len() as u64 + 4,
-            Command::Batch(commands) => commands.iter().map(command_size).sum::<u64>() + 4,
-            Command::Request { command, .. } => command_size(command) + 24,
-        }
-    }
     match &entry.payload {
-        openraft::EntryPayload::Normal(command) => command_size(command) + 32,
+        openraft::EntryPayload::Normal(command) => command.payload_bytes() as u64 + 32,
         _ => 256,
     }
 }

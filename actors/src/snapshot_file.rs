@@ -96,6 +96,9 @@ fn session_frame(part: &SessionPart) -> Vec<u8> {
     frame
 }
 
+/// A frame of the snapshot file: a little-endian u32 length, then the bytes. (The log frames
+/// big-endian; both are fixed by files earlier builds wrote. A frame read back may claim no
+/// more than the file still holds: [`Pairs::read_exact_vec`].)
 fn write_frame(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
     out.write_all(&len.to_le_bytes())?;

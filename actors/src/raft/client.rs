@@ -58,15 +58,6 @@ const MAX_PROPOSALS_IN_FLIGHT: usize = 1;
 const MAX_BATCH_COMMANDS: usize = 4096;
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
-fn command_bytes(command: &Command) -> usize {
-    match command {
-        Command::Set { key, value, .. } => key.len() + value.len(),
-        Command::Delete { key } => key.len(),
-        Command::Batch(commands) => commands.iter().map(command_bytes).sum(),
-        Command::Request { command, .. } => command_bytes(command),
-    }
-}
-
 /// The reply of a waiting request, or "retry" when its Raft instance went away.
 async fn closed<T>(rx: oneshot::Receiver<Result<T, WriteRejection>>) -> Result<T, WriteRejection> {
     rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("raft is restarting; retry".into()).into()))
@@ -80,7 +71,7 @@ impl Handler<ClientWrite> for RaftActor {
             return Box::pin(std::future::ready(Err(WriteRejection::NotLeader { leader: Some(leader) })));
         }
         let (tx, rx) = oneshot::channel();
-        self.pending.write_bytes += command_bytes(&msg.0);
+        self.pending.write_bytes += msg.0.payload_bytes();
         self.pending.writes.push((msg.0, tx));
         self.propose(ctx);
         Box::pin(closed(rx))
@@ -94,7 +85,7 @@ impl RaftActor {
         while !self.pending.writes.is_empty() && self.pending.proposals_in_flight < MAX_PROPOSALS_IN_FLIGHT {
             let take = self.batch_len();
             let batch: Vec<_> = self.pending.writes.drain(..take).collect();
-            self.pending.write_bytes = self.pending.writes.iter().map(|(c, _)| command_bytes(c)).sum();
+            self.pending.write_bytes = self.pending.writes.iter().map(|(c, _)| c.payload_bytes()).sum();
             self.pending.proposals_in_flight += 1;
             let raft = self.raft.clone();
             let me = self.parts.me.clone();
@@ -140,7 +131,7 @@ impl RaftActor {
         let mut bytes = 0;
         let mut count = 0;
         for (command, _) in self.pending.writes.iter().take(MAX_BATCH_COMMANDS) {
-            bytes += command_bytes(command);
+            bytes += command.payload_bytes();
             count += 1;
             if bytes >= MAX_BATCH_BYTES {
                 break;
