@@ -6,7 +6,7 @@
 //! can serve over the leader's link. It also keeps this node's [`Standing`]: when Raft or a peer
 //! shows that this node was removed, it stops the node's Raft for good, and the node answers
 //! as `Removed` from then on; a leader that removed itself then hands its leadership over
-//! ([`crate::handover`]).
+//! ([`crate::raft::handover`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -17,10 +17,10 @@ use tokio::sync::oneshot;
 
 use crate::command::{node_id, Command, Member, NodeId, RaftMetrics, StoredMembership};
 use crate::error::{CeteError, CeteResult};
-use crate::handover::{hand_over, successor};
 use crate::metrics::LEADER_CHANGES;
 use crate::node::{ClusterInfo, NodeInfo};
 use crate::peer::{call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView};
+use crate::raft::handover::{hand_over, successor};
 use crate::raft::Shutdown;
 use crate::removal::{PeerNews, Standing};
 use crate::tls::ClientTls;
@@ -123,7 +123,7 @@ impl ClusterActor {
 
     /// Stops Raft for good, and links to the members of the cluster this node left. A leader
     /// that removed itself then hands its leadership over to `successor`
-    /// ([`crate::handover`]): only once its Raft is stopped, so that it heartbeats no more.
+    /// ([`crate::raft::handover`]): only once its Raft is stopped, so that it heartbeats no more.
     fn stepped_out(&mut self, successor: Option<Member>, ctx: &mut Context<Self>) {
         let raft = self.raft.clone();
         let (leaving, tls) = (self.me.name.clone(), self.tls.clone());
@@ -592,7 +592,7 @@ impl Handler<PrepareJoiner> for ClusterActor {
     fn handle(&mut self, msg: PrepareJoiner, _: &mut Self::Context) -> Self::Result {
         let tls = self.tls.clone();
         Box::pin(async move {
-            let channel = crate::network::peer_channel(&msg.0.raft_address, tls.as_ref())
+            let channel = crate::raft::network::peer_channel(&msg.0.raft_address, tls.as_ref())
                 .map_err(|e| CeteError::InvalidArgument(format!("bad raft address {:?}: {e}", msg.0.raft_address)))?;
             let client = cete_proto::raft::raft_client::RaftClient::new(channel);
             match call_peer(Some(client), &msg.0, &Forwarded::PrepareToJoin, PREPARE_TIMEOUT).await? {

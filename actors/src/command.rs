@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::node::Metadata;
-use crate::requests::RequestId;
+use crate::store::sessions::RequestId;
 
 /// A change to the key-value state, replicated through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +23,7 @@ pub enum Command {
     Batch(Vec<Command>),
     /// A client's command under its request id: applied at most once, however often sent.
     /// `low_water`: the lowest sequence its session still awaited when it was sent (see
-    /// [`crate::requests`]); 0 in entries written before sessions.
+    /// [`crate::store::sessions`]); 0 in entries written before sessions.
     Request {
         id: RequestId,
         command: Box<Command>,
@@ -107,7 +107,7 @@ pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<Typ
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
 pub type StorageError = openraft::StorageError<TypeConfig>;
 pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
-pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
+pub type Raft = openraft::Raft<TypeConfig, crate::raft::state_machine::StateMachine>;
 
 /// Encodes a value for redb or the wire (MessagePack: compact, self-describing, maintained).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {

@@ -16,9 +16,9 @@ use tonic::transport::Channel;
 
 use crate::command::{decode, encode, Command, LogId, Member, StoredMembership};
 use crate::error::{CeteError, CeteResult};
-use crate::network::peer_channel;
 use crate::node::NodeInfo;
-use crate::requests::{Awaited, ClientSession};
+use crate::raft::network::peer_channel;
+use crate::store::sessions::{Awaited, ClientSession};
 use crate::tls::ClientTls;
 
 /// How often a link asks its peer for its state.
@@ -54,7 +54,7 @@ pub enum Forwarded {
     /// [`ForwardReply::Leader`] once it has taken over.
     TransferLeader(Option<String>),
     /// `leaving`, the leader, has committed its own removal and stopped: you succeed it
-    /// (campaign as soon as the other voters will vote; see [`crate::handover`]).
+    /// (campaign as soon as the other voters will vote; see [`crate::raft::handover`]).
     Campaign { leaving: String },
 }
 

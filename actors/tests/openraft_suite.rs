@@ -8,8 +8,8 @@ use std::thread;
 
 use actix::prelude::*;
 use cete_actors::command::{StorageError, TypeConfig};
-use cete_actors::log_store::LogStore;
-use cete_actors::state_machine::StateMachine;
+use cete_actors::raft::log_store::LogStore;
+use cete_actors::raft::state_machine::StateMachine;
 use cete_actors::store::StoreActor;
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{ErrorSubject, ErrorVerb};

@@ -13,7 +13,7 @@ use openraft::{ChangeMembers, StoredMembership};
 use super::{from_client_write_error, RaftActor, WriteRejection};
 use crate::command::{node_id, Member, NodeId, Raft, RaftMetrics};
 use crate::error::{CeteError, CeteResult};
-use crate::handover::{still_leaderless, LEASE_MARGIN};
+use crate::raft::handover::{still_leaderless, LEASE_MARGIN};
 use crate::store::{ReplaceState, Stats};
 
 /// Form a one-node cluster of this node, unless Raft state already exists on disk (a
@@ -178,7 +178,7 @@ impl Handler<RemoveMember> for RaftActor {
 
 /// The leader `leaving` has removed itself and named this node its successor: campaign as
 /// soon as the other voters will vote — once the lease they granted it has run out — unless a
-/// leader is elected before (see [`crate::handover`]).
+/// leader is elected before (see [`crate::raft::handover`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Succeed {
@@ -248,7 +248,7 @@ impl Handler<ResetForJoin> for RaftActor {
             parts.log_store.wipe().await.map_err(|e| CeteError::internal("wipe raft log", e))?;
             let empty = ReplaceState { source: None, last_applied: None, last_membership: StoredMembership::default() };
             parts.store.send(empty).await??;
-            crate::state_machine::remove_snapshots(&parts.snapshot_dir)
+            crate::raft::state_machine::remove_snapshots(&parts.snapshot_dir)
                 .map_err(|e| CeteError::internal("remove snapshots", e))?;
             Ok(Some(parts.build().await?))
         };

@@ -7,8 +7,12 @@
 //! mailbox while it does.
 
 mod client;
+pub mod handover;
+pub mod log_store;
 mod membership;
+pub mod network;
 pub mod peer_rpc;
+pub mod state_machine;
 mod transfer;
 
 use std::path::PathBuf;
@@ -27,9 +31,9 @@ use crate::cluster::{ClusterActor, MetricsUpdate};
 use crate::command::{LogId, Member, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
-use crate::log_store::LogStore;
-use crate::network::Network;
-use crate::state_machine::StateMachine;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::state_machine::StateMachine;
 use crate::store::StoreActor;
 
 /// How long a snapshot request waits for the snapshot to be built.

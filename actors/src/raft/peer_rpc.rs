@@ -1,5 +1,5 @@
 //! Raft RPCs arriving from peers on `--raft-address`, delivered to this node's Raft (the
-//! sending side is [`crate::network`]). Every answer is Raft's, or [`Fatal`] when this node's
+//! sending side is [`crate::raft::network`]). Every answer is Raft's, or [`Fatal`] when this node's
 //! Raft has stopped; the gRPC service encodes either for the peer.
 
 use std::path::PathBuf;
@@ -17,8 +17,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::RaftActor;
 use crate::command::TypeConfig;
-use crate::network::SnapshotHeader;
-use crate::state_machine::{receiving_file, Snapshot};
+use crate::raft::network::SnapshotHeader;
+use crate::raft::state_machine::{receiving_file, Snapshot};
 
 type Answer<T> = Result<T, Fatal<TypeConfig>>;
 
@@ -51,7 +51,7 @@ impl Handler<DeliverAppendEntries> for RaftActor {
 pub type AppendReplies = BoxStream<'static, Answer<StreamAppendResult<TypeConfig>>>;
 
 /// A leader's replication stream: its requests go to Raft as they arrive, each taken before
-/// the previous one is flushed (see [`crate::network`]).
+/// the previous one is flushed (see [`crate::raft::network`]).
 #[derive(Message)]
 #[rtype(result = "AppendReplies")]
 pub struct DeliverAppendStream(pub BoxStream<'static, AppendEntriesRequest<TypeConfig>>);

@@ -18,7 +18,7 @@ use openraft::ServerState;
 use super::{RaftActor, WriteRejection};
 use crate::command::{node_id, Member, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::error::CeteError;
-use crate::handover::successor;
+use crate::raft::handover::successor;
 
 /// How long a transfer asked for by an operator may take before it is reported as failed. The
 /// target flushes the log the leader had and wins one round of votes: milliseconds on a

@@ -26,6 +26,10 @@
 //! the open transaction unusable, so the store stops serving (fail-stop) rather than answer
 //! from state that lost applied entries; a restart re-applies them from the log.
 
+pub mod sessions;
+pub mod snapshot_file;
+pub mod writeback;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +45,8 @@ use redb::{
 use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership};
 use crate::error::{CeteError, CeteResult};
 use crate::failpoints;
-use crate::requests::SessionTable;
-use crate::store_writeback::Writeback;
+use crate::store::sessions::SessionTable;
+use crate::store::writeback::Writeback;
 use crate::watch::{Change, WatchEvent};
 
 /// Keys to stored records (see [`StoredValue::encode`]).
@@ -117,7 +121,7 @@ impl StoreActor {
         let txn = db.begin_write().map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(KV).map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
-        crate::requests::upgrade(&txn).map_err(|e| CeteError::internal("store upgrade", e))?;
+        crate::store::sessions::upgrade(&txn).map_err(|e| CeteError::internal("store upgrade", e))?;
         txn.commit().map_err(|e| CeteError::internal("store", e))?;
         Ok(StoreActor {
             db: Arc::new(db),
@@ -463,7 +467,7 @@ impl StoreActor {
             let mut sessions = SessionTable::open(&txn).map_err(|e| fail(&e))?;
             sessions.clear().map_err(|e| fail(&e))?;
             if let Some(path) = &msg.source {
-                let mut pairs = crate::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))?;
+                let mut pairs = crate::store::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))?;
                 for pair in pairs.by_ref() {
                     let (key, record) = pair.map_err(|e| fail(&e))?;
                     kv.insert(key.as_str(), record.as_slice()).map_err(|e| fail(&e))?;
@@ -552,7 +556,7 @@ mod tests {
     use crate::command::LeaderId as CommittedLeaderId;
 
     use super::*;
-    use crate::requests::RequestId;
+    use crate::store::sessions::RequestId;
 
     fn entry(index: u64, command: Command) -> Entry {
         Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
@@ -584,7 +588,7 @@ mod tests {
     /// judged the same way on both.
     #[actix::test]
     async fn whether_a_retry_is_a_duplicate_does_not_depend_on_batch_boundaries() {
-        use crate::requests::{EXPIRE_EVERY, KEEP_ENTRIES};
+        use crate::store::sessions::{EXPIRE_EVERY, KEEP_ENTRIES};
         let blank =
             |index| Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank };
         // The first entry at which the session, last active at 6, is found idle.
@@ -623,7 +627,7 @@ mod tests {
         let view = built.send(OpenSnapshotView).await.unwrap().unwrap();
         let (last_applied, last_membership) = (view.last_applied, view.last_membership.clone());
         let file = dir.path().join("snapshot.data");
-        crate::snapshot_file::write(&file, view).unwrap();
+        crate::store::snapshot_file::write(&file, view).unwrap();
 
         let installed = StoreActor::open(&dir.path().join("installed.redb")).unwrap().start();
         let replace = ReplaceState { source: Some(file), last_applied, last_membership };

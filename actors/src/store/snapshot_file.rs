@@ -1,6 +1,6 @@
 //! The snapshot file format: `CETESNAP3`, then `[u32 LE key length][key][u32 LE record
 //! length][record]` per key, in key order (records as the store keeps them); then, after an
-//! empty key (keys are never empty), the client sessions record (see [`crate::requests`]) as
+//! empty key (keys are never empty), the client sessions record (see [`crate::store::sessions`]) as
 //! frames, each a session (`[1][session][low-water mark][last index]`, u64 LE) or a run of the
 //! sequences applied in the session before it (`[2][session][sequence]...`); then an empty
 //! frame and the xxh3-64 (LE) of every byte before it. Written from a redb read view and read
@@ -19,7 +19,7 @@ use std::path::Path;
 use redb::ReadableTable;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::requests::{RequestId, SessionPart};
+use crate::store::sessions::{RequestId, SessionPart};
 use crate::store::{SnapshotView, KV};
 
 const MAGIC: &[u8] = b"CETESNAP3";
@@ -67,7 +67,7 @@ pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
         keys += 1;
     }
     write_frame(&mut out, b"")?;
-    for part in crate::requests::all(&view.txn).map_err(std::io::Error::other)? {
+    for part in crate::store::sessions::all(&view.txn).map_err(std::io::Error::other)? {
         write_frame(&mut out, &session_frame(&part))?;
     }
     write_frame(&mut out, b"")?;

@@ -38,7 +38,7 @@ use tonic::transport::Channel;
 
 use crate::command::{decode, encode, Member, NodeId, SnapshotMeta, TypeConfig, Vote};
 use crate::error::CeteResult;
-use crate::state_machine::Snapshot;
+use crate::raft::state_machine::Snapshot;
 use crate::tls::ClientTls;
 
 type RpcError = RPCError<TypeConfig>;

@@ -49,7 +49,7 @@ pub fn successor(
 
 /// Tells `successor` that `leaving`, the leader, has left: it is to campaign.
 pub async fn hand_over(successor: Member, leaving: String, tls: Option<ClientTls>) {
-    let client = match crate::network::peer_channel(&successor.raft_address, tls.as_ref()) {
+    let client = match crate::raft::network::peer_channel(&successor.raft_address, tls.as_ref()) {
         Ok(channel) => Some(cete_proto::raft::raft_client::RaftClient::new(channel)),
         Err(e) => {
             log::warn!("cannot hand the leadership over to {}: {e}", successor.name);

@@ -2,7 +2,7 @@
 //! which owns the data. Snapshots are files under `<data>/snapshots/`, written from a redb
 //! read view on a blocking thread (applies go on meanwhile) and streamed from disk.
 //!
-//! `current.meta` names the current data file (see [`crate::snapshot_file`]) and its Raft
+//! `current.meta` names the current data file (see [`crate::store::snapshot_file`]) and its Raft
 //! metadata; it is replaced by rename, so a crash leaves either the old snapshot or the new one.
 //! openraft 0.10's `SnapshotMeta` has no `snapshot_id`: the data file's name is the snapshot's
 //! name (`snapshot-<term>-<index>-<millis>.data`, as before), and a `current.meta` written by
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::fs::File;
 
 use crate::command::{decode, encode, LogId, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::snapshot_file;
+use crate::store::snapshot_file;
 use crate::store::{AppliedState, ApplyEntries, OpenSnapshotView, ReplaceState, StoreActor};
 
 /// A snapshot as openraft hands it around: its metadata and its open data file.
