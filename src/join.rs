@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use cete_actors::command::Member;
 use cete_actors::node::NodeInfo;
-use cete_actors::tls::ClientTls;
+use cete_actors::wire::tls::ClientTls;
 use cete_proto::kvs::{kvs_client::KvsClient, JoinRequest};
 
 /// How long a starting node keeps trying to join before it gives up.
 const JOIN_DEADLINE: Duration = Duration::from_secs(120);
 
 pub async fn join_cluster(peer: &str, me: &Member, tls: Option<&ClientTls>) -> anyhow::Result<()> {
-    let channel = cete_actors::tls::channel(peer, tls, Duration::from_secs(3))
+    let channel = cete_actors::wire::tls::channel(peer, tls, Duration::from_secs(3))
         .with_context(|| format!("bad peer address {peer:?}"))?;
     let node = NodeInfo { raft_address: me.raft_address.clone(), metadata: me.metadata.clone(), state: String::new() };
     let request = JoinRequest { id: me.name.clone(), node: Some(node.into()) };

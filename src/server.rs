@@ -2,13 +2,13 @@
 //! joins or forms its cluster, and runs until SIGINT or SIGTERM, then shuts down in order.
 
 use anyhow::Context;
-use cete_actors::address::listen_addr;
 use cete_actors::cluster::WasRemoved;
 use cete_actors::command::Member;
 use cete_actors::node::Metadata;
 use cete_actors::raft::Bootstrap;
 use cete_actors::system::{start_node, NodeSettings};
-use cete_actors::tls::ClientTls;
+use cete_actors::wire::address::listen_addr;
+use cete_actors::wire::tls::ClientTls;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::config::Config;
@@ -108,7 +108,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
 /// leader that can never exist.
 fn peer_to_join(config: &Config) -> Option<String> {
     let peer = config.peer_grpc_address.as_deref()?;
-    if cete_actors::address::dials_listener(peer, &config.grpc_address) {
+    if cete_actors::wire::address::dials_listener(peer, &config.grpc_address) {
         log::info!(
             "--peer-grpc-address {peer} is this node's own gRPC address ({}): forming the cluster here",
             config.grpc_address
@@ -159,7 +159,7 @@ impl NodeTls {
         let (Some(certificate), Some(key)) = (&config.certificate_file, &config.key_file) else {
             return Ok(None);
         };
-        let http = cete_actors::tls::server_config(certificate, key)?;
+        let http = cete_actors::wire::tls::server_config(certificate, key)?;
         let read =
             |path: &std::path::Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
         let grpc = ServerTlsConfig::new().identity(Identity::from_pem(read(certificate)?, read(key)?));

@@ -23,7 +23,7 @@ use crate::peer::{call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLi
 use crate::raft::handover::{hand_over, successor};
 use crate::raft::Shutdown;
 use crate::removal::{PeerNews, Standing};
-use crate::tls::ClientTls;
+use crate::wire::tls::ClientTls;
 
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -11,7 +11,6 @@
 //! openraft's storage and network ([`log_store`], [`state_machine`], [`network`]) are adapters
 //! that turn openraft's calls into messages to those owners or RPCs to peers.
 
-pub mod address;
 pub mod cluster;
 pub mod command;
 pub mod connection;
@@ -25,8 +24,7 @@ pub mod raft;
 pub mod removal;
 pub mod store;
 pub mod system;
-pub mod tls;
-pub mod value_json;
 pub mod watch;
+pub mod wire;
 
 pub use error::{CeteError, CeteResult};

@@ -19,7 +19,7 @@ use crate::error::{CeteError, CeteResult};
 use crate::node::NodeInfo;
 use crate::raft::network::peer_channel;
 use crate::store::sessions::{Awaited, ClientSession};
-use crate::tls::ClientTls;
+use crate::wire::tls::ClientTls;
 
 /// How often a link asks its peer for its state.
 const POLL_EVERY: Duration = Duration::from_secs(1);

@@ -19,7 +19,7 @@ use crate::raft::network::Network;
 use crate::raft::{RaftActor, RaftParts};
 use crate::removal::{RemovalRecord, Standing};
 use crate::store::StoreActor;
-use crate::tls::ClientTls;
+use crate::wire::tls::ClientTls;
 
 /// What a node needs to know to start.
 #[derive(Debug, Clone)]

@@ -142,11 +142,11 @@ impl Change {
     }
 
     /// The JSON-lines shape (`cete watch`, `GET /v1/watch`): `{"type":"Set","data":{...}}`.
-    /// A value that is not UTF-8 goes as `"value_base64"` ([`crate::value_json`]).
+    /// A value that is not UTF-8 goes as `"value_base64"` ([`crate::wire::value_json`]).
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Change::Set { key, value } => {
-                serde_json::json!({"type": "Set", "data": crate::value_json::key_value(key, value)})
+                serde_json::json!({"type": "Set", "data": crate::wire::value_json::key_value(key, value)})
             }
             Change::Delete { key } => serde_json::json!({"type": "Delete", "data": {"key": key}}),
             Change::Join { id, metadata } => serde_json::json!({

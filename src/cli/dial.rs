@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use cete_actors::tls::ClientTls;
+use cete_actors::wire::tls::ClientTls;
 use cete_proto::kvs::kvs_client::KvsClient;
 use tonic::transport::Channel;
 
@@ -30,7 +30,7 @@ impl ClientArgs {
             Some(path) => Some(ClientTls::new(path, self.common_name.as_deref())?),
             None => None,
         };
-        let channel = cete_actors::tls::connect(address, tls.as_ref(), CONNECT_TIMEOUT).await?;
+        let channel = cete_actors::wire::tls::connect(address, tls.as_ref(), CONNECT_TIMEOUT).await?;
         // The node enforces its own value limit; the client takes whatever it is sent.
         Ok(KvsClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
     }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use cete_actors::value_json;
+use cete_actors::wire::value_json;
 use cete_proto::kvs::{ScanRequest, ScanResponse};
 use serde_json::{Map, Value};
 

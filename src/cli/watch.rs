@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use cete_actors::node::Metadata;
-use cete_actors::value_json;
+use cete_actors::wire::value_json;
 use cete_proto::kvs::{event, DeleteMetadataRequest, DeleteRequest, Event, SetMetadataRequest, SetRequest};
 use prost::Message;
 use serde::Serialize;

@@ -5,8 +5,8 @@
 use actix::Addr;
 use cete_actors::command::{decode, encode};
 use cete_actors::connection::HandleForwarded;
-use cete_actors::network::SnapshotHeader;
 use cete_actors::peer::{ForwardReply, Forwarded};
+use cete_actors::raft::network::SnapshotHeader;
 use cete_actors::raft::peer_rpc::{
     DeliverAppendEntries, DeliverAppendStream, DeliverPreVote, DeliverSnapshot, DeliverTransferLeader, DeliverVote,
 };

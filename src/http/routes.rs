@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use cete_actors::connection::*;
 use cete_actors::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use cete_actors::node::NodeInfo;
-use cete_actors::value_json;
+use cete_actors::wire::value_json;
 use cete_actors::CeteError;
 use futures::StreamExt;
 use serde::Deserialize;

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::command::{node_id, Member, NodeId, RaftMetrics, StoredMembership};
 use crate::peer::{call_peer, ForwardReply, Forwarded};
-use crate::tls::ClientTls;
+use crate::wire::tls::ClientTls;
 
 /// How long telling the successor may take.
 const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(2);

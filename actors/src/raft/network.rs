@@ -39,7 +39,7 @@ use tonic::transport::Channel;
 use crate::command::{decode, encode, Member, NodeId, SnapshotMeta, TypeConfig, Vote};
 use crate::error::CeteResult;
 use crate::raft::state_machine::Snapshot;
-use crate::tls::ClientTls;
+use crate::wire::tls::ClientTls;
 
 type RpcError = RPCError<TypeConfig>;
 
@@ -89,7 +89,7 @@ impl Network {
 
 /// A lazily connecting channel to a peer's address; it reconnects by itself.
 pub fn peer_channel(address: &str, tls: Option<&ClientTls>) -> CeteResult<Channel> {
-    crate::tls::channel(address, tls, std::time::Duration::from_secs(2))
+    crate::wire::tls::channel(address, tls, std::time::Duration::from_secs(2))
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {

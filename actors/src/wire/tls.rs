@@ -28,8 +28,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::address::dial_host_port;
 use crate::error::{CeteError, CeteResult};
+use crate::wire::address::dial_host_port;
 
 /// Reads every certificate of a PEM file.
 pub fn read_certificates(path: &Path) -> CeteResult<Vec<CertificateDer<'static>>> {
