@@ -1,15 +1,21 @@
-//! Cete's actor system.
+//! Cete's actor system, in folders by wing.
 //!
 //! Every piece of state has one owner, and the owners talk only by typed messages:
-//! - [`store::StoreActor`] owns the redb database of applied key-value state;
-//! - [`raft::RaftActor`] owns the openraft instance (writes, linearizable reads, membership);
-//! - [`cluster::ClusterActor`] knows the nodes, their live states and the leader, and whether
-//!   this node is still one of them ([`removal`]);
-//! - [`connection::ConnectionActor`] is one client connection on a front door;
-//! - [`watch::WatchActor`] is one watch stream.
+//! - [`store`]: the [`store::StoreActor`] owns the redb database of applied key-value state,
+//!   with its writeback thread, the client sessions that make writes exactly-once, and the
+//!   snapshot file format;
+//! - [`raft`]: the [`raft::RaftActor`] owns the openraft instance (writes, read indexes,
+//!   membership, leader transfer), beside openraft's adapters: the log store, the state
+//!   machine (messages to the StoreActor) and the network (RPCs to peers);
+//! - [`cluster`]: the [`cluster::ClusterActor`] knows the nodes, their live states and the
+//!   leader, and whether this node is still one of them ([`removal`]); [`peer`] holds its peer
+//!   links, and [`leader`] routes what only the leader serves over them;
+//! - [`connection`]: one [`connection::ConnectionActor`] per client connection on a front
+//!   door, and [`watch`] one [`watch::WatchActor`] per watch stream;
+//! - [`wire`]: addresses, TLS and the JSON of values, which the front doors, the peer links
+//!   and the Raft network share.
 //!
-//! openraft's storage and network ([`log_store`], [`state_machine`], [`network`]) are adapters
-//! that turn openraft's calls into messages to those owners or RPCs to peers.
+//! [`system`] starts a node's actors; [`command`] is what the Raft log carries.
 
 pub mod cluster;
 pub mod command;
