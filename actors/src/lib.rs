@@ -3,8 +3,10 @@
 //! Every piece of state has one owner, and the owners talk only by typed messages:
 //! - [`store::StoreActor`] owns the redb database of applied key-value state;
 //! - [`raft::RaftActor`] owns the openraft instance (writes, linearizable reads, membership);
-//! - [`cluster::ClusterActor`] knows the nodes, their live states and the leader, and whether
-//!   this node is still one of them ([`removal`]);
+//! - [`routing::RouterActor`] serves what only the leader can serve from any node: here, or
+//!   over the leader's peer link ([`peer`]), following leader changes;
+//! - [`cluster::ClusterActor`] knows the nodes, their live states and the leader, whether
+//!   this node is still one of them ([`removal`]), and keeps the peer links;
 //! - [`connection::ConnectionActor`] is one client connection on a front door;
 //! - [`watch::WatchActor`] is one watch stream.
 //!
@@ -18,7 +20,6 @@ pub mod connection;
 pub mod error;
 pub mod failpoints;
 pub mod handover;
-pub mod leader;
 pub mod log_store;
 pub mod metrics;
 pub mod network;
@@ -27,6 +28,7 @@ pub mod peer;
 pub mod raft;
 pub mod removal;
 pub mod requests;
+pub mod routing;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod store;
