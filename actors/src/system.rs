@@ -115,11 +115,13 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         snapshot_dir: dir.join("snapshots"),
     };
     let raft = parts.build().await?;
+    let (applied, applied_index) = tokio::sync::watch::channel(0);
     let observers = RaftObservers {
         metrics: cluster.clone().recipient(),
         reset: cluster.clone().recipient(),
         appending: batcher.clone().recipient(),
         leader: router_context.address().recipient(),
+        applied,
     };
     let raft = RaftActor::new(raft, parts, observers).start();
     cluster_context.run(ClusterActor::new(
@@ -130,7 +132,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     ));
     let router = router_context.run(RouterActor::new(
         settings.me.name.clone(),
-        RaftPorts::of(&raft),
+        RaftPorts::of(&raft, applied_index),
         ClusterPorts::of(&cluster),
         batcher.recipient(),
     ));

@@ -120,6 +120,9 @@ pub struct RaftObservers {
     pub appending: Recipient<LeaderAppending>,
     /// Where the leader is, each time that changes (the router).
     pub leader: Recipient<LeaderElsewhere>,
+    /// The index this node has applied up to (the router: a linearizable read whose index is
+    /// applied already is answered without another message).
+    pub applied: tokio::sync::watch::Sender<u64>,
 }
 
 /// Raft's latest metrics.
@@ -218,6 +221,8 @@ impl StreamHandler<(u64, RaftMetrics)> for RaftActor {
             self.told_elsewhere = elsewhere.cloned();
             self.observers.leader.do_send(LeaderElsewhere(self.told_elsewhere.clone()));
         }
+        let applied = metrics.last_applied.map_or(0, |id| id.index);
+        self.observers.applied.send_if_modified(|known| std::mem::replace(known, applied) != applied);
         self.observers.metrics.do_send(MetricsUpdate(metrics));
     }
 

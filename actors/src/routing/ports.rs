@@ -24,10 +24,12 @@ pub struct RaftPorts {
     pub add_member: Recipient<AddMember>,
     pub promote_member: Recipient<PromoteMember>,
     pub remove_member: Recipient<RemoveMember>,
+    /// The index this node has applied up to, as the RaftActor last saw it.
+    pub applied: tokio::sync::watch::Receiver<u64>,
 }
 
 impl RaftPorts {
-    pub fn of(raft: &Addr<RaftActor>) -> Self {
+    pub fn of(raft: &Addr<RaftActor>, applied: tokio::sync::watch::Receiver<u64>) -> Self {
         RaftPorts {
             client_write: raft.clone().recipient(),
             read_index: raft.clone().recipient(),
@@ -39,6 +41,7 @@ impl RaftPorts {
             add_member: raft.clone().recipient(),
             promote_member: raft.clone().recipient(),
             remove_member: raft.clone().recipient(),
+            applied,
         }
     }
 }

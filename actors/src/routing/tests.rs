@@ -347,6 +347,8 @@ fn router(world: &Shared) -> Addr<RouterActor> {
         add_member: raft.clone().recipient(),
         promote_member: raft.clone().recipient(),
         remove_member: raft.clone().recipient(),
+        // Nothing is applied: every read waits through AwaitApplied, which the tests record.
+        applied: tokio::sync::watch::channel(0).1,
     };
     let cluster_ports = ClusterPorts {
         was_removed: cluster.clone().recipient(),
