@@ -2,9 +2,9 @@
 //! (from the replicated membership), their live states, the leader — and the peer links.
 //!
 //! It is fed Raft's metrics by the RaftActor, and keeps one [`PeerLinkActor`] per other member
-//! (started and stopped as the membership changes), handing the leader's to the router
-//! ([`LinkTo`]; a removed node gets none). It also keeps this node's [`Standing`]: when Raft or a peer
-//! shows that this node was removed, it stops the node's Raft for good, and the node answers
+//! (started and stopped as the membership changes), over which it carries the router's
+//! batches to the leader ([`ForwardTo`]; a removed node passes nothing on). It also keeps this
+//! node's [`Standing`]: when Raft or a peer shows that this node was removed, it stops the node's Raft for good, and the node answers
 //! as `Removed` from then on; a leader that removed itself then hands its leadership over
 //! ([`crate::raft::handover`]).
 
@@ -399,20 +399,26 @@ impl Handler<LatestMetrics> for ClusterActor {
     }
 }
 
-/// The link to `leader`, for the router to send it requests over; a removed node passes
-/// nothing on to the cluster it left, so it gets none.
+/// Carry `request` to `to` over its peer link (opened now if there is none yet), for the
+/// router's batcher. A removed node passes nothing on to the cluster it left: it is refused.
+/// (One message per batch: a link handed out first and used after would cost the batch a
+/// second pass through this thread's queue, which under load is most of a round.)
 #[derive(Message)]
-#[rtype(result = "CeteResult<Recipient<Forward>>")]
-pub struct LinkTo(pub Member);
+#[rtype(result = "CeteResult<ForwardReply>")]
+pub struct ForwardTo {
+    pub to: Member,
+    pub request: Forwarded,
+}
 
-impl Handler<LinkTo> for ClusterActor {
-    type Result = CeteResult<Recipient<Forward>>;
+impl Handler<ForwardTo> for ClusterActor {
+    type Result = ResponseFuture<CeteResult<ForwardReply>>;
 
-    fn handle(&mut self, msg: LinkTo, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ForwardTo, ctx: &mut Self::Context) -> Self::Result {
         if let Some(refusal) = self.refusal() {
-            return Err(refusal);
+            return Box::pin(std::future::ready(Err(refusal)));
         }
-        Ok(self.link_to(&msg.0, ctx).recipient())
+        let link = self.link_to(&msg.to, ctx);
+        Box::pin(async move { link.send(Forward(msg.request)).await? })
     }
 }
 

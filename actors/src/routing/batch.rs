@@ -5,8 +5,8 @@
 //! requests (joins, leaves, transfers) go one by one.
 //!
 //! Who sends it what: the [`RouterActor`](super::RouterActor) [`ToLeader`]; the RaftActor
-//! [`LeaderAppending`]. It asks the ClusterActor for the leader's link ([`LinkTo`]), once per
-//! batch; a removed node gets no link, so it passes nothing on.
+//! [`LeaderAppending`]. It hands each batch to the ClusterActor, which carries it over the
+//! leader's link ([`ForwardTo`]); a removed node's ClusterActor refuses, so it passes nothing on.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::msg::{LeaderRequest, RouteError, Served, ToLeader};
 use super::wire::from_wire;
-use crate::cluster::LinkTo;
+use crate::cluster::ForwardTo;
 use crate::command::{Command, Member};
 use crate::peer::Forward;
 use crate::raft::LeaderAppending;
@@ -100,14 +100,14 @@ impl Batchable for ReadIndexWanted {
 }
 
 pub struct LeaderBatcher {
-    link_to: Recipient<LinkTo>,
+    forward_to: Recipient<ForwardTo>,
     writes: Lane<Command>,
     reads: Lane<ReadIndexWanted>,
 }
 
 impl LeaderBatcher {
-    pub fn new(link_to: Recipient<LinkTo>) -> Self {
-        LeaderBatcher { link_to, writes: Lane::default(), reads: Lane::default() }
+    pub fn new(forward_to: Recipient<ForwardTo>) -> Self {
+        LeaderBatcher { forward_to, writes: Lane::default(), reads: Lane::default() }
     }
 
     /// Sends what waits in `T`'s lane: at most one batch per leader, and only to leaders with
@@ -143,7 +143,7 @@ impl LeaderBatcher {
             lane.waiting = rest;
             *lane.in_flight.entry(leader.name.clone()).or_default() += 1;
             let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|(_, item, reply)| (item, reply)).unzip();
-            let send = send(self.link_to.clone(), leader.clone(), T::request(items));
+            let send = send(self.forward_to.clone(), leader.clone(), T::request(items));
             let send = async move {
                 let answer = send.await;
                 for reply in replies {
@@ -181,9 +181,8 @@ impl LeaderBatcher {
 }
 
 /// Sends `request` over `leader`'s link.
-async fn send(link_to: Recipient<LinkTo>, leader: Member, request: LeaderRequest) -> Result<Served, RouteError> {
-    let link = link_to.send(LinkTo(leader)).await??;
-    from_wire(link.send(Forward(request.into())).await?)
+async fn send(forward_to: Recipient<ForwardTo>, leader: Member, request: LeaderRequest) -> Result<Served, RouteError> {
+    from_wire(forward_to.send(ForwardTo { to: leader, request: request.into() }).await?)
 }
 
 impl Actor for LeaderBatcher {
@@ -201,7 +200,7 @@ impl Handler<ToLeader> for LeaderBatcher {
         match msg.request {
             LeaderRequest::Write(command) => self.enqueue(msg.leader, command, ctx),
             LeaderRequest::ReadIndex => self.enqueue(msg.leader, ReadIndexWanted, ctx),
-            request => Box::pin(send(self.link_to.clone(), msg.leader, request)),
+            request => Box::pin(send(self.forward_to.clone(), msg.leader, request)),
         }
     }
 }

@@ -17,7 +17,7 @@
 //! [`LeaderAppending`](crate::raft::LeaderAppending). The router sends this node's RaftActor
 //! its leader-only messages (`ClientWrite`, `ReadIndex`, `AwaitApplied`, `AwaitLeader`,
 //! `AwaitNewLeader`, `TransferLeader`, the membership changes), and the ClusterActor
-//! `WasRemoved`, `PrepareJoiner` and `LinkTo`; all through [`ports`], which a test can stand
+//! `WasRemoved` and `PrepareJoiner`, and the batcher it `ForwardTo`; all through [`ports`], which a test can stand
 //! in for. Every answer is success, or one error: [`RouteError`] between the routing actors
 //! and to peers, a [`CeteError`](crate::CeteError) to clients.
 //!

@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use crate::cluster::{ClusterActor, LinkTo, PrepareJoiner, WasRemoved};
+use crate::cluster::{ClusterActor, PrepareJoiner, WasRemoved};
 use crate::raft::{
     AddMember, AwaitApplied, AwaitLeader, AwaitNewLeader, ClientWrite, PlanJoin, PromoteMember, RaftActor, ReadIndex,
     RemoveMember, TransferLeader,
@@ -46,12 +46,11 @@ impl RaftPorts {
     }
 }
 
-/// The ClusterActor: whether this node was removed, a joiner to prepare, and the peer links.
+/// The ClusterActor: whether this node was removed, and a joiner to prepare.
 #[derive(Clone)]
 pub struct ClusterPorts {
     pub was_removed: Recipient<WasRemoved>,
     pub prepare_joiner: Recipient<PrepareJoiner>,
-    pub link_to: Recipient<LinkTo>,
 }
 
 impl ClusterPorts {
@@ -59,7 +58,6 @@ impl ClusterPorts {
         ClusterPorts {
             was_removed: cluster.clone().recipient(),
             prepare_joiner: cluster.clone().recipient(),
-            link_to: cluster.clone().recipient(),
         }
     }
 }

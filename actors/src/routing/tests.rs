@@ -13,7 +13,7 @@ use openraft::vote::RaftLeaderId as _;
 
 use super::ports::{ClusterPorts, RaftPorts};
 use super::*;
-use crate::cluster::{refusal, LinkTo, PrepareJoiner, WasRemoved};
+use crate::cluster::{refusal, ForwardTo, PrepareJoiner, WasRemoved};
 use crate::command::{Command, CommandResponse, LeaderId, LogId, Member};
 use crate::error::{CeteError, CeteResult};
 use crate::peer::{Forward, ForwardReply, Forwarded};
@@ -250,14 +250,15 @@ impl Actor for FakeCluster {
     type Context = Context<Self>;
 }
 
-impl Handler<LinkTo> for FakeCluster {
-    type Result = CeteResult<Recipient<Forward>>;
+impl Handler<ForwardTo> for FakeCluster {
+    type Result = ResponseFuture<CeteResult<ForwardReply>>;
 
-    fn handle(&mut self, msg: LinkTo, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ForwardTo, _: &mut Self::Context) -> Self::Result {
         if let Some(reason) = &self.0.lock().unwrap().removed {
-            return Err(refusal(reason));
+            return Box::pin(std::future::ready(Err(refusal(reason))));
         }
-        Ok(FakePeer { name: msg.0.name, world: self.0.clone() }.start().recipient())
+        let peer = FakePeer { name: msg.to.name, world: self.0.clone() }.start();
+        Box::pin(async move { peer.send(Forward(msg.request)).await? })
     }
 }
 
@@ -353,7 +354,6 @@ fn router(world: &Shared) -> Addr<RouterActor> {
     let cluster_ports = ClusterPorts {
         was_removed: cluster.clone().recipient(),
         prepare_joiner: cluster.clone().recipient(),
-        link_to: cluster.recipient(),
     };
     RouterActor::new(ME.into(), raft_ports, cluster_ports, batcher.recipient()).start()
 }
