@@ -17,7 +17,6 @@ use super::msg::{LeaderRequest, RouteError, Served, ToLeader};
 use super::wire::from_wire;
 use crate::cluster::ForwardTo;
 use crate::command::{Command, Member};
-use crate::peer::Forward;
 use crate::raft::LeaderAppending;
 
 /// When forwarded writes go to the leader. A batch goes at once when none is out to that
