@@ -1,27 +1,26 @@
 //! ClusterActor: what this node knows of the cluster — every member's name and addresses
 //! (from the replicated membership), their live states, the leader — and the peer links.
 //!
-//! It is fed Raft's metrics by the RaftActor, keeps one [`PeerLinkActor`] per other member
-//! (started and stopped as the membership changes), and routes requests that only the leader
-//! can serve over the leader's link. It also keeps this node's [`Standing`]: when Raft or a peer
-//! shows that this node was removed, it stops the node's Raft for good, and the node answers
+//! It is fed Raft's metrics by the RaftActor, and keeps one [`PeerLinkActor`] per other member
+//! (started and stopped as the membership changes), over which it carries the router's
+//! batches to the leader ([`ForwardTo`]; a removed node passes nothing on). It also keeps this
+//! node's [`Standing`]: when Raft or a peer shows that this node was removed, it stops the node's Raft for good, and the node answers
 //! as `Removed` from then on; a leader that removed itself then hands its leadership over
 //! ([`crate::raft::handover`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use openraft::{Instant as _, ServerState};
-use tokio::sync::oneshot;
 
-use crate::command::{node_id, Command, Member, NodeId, RaftMetrics, StoredMembership};
+use crate::command::{node_id, Member, NodeId, RaftMetrics, StoredMembership};
 use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
 use crate::node::{ClusterInfo, NodeInfo};
 use crate::peer::{call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView};
 use crate::raft::handover::{hand_over, successor};
-use crate::raft::Shutdown;
+use crate::raft::{MetricsUpdate, RaftStateReset, Shutdown};
 use crate::removal::{PeerNews, Standing};
 use crate::wire::tls::ClientTls;
 
@@ -52,13 +51,6 @@ pub struct ClusterActor {
     links: HashMap<String, (Member, Addr<PeerLinkActor>)>,
     /// Each peer's state as its link last polled it.
     peer_states: HashMap<String, String>,
-    /// Reads waiting for a read index from the leader, and whether a request for one is out.
-    waiting_reads: Vec<(Member, oneshot::Sender<CeteResult<ForwardReply>>)>,
-    /// The leaders a read-index request is out to (one each at a time).
-    read_index_in_flight: HashSet<String>,
-    /// Writes waiting to go to the leader, and how many batches of them are out to each.
-    waiting_writes: Vec<(Member, Command, oneshot::Sender<CeteResult<ForwardReply>>)>,
-    write_batches_in_flight: HashMap<String, usize>,
 }
 
 impl ClusterActor {
@@ -73,10 +65,6 @@ impl ClusterActor {
             tls,
             links: HashMap::new(),
             peer_states: HashMap::new(),
-            waiting_reads: Vec::new(),
-            read_index_in_flight: Default::default(),
-            waiting_writes: Vec::new(),
-            write_batches_in_flight: HashMap::new(),
         }
     }
 
@@ -201,10 +189,6 @@ impl Actor for ClusterActor {
 }
 
 /// Raft's latest metrics, from the RaftActor.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MetricsUpdate(pub RaftMetrics);
-
 impl Handler<MetricsUpdate> for ClusterActor {
     type Result = ();
 
@@ -310,10 +294,6 @@ pub fn refusal(reason: &str) -> CeteError {
 }
 
 /// This node's Raft state was replaced by an empty one, to join another cluster.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RaftStateReset;
-
 impl Handler<RaftStateReset> for ClusterActor {
     type Result = ();
 
@@ -419,66 +399,28 @@ impl Handler<LatestMetrics> for ClusterActor {
     }
 }
 
-/// The leader has started a round: it is appending entries to this node's log.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LeaderAppending;
-
-impl Handler<LeaderAppending> for ClusterActor {
-    type Result = ();
-
-    fn handle(&mut self, _: LeaderAppending, ctx: &mut Self::Context) {
-        if !self.waiting_writes.is_empty() {
-            self.send_writes(ctx, true);
-        }
-    }
-}
-
-/// Send a request to `leader` over its peer link.
+/// Carry `request` to `to` over its peer link (opened now if there is none yet), for the
+/// router's batcher. A removed node passes nothing on to the cluster it left: it is refused.
+/// (One message per batch: a link handed out first and used after would cost the batch a
+/// second pass through this thread's queue, which under load is most of a round.)
 #[derive(Message)]
 #[rtype(result = "CeteResult<ForwardReply>")]
-pub struct RouteToLeader {
-    pub leader: Member,
+pub struct ForwardTo {
+    pub to: Member,
     pub request: Forwarded,
 }
 
-impl Handler<RouteToLeader> for ClusterActor {
+impl Handler<ForwardTo> for ClusterActor {
     type Result = ResponseFuture<CeteResult<ForwardReply>>;
 
-    fn handle(&mut self, msg: RouteToLeader, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ForwardTo, ctx: &mut Self::Context) -> Self::Result {
         if let Some(refusal) = self.refusal() {
-            // A removed node passes nothing on to the cluster it left.
-            return Box::pin(std::future::ready(Ok(ForwardReply::Failed(refusal))));
+            return Box::pin(std::future::ready(Err(refusal)));
         }
-        if matches!(msg.request, Forwarded::ReadIndex) {
-            let (tx, rx) = oneshot::channel();
-            self.waiting_reads.push((msg.leader, tx));
-            self.ask_read_index(ctx);
-            return Box::pin(async move {
-                rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("read index request dropped".into())))
-            });
-        }
-        if let Forwarded::Write(command) = msg.request {
-            let (tx, rx) = oneshot::channel();
-            self.waiting_writes.push((msg.leader, command, tx));
-            self.send_writes(ctx, false);
-            return Box::pin(async move {
-                rx.await.unwrap_or_else(|_| Err(CeteError::Unavailable("forwarded write dropped".into())))
-            });
-        }
-        let link = self.link_to(&msg.leader, ctx);
+        let link = self.link_to(&msg.to, ctx);
         Box::pin(async move { link.send(Forward(msg.request)).await? })
     }
 }
-
-/// When forwarded writes go to the leader. A batch goes at once when none is out to that
-/// leader. While one is out, writes wait for the leader to start its next round (it appends
-/// to this node's log: [`LeaderAppending`]); sent then, they reach the leader while that round
-/// is under way and make its next proposal, where a batch sent when the previous one returns
-/// arrives after that proposal left and waits a whole round more. Counted per leader: a
-/// leader that froze with batches must not hold back the writes resent to its successor.
-const MAX_FORWARDED_BATCHES_IN_FLIGHT: usize = 3;
-const MAX_FORWARDED_BATCH: usize = 1024;
 
 impl ClusterActor {
     /// The link to `leader`, opened now if this node has not linked it yet (its membership
@@ -491,91 +433,6 @@ impl ClusterActor {
                 self.links.insert(leader.name.clone(), (leader.clone(), link.clone()));
                 link
             }
-        }
-    }
-
-    /// Forwards the waiting writes to the leader as one batch (one RPC, one log entry there);
-    /// every writer of the batch gets the batch's answer and, on "not the leader" or "not
-    /// sent", follows the leader itself. `leader_appending`: the leader has just started a
-    /// round, so a batch may join those already out.
-    fn send_writes(&mut self, ctx: &mut Context<Self>, leader_appending: bool) {
-        let limit = if leader_appending { MAX_FORWARDED_BATCHES_IN_FLIGHT } else { 1 };
-        let mut sent = HashSet::new();
-        loop {
-            let in_flight = &self.write_batches_in_flight;
-            let Some(leader) = self
-                .waiting_writes
-                .iter()
-                .map(|(leader, ..)| leader)
-                .find(|leader| {
-                    !sent.contains(&leader.name) && in_flight.get(&leader.name).copied().unwrap_or(0) < limit
-                })
-                .cloned()
-            else {
-                return;
-            };
-            sent.insert(leader.name.clone());
-            let mut batch = Vec::new();
-            let mut rest = Vec::new();
-            for waiting in std::mem::take(&mut self.waiting_writes) {
-                if waiting.0 == leader && batch.len() < MAX_FORWARDED_BATCH {
-                    batch.push(waiting);
-                } else {
-                    rest.push(waiting);
-                }
-            }
-            self.waiting_writes = rest;
-            *self.write_batches_in_flight.entry(leader.name.clone()).or_default() += 1;
-            let link = self.link_to(&leader, ctx);
-            let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|(_, c, tx)| (c, tx)).unzip();
-            let request = match <[Command; 1]>::try_from(commands) {
-                Ok([one]) => Forwarded::Write(one),
-                Err(many) => Forwarded::WriteBatch(many),
-            };
-            let send = async move {
-                let reply = link.send(Forward(request)).await.map_err(CeteError::from).and_then(|r| r);
-                for tx in replies {
-                    let _ = tx.send(reply.clone());
-                }
-            };
-            ctx.spawn(send.into_actor(self).map(move |(), actor, ctx| {
-                if let Some(count) = actor.write_batches_in_flight.get_mut(&leader.name) {
-                    *count -= 1;
-                    if *count == 0 {
-                        actor.write_batches_in_flight.remove(&leader.name);
-                    }
-                }
-                actor.send_writes(ctx, false);
-            }));
-        }
-    }
-
-    /// One read-index request to the leader serves every read waiting when it is sent; reads
-    /// arriving while it is out wait for the next one (an index asked for before a read
-    /// began could miss writes acknowledged before that read).
-    fn ask_read_index(&mut self, ctx: &mut Context<Self>) {
-        loop {
-            let in_flight = &self.read_index_in_flight;
-            let Some(leader) =
-                self.waiting_reads.iter().map(|(leader, _)| leader).find(|l| !in_flight.contains(&l.name)).cloned()
-            else {
-                return;
-            };
-            let (batch, rest): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.waiting_reads).into_iter().partition(|(l, _)| *l == leader);
-            self.waiting_reads = rest;
-            self.read_index_in_flight.insert(leader.name.clone());
-            let link = self.link_to(&leader, ctx);
-            let ask = async move {
-                let reply = link.send(Forward(Forwarded::ReadIndex)).await.map_err(CeteError::from).and_then(|r| r);
-                for (_, tx) in batch {
-                    let _ = tx.send(reply.clone());
-                }
-            };
-            ctx.spawn(ask.into_actor(self).map(move |(), actor, ctx| {
-                actor.read_index_in_flight.remove(&leader.name);
-                actor.ask_read_index(ctx);
-            }));
         }
     }
 }

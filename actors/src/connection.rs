@@ -1,7 +1,8 @@
 //! ConnectionActor: one per client connection on the HTTP or gRPC front door, started when
 //! the connection opens and stopped when it closes. Front-door handlers turn a request into
 //! one of the messages below and hand the reply back; everything the request means — checks,
-//! consistency, routing to Raft or the store — happens here.
+//! consistency, which actor serves it — happens here. What only the leader serves goes to the
+//! router ([`crate::routing`]), which finds the leader.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,12 +14,12 @@ use tokio::sync::mpsc;
 use crate::cluster::{
     ClusterActor, DescribeCluster, DescribeNode, DescribeToPeer, LatestMetrics, Readiness, WasRemoved,
 };
-use crate::command::Command;
+use crate::command::{Command, Member};
 use crate::error::{CeteError, CeteResult};
-use crate::leader::{done, member, serve_locally};
 use crate::node::{ClusterInfo, NodeInfo};
 use crate::peer::{ForwardReply, Forwarded};
-use crate::raft::{OnLeader, RaftActor, ReadBarrier, ResetForJoin, Succeed, TakeSnapshot, WriteRejection};
+use crate::raft::{RaftActor, ResetForJoin, Succeed, TakeSnapshot};
+use crate::routing::{self, LeaderRequest, RouterActor, ServeHere};
 use crate::store::{ReadKey, ScanPrefix, Stats, StoreActor, StoredValue, WatcherCount};
 use crate::watch::{Change, WatchActor};
 
@@ -28,6 +29,8 @@ pub struct NodeHandles {
     /// This node's name.
     pub me: String,
     pub raft: Addr<RaftActor>,
+    /// Where requests that only the leader serves go.
+    pub router: Addr<RouterActor>,
     pub store: Addr<StoreActor>,
     pub cluster: Addr<ClusterActor>,
     pub max_value_bytes: usize,
@@ -120,14 +123,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn write(handles: NodeHandles, command: Command) -> CeteResult<()> {
-    let routed = tokio::time::timeout(WRITE_TIMEOUT, handles.raft.send(OnLeader(Forwarded::Write(command))));
-    let reply = routed.await.map_err(|_| {
+    let routed = tokio::time::timeout(WRITE_TIMEOUT, handles.router.send(routing::Write(command)));
+    routed.await.map_err(|_| {
         CeteError::Unavailable(format!(
             "the write was not committed within {WRITE_TIMEOUT:?} (no quorum reachable?); it may or may not \
              take effect"
         ))
-    })?;
-    done(reply??)
+    })??
 }
 
 /// Linearizable: ask the leader for its read index (confirming its leadership with a quorum),
@@ -136,7 +138,7 @@ async fn read_barrier(handles: &NodeHandles, consistency: Consistency) -> CeteRe
     if consistency == Consistency::Serializable {
         return Ok(());
     }
-    let barrier = handles.raft.send(ReadBarrier);
+    let barrier = handles.router.send(routing::LinearizableRead);
     tokio::time::timeout(READ_TIMEOUT, barrier).await.map_err(|_| {
         CeteError::Unavailable(format!(
             "no leader confirmed this read within {READ_TIMEOUT:?}; the cluster may have lost its quorum \
@@ -313,7 +315,8 @@ impl Handler<JoinNode> for ConnectionActor {
             if msg.node.raft_address.is_empty() {
                 return Err(CeteError::InvalidArgument(format!("node {} needs a raft_address", msg.id)));
             }
-            done(handles.raft.send(OnLeader(Forwarded::Join(member(msg.id, msg.node)))).await??)
+            let member = Member { name: msg.id, raft_address: msg.node.raft_address, metadata: msg.node.metadata };
+            handles.router.send(routing::Join(member)).await?
         })
     }
 }
@@ -334,7 +337,7 @@ impl Handler<LeaveNode> for ConnectionActor {
             if msg.id.is_empty() {
                 return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
             }
-            done(handles.raft.send(OnLeader(Forwarded::Leave(msg.id))).await??)
+            handles.router.send(routing::Leave(msg.id)).await?
         })
     }
 }
@@ -354,17 +357,14 @@ impl Handler<TransferLeadership> for ConnectionActor {
         let handles = self.handles.clone();
         Box::pin(async move {
             let to = msg.to.filter(|id| !id.is_empty());
-            match handles.raft.send(OnLeader(Forwarded::TransferLeader(to))).await?? {
-                ForwardReply::Leader(name) => Ok(name),
-                ForwardReply::Failed(e) => Err(e),
-                other => Err(CeteError::Internal(format!("unexpected answer to a leader transfer: {other:?}"))),
-            }
+            handles.router.send(routing::TransferLeadership(to)).await?
         })
     }
 }
 
-/// A request a peer routed here over its link (this node being, as far as the peer knew,
-/// the leader). Served locally, never routed on: the peer follows any leader change itself.
+/// A request a peer sent here over its link: one any peer serves, or one that only the leader
+/// serves (this node being, as far as the peer knew, the leader), which the router serves here
+/// and never routes on: the peer follows any leader change itself.
 #[derive(Message)]
 #[rtype(result = "ForwardReply")]
 pub struct HandleForwarded(pub Forwarded);
@@ -386,24 +386,28 @@ impl Handler<HandleForwarded> for ConnectionActor {
                 Forwarded::Campaign { leaving } => {
                     handles.raft.send(Succeed { leaving }).await.map(|()| ForwardReply::Done).map_err(Into::into)
                 }
-                request => match serve_locally(&handles, &request).await {
-                    Ok(reply) => {
-                        match request {
-                            Forwarded::Write(_) | Forwarded::WriteBatch(_) => {
-                                crate::failpoints::crash_point("routed-write-before-reply")
-                            }
-                            Forwarded::Leave(_) => crate::failpoints::crash_point("routed-leave-before-reply"),
-                            _ => {}
-                        }
-                        Ok(reply)
-                    }
-                    Err(WriteRejection::NotLeader { leader }) => Ok(ForwardReply::NotLeader(leader)),
-                    Err(WriteRejection::Failed(e)) => Err(e),
+                request => match LeaderRequest::try_from(request) {
+                    Ok(request) => serve_here(&handles, request).await,
+                    Err(other) => Err(CeteError::Internal(format!("{other:?} is not a leader request"))),
                 },
             };
             result.unwrap_or_else(ForwardReply::Failed)
         })
     }
+}
+
+/// Serves a leader-only request from a peer through the router's "here".
+async fn serve_here(handles: &NodeHandles, request: LeaderRequest) -> CeteResult<ForwardReply> {
+    let crash_point = match &request {
+        LeaderRequest::Write(_) | LeaderRequest::WriteBatch(_) => Some("routed-write-before-reply"),
+        LeaderRequest::Leave(_) => Some("routed-leave-before-reply"),
+        _ => None,
+    };
+    let answer = handles.router.send(ServeHere(request)).await?;
+    if let Some(point) = crash_point.filter(|_| answer.is_ok()) {
+        crate::failpoints::crash_point(point);
+    }
+    Ok(routing::to_wire(answer))
 }
 
 /// Gives up this node's own one-node state to be added to a cluster. A removed node cannot:

@@ -7,9 +7,11 @@
 //! - [`raft`]: the [`raft::RaftActor`] owns the openraft instance (writes, read indexes,
 //!   membership, leader transfer), beside openraft's adapters: the log store, the state
 //!   machine (messages to the StoreActor) and the network (RPCs to peers);
+//! - [`routing`]: the [`routing::RouterActor`] serves what only the leader can serve from any
+//!   node: here, or over the leader's peer link, following leader changes;
 //! - [`cluster`]: the [`cluster::ClusterActor`] knows the nodes, their live states and the
-//!   leader, and whether this node is still one of them ([`removal`]); [`peer`] holds its peer
-//!   links, and [`leader`] routes what only the leader serves over them;
+//!   leader, whether this node is still one of them ([`removal`]), and keeps the peer links
+//!   ([`peer`]);
 //! - [`connection`]: one [`connection::ConnectionActor`] per client connection on a front
 //!   door, and [`watch`] one [`watch::WatchActor`] per watch stream;
 //! - [`wire`]: addresses, TLS and the JSON of values, which the front doors, the peer links
@@ -22,12 +24,12 @@ pub mod command;
 pub mod connection;
 pub mod error;
 pub mod failpoints;
-pub mod leader;
 pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod raft;
 pub mod removal;
+pub mod routing;
 pub mod store;
 pub mod system;
 pub mod watch;

@@ -1,7 +1,12 @@
 //! Peer links: one [`PeerLinkActor`] per other member of the cluster, holding the gRPC channel
 //! to that member's `--raft-address`. Requests that only the leader can serve travel over the
-//! leader's link as [`Forwarded`] messages and are handed, on the leader, to the connection
-//! actor of the link's connection. The link also polls its peer's state for `/v1/cluster`.
+//! leader's link as [`Forwarded`] messages (sent by the router's batcher, [`crate::routing`])
+//! and are handed, on the leader, to the connection actor of the link's connection. The link
+//! also polls its peer's state for `/v1/cluster`.
+//!
+//! [`Forwarded`] and [`ForwardReply`] are the wire between nodes: their serde shape (variant
+//! order and contents) is what nodes of other builds speak. The routing wing maps its own
+//! vocabulary to and from them in one place (`routing::wire`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,7 +23,6 @@ use crate::command::{decode, encode, Command, LogId, Member, StoredMembership};
 use crate::error::{CeteError, CeteResult};
 use crate::node::NodeInfo;
 use crate::raft::network::peer_channel;
-use crate::store::sessions::{Awaited, ClientSession};
 use crate::wire::tls::ClientTls;
 
 /// How often a link asks its peer for its state.
@@ -56,49 +60,6 @@ pub enum Forwarded {
     /// `leaving`, the leader, has committed its own removal and stopped: you succeed it
     /// (campaign as soon as the other voters will vote; see [`crate::raft::handover`]).
     Campaign { leaving: String },
-}
-
-impl Forwarded {
-    /// This request with its writes under request ids of this process's client session
-    /// (applied at most once), and the guard that keeps them awaited: hold it until the
-    /// request is answered or given up.
-    pub fn once(self) -> (Self, Awaited<'static>) {
-        let session = ClientSession::of_process();
-        let (mut commands, batch) = match self {
-            Forwarded::Write(command) => (vec![command], false),
-            Forwarded::WriteBatch(commands) => (commands, true),
-            other => return (other, session.begin(0).2),
-        };
-        let fresh = commands.iter().filter(|c| !matches!(c, Command::Request { .. })).count();
-        let (ids, low_water, awaited) = session.begin(fresh);
-        let mut ids = ids.into_iter();
-        for command in commands.iter_mut().filter(|c| !matches!(c, Command::Request { .. })) {
-            let id = ids.next().expect("one id per command without one");
-            let inner = std::mem::replace(command, Command::Batch(Vec::new()));
-            *command = Command::Request { id, command: Box::new(inner), low_water };
-        }
-        let request = match batch {
-            true => Forwarded::WriteBatch(commands),
-            false => Forwarded::Write(commands.pop().expect("one command")),
-        };
-        (request, awaited)
-    }
-
-    /// Whether sending this again, after its first sending's fate became unknown, cannot make
-    /// it take effect twice: reads, writes under request ids, and leaves (removing a node that
-    /// is gone changes nothing; a leave sent again finds it gone when the first took effect,
-    /// which the router then answers as done: see [`crate::leader`]).
-    pub fn safe_to_resend(&self) -> bool {
-        let once = |c: &Command| matches!(c, Command::Request { .. });
-        match self {
-            Forwarded::ReadIndex | Forwarded::Status | Forwarded::Poll | Forwarded::Leave(_) => true,
-            Forwarded::Write(command) => once(command),
-            Forwarded::WriteBatch(commands) => commands.iter().all(once),
-            // Sent again to the new leader, "to the best follower" would move it once more.
-            Forwarded::TransferLeader(to) => to.is_some(),
-            Forwarded::Join(_) | Forwarded::PrepareToJoin | Forwarded::Campaign { .. } => false,
-        }
-    }
 }
 
 /// The answer to a [`Forwarded`] request.

@@ -1,5 +1,6 @@
 //! Starting a node's actor system: open the Raft log and the store, build openraft on top of
-//! the storage adapters, and start the StoreActor, RaftActor and ClusterActor.
+//! the storage adapters, and start the StoreActor, RaftActor, ClusterActor and the routing
+//! wing (RouterActor and LeaderBatcher).
 //!
 //! Data directory layout: `raft-log/` (the Raft log and vote, a chunked write-ahead log),
 //! `store.redb` (the applied state), `snapshots/`, and `removed` once the node was removed
@@ -16,8 +17,10 @@ use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
-use crate::raft::{RaftActor, RaftParts};
+use crate::raft::{RaftActor, RaftObservers, RaftParts};
 use crate::removal::{RemovalRecord, Standing};
+use crate::routing::ports::{ClusterPorts, RaftPorts};
+use crate::routing::{LeaderBatcher, RouterActor};
 use crate::store::StoreActor;
 use crate::wire::tls::ClientTls;
 
@@ -95,10 +98,13 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     let record = RemovalRecord::in_directory(dir);
     let standing = Standing::open(&settings.me.name, record.clone())
         .map_err(|e| CeteError::internal(&format!("cannot read {}", record.path().display()), e))?;
-    // The ClusterActor and the RaftActor know each other: the ClusterActor's address exists
-    // before it runs, so the RaftActor can be made with it first.
+    // The ClusterActor and the router know the RaftActor, and it tells them what happens in
+    // Raft: their addresses exist before they run, so the RaftActor can be made with them first.
     let cluster_context = Context::<ClusterActor>::new();
     let cluster = cluster_context.address();
+    let router_context = Context::<RouterActor>::new();
+    // What goes to a leader elsewhere leaves through the ClusterActor's links.
+    let batcher = LeaderBatcher::new(cluster.clone().recipient()).start();
     let parts = RaftParts {
         me: settings.me.clone(),
         id: node_id(&settings.me.name),
@@ -109,22 +115,34 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         snapshot_dir: dir.join("snapshots"),
     };
     let raft = parts.build().await?;
-    let handles = |raft| NodeHandles {
-        me: settings.me.name.clone(),
-        raft,
-        store: store.clone(),
-        cluster: cluster.clone(),
-        max_value_bytes: settings.max_value_bytes,
+    let (applied, applied_index) = tokio::sync::watch::channel(0);
+    let observers = RaftObservers {
+        metrics: cluster.clone().recipient(),
+        reset: cluster.clone().recipient(),
+        appending: batcher.clone().recipient(),
+        leader: router_context.address().recipient(),
+        applied,
     };
-    // The RaftActor routes leader-only requests itself, so it holds the node's handles, its
-    // own address among them.
-    let raft = RaftActor::create(|ctx| RaftActor::new(raft, parts, cluster.clone(), handles(ctx.address())));
+    let raft = RaftActor::new(raft, parts, observers).start();
     cluster_context.run(ClusterActor::new(
         settings.me.clone(),
         settings.peer_tls.clone(),
         standing,
         raft.clone().recipient(),
     ));
-    let handles = handles(raft);
+    let router = router_context.run(RouterActor::new(
+        settings.me.name.clone(),
+        RaftPorts::of(&raft, applied_index),
+        ClusterPorts::of(&cluster),
+        batcher.recipient(),
+    ));
+    let handles = NodeHandles {
+        me: settings.me.name.clone(),
+        raft,
+        router,
+        store: store.clone(),
+        cluster,
+        max_value_bytes: settings.max_value_bytes,
+    };
     Ok(RunningNode { handles, store_arbiter })
 }

@@ -1,5 +1,8 @@
-//! Client traffic through Raft: proposing writes (in batches) and the read-index barrier of
-//! linearizable reads (confirmations shared by the reads waiting for them).
+//! Client traffic through this node's Raft: proposing writes (in batches), the leader's read
+//! index of linearizable reads (confirmations shared by the reads waiting for them) and the
+//! reader's wait for its apply, and the waits for a leader. Only the router
+//! ([`crate::routing`]) sends these; where the leader is elsewhere, each turns away at once
+//! with [`WriteRejection::NotLeader`].
 
 use std::time::Duration;
 
@@ -12,8 +15,6 @@ use tokio::sync::oneshot;
 use super::{from_client_write_error, RaftActor, WriteRejection};
 use crate::command::{Command, CommandResponse, LogId, Member, RaftMetrics};
 use crate::error::{CeteError, CeteResult};
-use crate::leader::on_leader;
-use crate::peer::{ForwardReply, Forwarded};
 
 /// How long a read waits for this node to apply up to the leader's read index.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
@@ -32,6 +33,12 @@ const CONFIRM_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// Group commit: commands that arrive while earlier proposals are in flight wait in the
 /// actor and go into Raft together as one [`Command::Batch`] entry, so Raft's per-entry work
 /// (log write, replication, apply) is paid once per batch, not once per client.
+///
+/// This is the one batcher of proposals to this node's Raft (etcd has one loop that waits on
+/// proposals): local clients' writes and the batches followers send it alike, each of the
+/// latter one command here. It stays beside `client_write` because its pipeline limit is a
+/// property of openraft's (one append in flight at a time, see [`MAX_PROPOSALS_IN_FLIGHT`]);
+/// the router batches only what goes to a leader on another node.
 #[derive(Message)]
 #[rtype(result = "Result<CommandResponse, WriteRejection>")]
 pub struct ClientWrite(pub Command);
@@ -265,59 +272,19 @@ async fn await_applied(raft: &crate::command::Raft, index: Option<LogId>) -> Cet
         .map_err(|e| CeteError::unavailable("this node is too far behind the leader to read", e))
 }
 
-/// Serve a request that only the leader can serve — a write, a join, a leave — wherever the
-/// leader is: here, or routed by mailbox over the leader's peer link (see [`crate::leader`]).
-/// The routing runs on this actor's thread, beside the ClusterActor and the peer links it
-/// goes through, so a connection actor pays one hand-off to get there and one back.
-#[derive(Message)]
-#[rtype(result = "CeteResult<ForwardReply>")]
-pub struct OnLeader(pub Forwarded);
-
-impl Handler<OnLeader> for RaftActor {
-    type Result = ResponseFuture<CeteResult<ForwardReply>>;
-
-    fn handle(&mut self, msg: OnLeader, _: &mut Self::Context) -> Self::Result {
-        let handles = self.handles.clone();
-        let elsewhere = self.leader_elsewhere_for(&msg.0);
-        Box::pin(async move { on_leader(&handles, msg.0, elsewhere).await })
-    }
-}
-
-impl RaftActor {
-    /// The leader to route `request` to at once, skipping a local attempt: only for the
-    /// requests whose local handling is nothing but this same check ([`ClientWrite`] and
-    /// [`ReadIndex`] turn away at once while the leader is elsewhere). A follower saves a
-    /// hand-off per routed write and read; what it knows is no staler than that check's.
-    fn leader_elsewhere_for(&self, request: &Forwarded) -> Option<Member> {
-        match request {
-            Forwarded::Write(_) | Forwarded::WriteBatch(_) | Forwarded::ReadIndex => self.leader_elsewhere(),
-            _ => None,
-        }
-    }
-}
-
-/// The barrier of a linearizable read: the leader's read index (confirmed with a quorum,
-/// wherever the leader is), then this node's apply up to it. Once it resolves, the local
-/// state holds every write acknowledged before the barrier began.
+/// Wait until this node has applied up to `index`, a leader's read index (the reader's half
+/// of a linearizable read): once it resolves, the local state holds every write acknowledged
+/// before that index was confirmed.
 #[derive(Message)]
 #[rtype(result = "CeteResult<()>")]
-pub struct ReadBarrier;
+pub struct AwaitApplied(pub Option<LogId>);
 
-impl Handler<ReadBarrier> for RaftActor {
+impl Handler<AwaitApplied> for RaftActor {
     type Result = ResponseFuture<CeteResult<()>>;
 
-    fn handle(&mut self, _: ReadBarrier, _: &mut Self::Context) -> Self::Result {
-        let handles = self.handles.clone();
+    fn handle(&mut self, msg: AwaitApplied, _: &mut Self::Context) -> Self::Result {
         let raft = self.raft.clone();
-        // A read index here is only this same check away from "not leader" (see ReadIndex).
-        let elsewhere = self.leader_elsewhere();
-        Box::pin(async move {
-            match on_leader(&handles, Forwarded::ReadIndex, elsewhere).await? {
-                ForwardReply::ReadIndex(index) => await_applied(&raft, index).await,
-                ForwardReply::Failed(e) => Err(e),
-                other => Err(CeteError::Internal(format!("unexpected answer to a read index: {other:?}"))),
-            }
-        })
+        Box::pin(async move { await_applied(&raft, msg.0).await })
     }
 }
 

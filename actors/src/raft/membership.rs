@@ -257,7 +257,7 @@ impl Handler<ResetForJoin> for RaftActor {
                 actor.raft = instance.raft;
                 actor.read_floor = instance.read_floor;
                 // Before the new instance's metrics: the memberships this node was in are gone.
-                actor.cluster.do_send(crate::cluster::RaftStateReset);
+                actor.observers.reset.do_send(super::RaftStateReset);
                 actor.feed_metrics(ctx);
             }
             Ok(())

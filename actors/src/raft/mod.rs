@@ -1,5 +1,9 @@
-//! RaftActor: the owner of the openraft instance. Client writes, read barriers, snapshots and
-//! membership changes all enter Raft here; Raft's metrics leave here for the ClusterActor.
+//! RaftActor: the owner of the openraft instance, and of nothing else. Client writes, read
+//! indexes, snapshots and membership changes all enter Raft here — the leader-only ones from
+//! the router ([`crate::routing`]), which decides where a request is served; this actor only
+//! serves it or says that the leader is elsewhere. What it tells the rest of the node goes to
+//! the [`RaftObservers`] it is given: Raft's metrics and a reset for the ClusterActor, where
+//! the leader is for the router, and [`LeaderAppending`] for the router's batcher.
 //!
 //! Handlers never block the actor: each clones the `Raft` handle (an `Arc`) into a future, so
 //! many writes are in flight at once and openraft and the log store batch them. The one
@@ -27,9 +31,7 @@ use openraft::error::{ClientWriteError, ForwardReason, RaftError};
 pub use self::client::*;
 pub use self::membership::*;
 pub use self::transfer::*;
-use crate::cluster::{ClusterActor, MetricsUpdate};
 use crate::command::{LogId, Member, NodeId, Raft, RaftMetrics, TypeConfig};
-use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
@@ -98,27 +100,63 @@ pub struct RaftActor {
     /// See [`read_floor`].
     read_floor: Option<LogId>,
     parts: RaftParts,
-    cluster: Addr<ClusterActor>,
+    observers: RaftObservers,
     metrics_feed: Option<SpawnHandle>,
     /// Which Raft instance the metrics feed is of: metrics a replaced instance sent before its
     /// feed was cancelled must not reach the ClusterActor after those of its successor.
     instance: u64,
     pending: client::Pending,
-    /// The node's actors, for routing requests to the leader.
-    handles: NodeHandles,
+    /// What [`LeaderElsewhere`] last told.
+    told_elsewhere: Option<Member>,
 }
 
+/// Who hears what the RaftActor has to tell.
+pub struct RaftObservers {
+    /// Raft's metrics, each change (the ClusterActor).
+    pub metrics: Recipient<MetricsUpdate>,
+    /// The Raft state was replaced by an empty one (the ClusterActor).
+    pub reset: Recipient<RaftStateReset>,
+    /// A leader is appending entries to this node's log (the router's batcher).
+    pub appending: Recipient<LeaderAppending>,
+    /// Where the leader is, each time that changes (the router).
+    pub leader: Recipient<LeaderElsewhere>,
+    /// The index this node has applied up to (the router: a linearizable read whose index is
+    /// applied already is answered without another message).
+    pub applied: tokio::sync::watch::Sender<u64>,
+}
+
+/// Raft's latest metrics.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MetricsUpdate(pub RaftMetrics);
+
+/// This node's Raft state was replaced by an empty one, to join another cluster.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RaftStateReset;
+
+/// The leader Raft names, when it is another node (None: this node leads, or no leader is
+/// known). As of the metrics last fed, which may trail Raft by a moment.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaderElsewhere(pub Option<Member>);
+
+/// The leader has started a round: it is appending entries to this node's log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaderAppending;
+
 impl RaftActor {
-    pub fn new(instance: RaftInstance, parts: RaftParts, cluster: Addr<ClusterActor>, handles: NodeHandles) -> Self {
+    pub fn new(instance: RaftInstance, parts: RaftParts, observers: RaftObservers) -> Self {
         RaftActor {
-            handles,
             raft: instance.raft,
             read_floor: instance.read_floor,
             parts,
-            cluster,
+            observers,
             metrics_feed: None,
             instance: 0,
             pending: client::Pending::default(),
+            told_elsewhere: None,
         }
     }
 
@@ -128,14 +166,7 @@ impl RaftActor {
     /// caller that saw a new leader elected here (through `Raft::wait`) must not be turned away
     /// with the old one.
     fn leader_elsewhere(&self) -> Option<Member> {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow_watched();
-        match metrics.current_leader {
-            Some(leader) if leader != self.parts.id && metrics.state != openraft::ServerState::Leader => {
-                metrics.membership_config.membership().get_node(&leader).cloned()
-            }
-            _ => None,
-        }
+        leader_elsewhere(&self.raft.metrics().borrow_watched(), self.parts.id).cloned()
     }
 
     /// Feeds this Raft instance's metrics to the ClusterActor (replacing an older feed).
@@ -146,6 +177,16 @@ impl RaftActor {
         self.instance += 1;
         let instance = self.instance;
         self.metrics_feed = Some(ctx.add_stream(metrics_stream(&self.raft).map(move |m| (instance, m))));
+    }
+}
+
+/// The leader `metrics` name, when it is another node than `me`.
+fn leader_elsewhere(metrics: &RaftMetrics, me: NodeId) -> Option<&Member> {
+    match metrics.current_leader {
+        Some(leader) if leader != me && metrics.state != openraft::ServerState::Leader => {
+            metrics.membership_config.membership().get_node(&leader)
+        }
+        _ => None,
     }
 }
 
@@ -175,7 +216,14 @@ impl StreamHandler<(u64, RaftMetrics)> for RaftActor {
         if instance != self.instance {
             return;
         }
-        self.cluster.do_send(MetricsUpdate(metrics));
+        let elsewhere = leader_elsewhere(&metrics, self.parts.id);
+        if elsewhere != self.told_elsewhere.as_ref() {
+            self.told_elsewhere = elsewhere.cloned();
+            self.observers.leader.do_send(LeaderElsewhere(self.told_elsewhere.clone()));
+        }
+        let applied = metrics.last_applied.map_or(0, |id| id.index);
+        self.observers.applied.send_if_modified(|known| std::mem::replace(known, applied) != applied);
+        self.observers.metrics.do_send(MetricsUpdate(metrics));
     }
 
     /// A replaced Raft instance ends its feed; the actor lives on.

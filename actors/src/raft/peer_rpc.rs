@@ -40,7 +40,7 @@ impl Handler<DeliverAppendEntries> for RaftActor {
 
     fn handle(&mut self, msg: DeliverAppendEntries, _: &mut Self::Context) -> Self::Result {
         if !msg.0.entries.is_empty() {
-            self.cluster.do_send(crate::cluster::LeaderAppending);
+            self.observers.appending.do_send(super::LeaderAppending);
         }
         let raft = self.raft.clone();
         Box::pin(async move { raft.append_entries(msg.0).await.map_err(fatal) })
@@ -60,11 +60,11 @@ impl Handler<DeliverAppendStream> for RaftActor {
     type Result = MessageResult<DeliverAppendStream>;
 
     fn handle(&mut self, msg: DeliverAppendStream, _: &mut Self::Context) -> Self::Result {
-        let cluster = self.cluster.clone();
+        let appending = self.observers.appending.clone();
         let requests = msg.0.inspect(move |request| {
             if !request.entries.is_empty() {
                 // Writes this node holds for the leader catch its next proposal if sent now.
-                cluster.do_send(crate::cluster::LeaderAppending);
+                appending.do_send(super::LeaderAppending);
             }
         });
         let replies: AppendReplies = Box::pin(self.raft.stream_append(requests));

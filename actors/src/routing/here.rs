@@ -1,0 +1,67 @@
+//! Serving a leader-only request with this node's own Raft: the "here" of "here or at the
+//! leader". Raft turns it away with [`RouteError::NotLeader`] when the leader is elsewhere.
+
+use std::time::Duration;
+
+use super::msg::{LeaderRequest, RouteError, Served};
+use super::ports::{ClusterPorts, RaftPorts};
+use crate::cluster::PrepareJoiner;
+use crate::command::{Command, Member};
+use crate::error::CeteError;
+use crate::raft::{
+    AddMember, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember, TransferLeader,
+    TRANSFER_TIMEOUT,
+};
+
+/// How long a join waits for the new node to catch up before it is made a voter.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// Serves `request` with this node's Raft.
+pub(super) async fn serve_here(
+    raft: &RaftPorts,
+    cluster: &ClusterPorts,
+    request: &LeaderRequest,
+) -> Result<Served, RouteError> {
+    match request {
+        LeaderRequest::Write(command) => {
+            raft.client_write.send(ClientWrite(command.clone())).await??;
+            Ok(Served::Done)
+        }
+        LeaderRequest::WriteBatch(commands) => {
+            raft.client_write.send(ClientWrite(Command::Batch(commands.clone()))).await??;
+            Ok(Served::Done)
+        }
+        LeaderRequest::ReadIndex => Ok(Served::ReadIndex(raft.read_index.send(ReadIndex).await??)),
+        LeaderRequest::Join(member) => join(raft, cluster, member).await,
+        LeaderRequest::Leave(name) => {
+            raft.remove_member.send(RemoveMember(name.clone())).await??;
+            Ok(Served::Done)
+        }
+        LeaderRequest::TransferLeader(to) => {
+            let transfer = TransferLeader { to: to.clone(), within: TRANSFER_TIMEOUT };
+            Ok(Served::Leader(raft.transfer_leader.send(transfer).await??))
+        }
+    }
+}
+
+/// On the leader: prepare the joiner (it gives up a one-node state of its own, or refuses
+/// when it holds data), add it as a learner, then promote it.
+async fn join(raft: &RaftPorts, cluster: &ClusterPorts, member: &Member) -> Result<Served, RouteError> {
+    match raft.plan_join.send(PlanJoin(member.clone())).await?? {
+        JoinPlan::AlreadyMember => {}
+        JoinPlan::Promote => raft.promote_member.send(PromoteMember(member.clone())).await??,
+        JoinPlan::Add => {
+            cluster.prepare_joiner.send(PrepareJoiner(member.clone())).await??;
+            let added = tokio::time::timeout(CATCH_UP_TIMEOUT, raft.add_member.send(AddMember(member.clone())));
+            added.await.map_err(|_| {
+                CeteError::Unavailable(format!(
+                    "{} did not catch up within {CATCH_UP_TIMEOUT:?}; it stays a learner until it does (repeat the \
+                     join to make it a voter)",
+                    member.name
+                ))
+            })???;
+            log::info!("{} joined the cluster at {}", member.name, member.raft_address);
+        }
+    }
+    Ok(Served::Done)
+}

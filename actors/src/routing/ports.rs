@@ -1,0 +1,63 @@
+//! The doors the routing wing goes through: recipients of the RaftActor's and the
+//! ClusterActor's messages (the same messages either way), so that a unit test can stand in
+//! for them with small actors of its own.
+
+use actix::prelude::*;
+
+use crate::cluster::{ClusterActor, PrepareJoiner, WasRemoved};
+use crate::raft::{
+    AddMember, AwaitApplied, AwaitLeader, AwaitNewLeader, ClientWrite, PlanJoin, PromoteMember, RaftActor, ReadIndex,
+    RemoveMember, TransferLeader,
+};
+
+/// This node's Raft, for the requests the router serves here and the leader changes it waits
+/// for.
+#[derive(Clone)]
+pub struct RaftPorts {
+    pub client_write: Recipient<ClientWrite>,
+    pub read_index: Recipient<ReadIndex>,
+    pub await_applied: Recipient<AwaitApplied>,
+    pub await_leader: Recipient<AwaitLeader>,
+    pub await_new_leader: Recipient<AwaitNewLeader>,
+    pub transfer_leader: Recipient<TransferLeader>,
+    pub plan_join: Recipient<PlanJoin>,
+    pub add_member: Recipient<AddMember>,
+    pub promote_member: Recipient<PromoteMember>,
+    pub remove_member: Recipient<RemoveMember>,
+    /// The index this node has applied up to, as the RaftActor last saw it.
+    pub applied: tokio::sync::watch::Receiver<u64>,
+}
+
+impl RaftPorts {
+    pub fn of(raft: &Addr<RaftActor>, applied: tokio::sync::watch::Receiver<u64>) -> Self {
+        RaftPorts {
+            client_write: raft.clone().recipient(),
+            read_index: raft.clone().recipient(),
+            await_applied: raft.clone().recipient(),
+            await_leader: raft.clone().recipient(),
+            await_new_leader: raft.clone().recipient(),
+            transfer_leader: raft.clone().recipient(),
+            plan_join: raft.clone().recipient(),
+            add_member: raft.clone().recipient(),
+            promote_member: raft.clone().recipient(),
+            remove_member: raft.clone().recipient(),
+            applied,
+        }
+    }
+}
+
+/// The ClusterActor: whether this node was removed, and a joiner to prepare.
+#[derive(Clone)]
+pub struct ClusterPorts {
+    pub was_removed: Recipient<WasRemoved>,
+    pub prepare_joiner: Recipient<PrepareJoiner>,
+}
+
+impl ClusterPorts {
+    pub fn of(cluster: &Addr<ClusterActor>) -> Self {
+        ClusterPorts {
+            was_removed: cluster.clone().recipient(),
+            prepare_joiner: cluster.clone().recipient(),
+        }
+    }
+}
