@@ -55,9 +55,6 @@ pub struct ClusterPorts {
 
 impl ClusterPorts {
     pub fn of(cluster: &Addr<ClusterActor>) -> Self {
-        ClusterPorts {
-            was_removed: cluster.clone().recipient(),
-            prepare_joiner: cluster.clone().recipient(),
-        }
+        ClusterPorts { was_removed: cluster.clone().recipient(), prepare_joiner: cluster.clone().recipient() }
     }
 }

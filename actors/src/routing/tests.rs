@@ -351,10 +351,8 @@ fn router(world: &Shared) -> Addr<RouterActor> {
         // Nothing is applied: every read waits through AwaitApplied, which the tests record.
         applied: tokio::sync::watch::channel(0).1,
     };
-    let cluster_ports = ClusterPorts {
-        was_removed: cluster.clone().recipient(),
-        prepare_joiner: cluster.clone().recipient(),
-    };
+    let cluster_ports =
+        ClusterPorts { was_removed: cluster.clone().recipient(), prepare_joiner: cluster.clone().recipient() };
     RouterActor::new(ME.into(), raft_ports, cluster_ports, batcher.recipient()).start()
 }
 
