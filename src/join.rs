@@ -5,20 +5,18 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use cete_actors::cluster::node::NodeInfo;
 use cete_actors::command::Member;
-use cete_actors::node::NodeInfo;
-use cete_actors::wire::tls::ClientTls;
+use cete_actors::deadlines::JOIN_RETRY_FOR;
+use cete_actors::wire::tls::{refused_by_tls, ClientTls};
 use cete_proto::kvs::{kvs_client::KvsClient, JoinRequest};
-
-/// How long a starting node keeps trying to join before it gives up.
-const JOIN_DEADLINE: Duration = Duration::from_secs(120);
 
 pub async fn join_cluster(peer: &str, me: &Member, tls: Option<&ClientTls>) -> anyhow::Result<()> {
     let channel = cete_actors::wire::tls::channel(peer, tls, Duration::from_secs(3))
         .with_context(|| format!("bad peer address {peer:?}"))?;
     let node = NodeInfo { raft_address: me.raft_address.clone(), metadata: me.metadata.clone(), state: String::new() };
     let request = JoinRequest { id: me.name.clone(), node: Some(node.into()) };
-    let deadline = Instant::now() + JOIN_DEADLINE;
+    let deadline = Instant::now() + JOIN_RETRY_FOR;
     let mut pause = Duration::from_millis(200);
     loop {
         let attempt = async {
@@ -31,7 +29,7 @@ pub async fn join_cluster(peer: &str, me: &Member, tls: Option<&ClientTls>) -> a
             Err(e) => e,
         };
         // A certificate the other side refuses (or that this side refuses) stays refused.
-        if format!("{error:#}").contains("certificate") {
+        if refused_by_tls(error.as_ref()) {
             return Err(error).with_context(|| format!("cannot join the cluster at {peer}: TLS refused"));
         }
         // A refusal (the node holds data, a name clash) will not change by retrying.

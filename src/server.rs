@@ -2,9 +2,10 @@
 //! joins or forms its cluster, and runs until SIGINT or SIGTERM, then shuts down in order.
 
 use anyhow::Context;
+use cete_actors::cluster::node::Metadata;
 use cete_actors::cluster::WasRemoved;
 use cete_actors::command::Member;
-use cete_actors::node::Metadata;
+use cete_actors::deadlines::SHUTDOWN_GRACE;
 use cete_actors::raft::Bootstrap;
 use cete_actors::system::{start_node, NodeSettings};
 use cete_actors::wire::address::listen_addr;
@@ -13,9 +14,6 @@ use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::config::Config;
 use crate::stopping::StopSignal;
-
-/// How long a stopping node waits for calls in flight.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs a node until it is told to stop.
 ///
@@ -123,8 +121,9 @@ fn peer_to_join(config: &Config) -> Option<String> {
 /// that the cluster does not wait out an election timeout: a rolling restart sees no outage.
 /// A follower, or a leader without another voter, goes on stopping at once.
 async fn hand_over_leadership(handles: &cete_actors::connection::NodeHandles) {
-    use cete_actors::raft::{TransferLeader, WriteRejection, STOP_HANDOVER_TIMEOUT};
-    match handles.raft.send(TransferLeader { to: None, within: STOP_HANDOVER_TIMEOUT }).await {
+    use cete_actors::deadlines::STOP_HANDOVER;
+    use cete_actors::raft::{TransferLeader, WriteRejection};
+    match handles.raft.send(TransferLeader { to: None, within: STOP_HANDOVER }).await {
         Ok(Ok(leader)) if leader != handles.me => log::info!("handed the leadership over to {leader} before stopping"),
         Ok(Ok(_)) | Ok(Err(WriteRejection::NotLeader { .. })) => {}
         Ok(Err(WriteRejection::Failed(cete_actors::CeteError::InvalidArgument(_)))) => {}

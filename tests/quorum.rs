@@ -5,11 +5,13 @@
 //! the leader among them, and lose nothing.
 mod common;
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    cli, data, eventually, node_state, serializable_get, Acknowledged, Cluster, Node, CATCH_UP_TIMEOUT,
+    cli, data, eventually, metric_value, node_state, serializable_get, Acknowledged, Cluster, Node, CATCH_UP_TIMEOUT,
     FAILOVER_DEADLINE,
 };
 use serde_json::{json, Value};
@@ -90,6 +92,47 @@ fn a_leader_cut_off_from_its_quorum_answers_503_and_still_serves_serializable_re
     eventually("the leader ready again with its quorum back", FAILOVER_DEADLINE, || {
         (cluster.nodes[leader].get("/v1/readiness_check").status == 200).then_some(())
     });
+}
+
+/// A PUT sent on a connection of its own, left waiting for its answer.
+fn waiting_put(node: &Node, key: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(&node.addresses.http).expect("connect");
+    let request = format!("PUT /v1/data/{key} HTTP/1.1\r\nHost: cete\r\nContent-Length: 1\r\n\r\nv");
+    stream.write_all(request.as_bytes()).expect("send the PUT");
+    stream
+}
+
+fn in_flight(node: &Node) -> f64 {
+    metric_value(&node.get("/v1/metrics").text(), "cete_client_requests_in_flight", &[("door", "http")])
+}
+
+#[test]
+fn a_client_that_hangs_up_leaves_nothing_waiting_for_it() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.leader();
+    let followers = cluster.followers();
+    cluster.nodes[followers[0]].kill9();
+    cluster.nodes[followers[1]].pause();
+    let alone = &cluster.nodes[leader];
+
+    // Writes that cannot commit: two clients keep waiting, then three more come and hang up.
+    let kept: Vec<TcpStream> = (0..2).map(|i| waiting_put(alone, &format!("kept{i}"))).collect();
+    let dropped: Vec<TcpStream> = (0..3).map(|i| waiting_put(alone, &format!("dropped{i}"))).collect();
+    eventually("five writes in flight", NO_QUORUM_ANSWER_WITHIN, || (in_flight(alone) == 5.0).then_some(()));
+    drop(dropped);
+
+    // The three that hung up stop waiting at once. The two kept are still unanswered then: they
+    // were sent first, so no deadline can have ended the later three before them.
+    eventually("the hung-up writes given up", NO_QUORUM_ANSWER_WITHIN, || (in_flight(alone) == 2.0).then_some(()));
+    for (i, mut stream) in kept.into_iter().enumerate() {
+        stream.set_nonblocking(true).expect("nonblocking");
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("kept write {i} was answered before the hung-up ones were given up: {other:?}"),
+        }
+    }
+    cluster.nodes[followers[1]].resume();
 }
 
 #[test]

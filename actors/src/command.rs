@@ -9,7 +9,7 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::node::Metadata;
+use crate::cluster::node::Metadata;
 use crate::store::sessions::RequestId;
 
 /// A change to the key-value state, replicated through the Raft log.

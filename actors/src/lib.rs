@@ -9,30 +9,28 @@
 //!   machine (messages to the StoreActor) and the network (RPCs to peers);
 //! - [`routing`]: the [`routing::RouterActor`] serves what only the leader can serve from any
 //!   node: here, or over the leader's peer link, following leader changes;
-//! - [`cluster`]: the [`cluster::ClusterActor`] knows the nodes, their live states and the
-//!   leader, whether this node is still one of them ([`removal`]), and keeps the peer links
-//!   ([`peer`]);
+//! - [`cluster`]: the [`cluster::ClusterActor`] knows the nodes ([`cluster::node`]), their
+//!   live states and the leader, whether this node is still one of them
+//!   ([`cluster::removal`]), and keeps the peer links ([`cluster::peer`]);
 //! - [`connection`]: one [`connection::ConnectionActor`] per client connection on a front
-//!   door, and [`watch`] one [`watch::WatchActor`] per watch stream;
+//!   door, and one [`connection::watch::WatchActor`] per watch stream;
 //! - [`wire`]: addresses, TLS and the JSON of values, which the front doors, the peer links
 //!   and the Raft network share.
 //!
-//! [`system`] starts a node's actors; [`command`] is what the Raft log carries.
+//! [`system`] starts a node's actors; [`command`] is what the Raft log carries; [`deadlines`]
+//! says how long each step of a request may wait.
 
 pub mod cluster;
 pub mod command;
 pub mod connection;
+pub mod deadlines;
 pub mod error;
 pub mod failpoints;
 pub mod metrics;
-pub mod node;
-pub mod peer;
 pub mod raft;
-pub mod removal;
 pub mod routing;
 pub mod store;
 pub mod system;
-pub mod watch;
 pub mod wire;
 
 pub use error::{CeteError, CeteResult};

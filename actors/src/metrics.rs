@@ -5,7 +5,8 @@ use std::sync::LazyLock;
 
 use openraft::ServerState;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::command::RaftMetrics;
@@ -39,6 +40,17 @@ pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
             HistogramOpts::new("cete_request_duration_seconds", "Client request latency")
                 .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18).expect("valid buckets")),
             &["door", "endpoint"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Client requests being served, by front door (peer links count under `grpc`).
+pub static IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new("cete_client_requests_in_flight", "Requests being served, by front door"),
+            &["door"],
         )
         .expect("valid metric"),
     )
@@ -86,6 +98,9 @@ pub fn render(raft: &RaftMetrics, store: StoreStats, watchers: usize) -> String 
     LazyLock::force(&LATENCY);
     LazyLock::force(&SNAPSHOTS);
     LazyLock::force(&LEADER_CHANGES);
+    for door in ["http", "grpc"] {
+        IN_FLIGHT.with_label_values(&[door]);
+    }
     TERM.set(raft.current_term as i64);
     IS_LEADER.set(i64::from(raft.state == ServerState::Leader));
     HAS_LEADER.set(i64::from(raft.current_leader.is_some()));

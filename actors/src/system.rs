@@ -4,13 +4,14 @@
 //!
 //! Data directory layout: `raft-log/` (the Raft log and vote, a chunked write-ahead log),
 //! `store.redb` (the applied state), `snapshots/`, and `removed` once the node was removed
-//! from its cluster ([`crate::removal`]).
+//! from its cluster ([`crate::cluster::removal`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::cluster::removal::{RemovalRecord, Standing};
 use crate::cluster::ClusterActor;
 use crate::command::{node_id, Member};
 use crate::connection::NodeHandles;
@@ -18,7 +19,6 @@ use crate::error::{CeteError, CeteResult};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::{RaftActor, RaftObservers, RaftParts};
-use crate::removal::{RemovalRecord, Standing};
 use crate::routing::ports::{ClusterPorts, RaftPorts};
 use crate::routing::{LeaderBatcher, RouterActor};
 use crate::store::StoreActor;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use cete_actors::node::ClusterInfo;
+use cete_actors::cluster::node::ClusterInfo;
 
 use super::dial::status_error;
 use super::{emit_json, ClientArgs};

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use cete_actors::node::NodeInfo;
+use cete_actors::cluster::node::NodeInfo;
 use cete_proto::kvs::{self, JoinRequest};
 
 use super::dial::status_error;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use cete_actors::node::NodeInfo;
+use cete_actors::cluster::node::NodeInfo;
 
 use super::dial::status_error;
 use super::{emit_json, ClientArgs};

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use cete_actors::node::Metadata;
+use cete_actors::cluster::node::Metadata;
 use cete_actors::wire::value_json;
 use cete_proto::kvs::{event, DeleteMetadataRequest, DeleteRequest, Event, SetMetadataRequest, SetRequest};
 use prost::Message;

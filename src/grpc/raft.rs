@@ -3,9 +3,9 @@
 //! requests peers route to this node, handed to the peer connection's actor.
 
 use actix::Addr;
+use cete_actors::cluster::peer::{ForwardReply, Forwarded};
 use cete_actors::command::{decode, encode};
 use cete_actors::connection::HandleForwarded;
-use cete_actors::peer::{ForwardReply, Forwarded};
 use cete_actors::raft::network::SnapshotHeader;
 use cete_actors::raft::peer_rpc::{
     DeliverAppendEntries, DeliverAppendStream, DeliverPreVote, DeliverSnapshot, DeliverTransferLeader, DeliverVote,

@@ -4,7 +4,6 @@
 //! ([`crate::routing`]) sends these; where the leader is elsewhere, each turns away at once
 //! with [`WriteRejection::NotLeader`].
 
-use std::time::Duration;
 
 use actix::prelude::*;
 use openraft::async_runtime::WatchReceiver;
@@ -14,19 +13,8 @@ use tokio::sync::oneshot;
 
 use super::{from_client_write_error, RaftActor, WriteRejection};
 use crate::command::{Command, CommandResponse, LogId, Member, RaftMetrics};
+use crate::deadlines::{APPLY_WAIT, CONFIRM_READ, CONFIRM_RETRY_PAUSE, ELECTION_WAIT};
 use crate::error::{CeteError, CeteResult};
-
-/// How long a read waits for this node to apply up to the leader's read index.
-const APPLY_WAIT: Duration = Duration::from_secs(10);
-/// How long a request waits for a leader to be elected before giving up.
-const LEADER_WAIT: Duration = Duration::from_secs(5);
-/// How long the leader keeps trying to confirm its leadership for waiting reads. openraft
-/// gives each confirmation one leader lease: a quorum busy for longer fails it though it is
-/// there, so a failed one is retried until a quorum answers — or the client's own wait (10 s)
-/// is over.
-const CONFIRM_WAIT: Duration = Duration::from_secs(10);
-/// The pause between two confirmations of the same reads.
-const CONFIRM_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Propose a command through the Raft log; resolves once it is committed and applied here.
 ///
@@ -159,7 +147,7 @@ async fn await_writable(raft: &crate::command::Raft) -> bool {
     let metrics = raft.metrics().borrow_watched().clone();
     let metrics = match writable(&metrics) {
         true => Some(metrics),
-        false => raft.wait(Some(LEADER_WAIT)).metrics(writable, "a quorum acknowledging the new leader").await.ok(),
+        false => raft.wait(Some(ELECTION_WAIT)).metrics(writable, "a quorum acknowledging the new leader").await.ok(),
     };
     metrics.is_some_and(|m| leads(&m) && m.last_quorum_acked.is_some())
 }
@@ -223,7 +211,7 @@ impl RaftActor {
         let raft = self.raft.clone();
         let floor = self.read_floor;
         let check = async move {
-            let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+            let deadline = tokio::time::Instant::now() + CONFIRM_READ;
             let result = loop {
                 // ReadIndex, as on openraft 0.9: a quorum confirms the leadership after the
                 // reads arrived (a lease read would trust the clocks instead).
@@ -240,7 +228,7 @@ impl RaftActor {
                         continue;
                     }
                     Err(RaftError::APIError(_)) => Err(CeteError::Unavailable(format!(
-                        "the leader could not reach a quorum to confirm a linearizable read within {CONFIRM_WAIT:?}"
+                        "the leader could not reach a quorum to confirm a linearizable read within {CONFIRM_READ:?}"
                     ))
                     .into()),
                     Err(RaftError::Fatal(e)) => Err(CeteError::unavailable("raft has stopped", e).into()),
@@ -304,7 +292,7 @@ impl Handler<AwaitLeader> for RaftActor {
             let listed = |m: &RaftMetrics| {
                 m.current_leader.is_some_and(|l| m.membership_config.membership().get_node(&l).is_some())
             };
-            let metrics = raft.wait(Some(LEADER_WAIT)).metrics(listed, "a leader").await.ok()?;
+            let metrics = raft.wait(Some(ELECTION_WAIT)).metrics(listed, "a leader").await.ok()?;
             let leader = metrics.current_leader?;
             metrics.membership_config.membership().get_node(&leader).cloned()
         })
@@ -335,7 +323,7 @@ impl Handler<AwaitNewLeader> for RaftActor {
         };
         let term = if known.is_some_and(|l| l != old) { term.saturating_sub(1) } else { term };
         Box::pin(async move {
-            let wait = raft.wait(Some(LEADER_WAIT));
+            let wait = raft.wait(Some(ELECTION_WAIT));
             let elected = move |m: &RaftMetrics| m.current_term > term && m.current_leader.is_some_and(|l| l != old);
             let metrics = wait.metrics(elected, "a new leader").await.ok()?;
             let leader = metrics.current_leader?;

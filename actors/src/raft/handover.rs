@@ -22,12 +22,11 @@
 
 use std::time::Duration;
 
+use crate::cluster::peer::{call_peer, ForwardReply, Forwarded};
 use crate::command::{node_id, Member, NodeId, RaftMetrics, StoredMembership};
-use crate::peer::{call_peer, ForwardReply, Forwarded};
+use crate::deadlines::HAND_OVER;
 use crate::wire::tls::ClientTls;
 
-/// How long telling the successor may take.
-const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How much longer than the lease the successor waits: heartbeats the old leader sent just
 /// before it stopped may still be on their way to the other voters.
 pub const LEASE_MARGIN: Duration = Duration::from_millis(150);
@@ -57,7 +56,7 @@ pub async fn hand_over(successor: Member, leaving: String, tls: Option<ClientTls
         }
     };
     let request = Forwarded::Campaign { leaving };
-    match call_peer(client, &successor, &request, HAND_OVER_TIMEOUT).await {
+    match call_peer(client, &successor, &request, HAND_OVER).await {
         Ok(ForwardReply::Done) => log::info!("handed the leadership over to {}", successor.name),
         // The others elect a leader anyway, only later.
         other => log::warn!("{} did not take the leadership over: {other:?}", successor.name),

@@ -12,6 +12,7 @@ use openraft::{ChangeMembers, StoredMembership};
 
 use super::{from_client_write_error, RaftActor, WriteRejection};
 use crate::command::{node_id, Member, NodeId, Raft, RaftMetrics};
+use crate::deadlines::MEMBERSHIP_WAIT;
 use crate::error::{CeteError, CeteResult};
 use crate::raft::handover::{still_leaderless, LEASE_MARGIN};
 use crate::store::{ReplaceState, Stats};
@@ -115,9 +116,6 @@ impl Handler<AddMember> for RaftActor {
 async fn promote(raft: &Raft, id: u64) -> Result<(), WriteRejection> {
     change_membership(raft, ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await
 }
-
-/// How long a membership change waits for an earlier one to finish.
-const MEMBERSHIP_WAIT: Duration = Duration::from_secs(10);
 
 /// Applies a membership change, waiting first for one still in progress (a change is two
 /// log entries, the joint configuration and the new one; the next may start only after).

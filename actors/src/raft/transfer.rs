@@ -17,16 +17,9 @@ use openraft::ServerState;
 
 use super::{RaftActor, WriteRejection};
 use crate::command::{node_id, Member, NodeId, Raft, RaftMetrics, TypeConfig};
+use crate::deadlines::TRANSFER;
 use crate::error::CeteError;
 use crate::raft::handover::successor;
-
-/// How long a transfer asked for by an operator may take before it is reported as failed. The
-/// target flushes the log the leader had and wins one round of votes: milliseconds on a
-/// healthy cluster.
-pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a leader that is stopping waits for its successor: a stop must stay prompt when
-/// the whole cluster is stopped at once and no successor can take over.
-pub const STOP_HANDOVER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Hand the leadership to voter `to` (None: the follower the leader has replicated furthest)
 /// and wait up to `within` for it to take over; answers the leader's name. Only the leader
@@ -87,8 +80,8 @@ pub(super) async fn await_handover(raft: &Raft, forward: &ForwardToLeader<TypeCo
         return;
     };
     let handed_over = |m: &RaftMetrics| m.current_leader == Some(target) && m.state != ServerState::Leader;
-    if raft.wait(Some(TRANSFER_TIMEOUT)).metrics(handed_over, "the handover is over").await.is_err() {
-        log::debug!("a handover did not complete within {TRANSFER_TIMEOUT:?}");
+    if raft.wait(Some(TRANSFER)).metrics(handed_over, "the handover is over").await.is_err() {
+        log::debug!("a handover did not complete within {TRANSFER:?}");
     }
 }
 

@@ -181,7 +181,8 @@ impl LeaderBatcher {
 
 /// Sends `request` over `leader`'s link.
 async fn send(forward_to: Recipient<ForwardTo>, leader: Member, request: LeaderRequest) -> Result<Served, RouteError> {
-    from_wire(forward_to.send(ForwardTo { to: leader, request: request.into() }).await?)
+    let within = request.deadline();
+    from_wire(forward_to.send(ForwardTo { to: leader, request: request.into(), within }).await?)
 }
 
 impl Actor for LeaderBatcher {

@@ -1,20 +1,14 @@
 //! Serving a leader-only request with this node's own Raft: the "here" of "here or at the
 //! leader". Raft turns it away with [`RouteError::NotLeader`] when the leader is elsewhere.
 
-use std::time::Duration;
 
 use super::msg::{LeaderRequest, RouteError, Served};
 use super::ports::{ClusterPorts, RaftPorts};
 use crate::cluster::PrepareJoiner;
 use crate::command::{Command, Member};
+use crate::deadlines::{CATCH_UP, TRANSFER};
 use crate::error::CeteError;
-use crate::raft::{
-    AddMember, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember, TransferLeader,
-    TRANSFER_TIMEOUT,
-};
-
-/// How long a join waits for the new node to catch up before it is made a voter.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(50);
+use crate::raft::{AddMember, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember, TransferLeader};
 
 /// Serves `request` with this node's Raft.
 pub(super) async fn serve_here(
@@ -38,7 +32,7 @@ pub(super) async fn serve_here(
             Ok(Served::Done)
         }
         LeaderRequest::TransferLeader(to) => {
-            let transfer = TransferLeader { to: to.clone(), within: TRANSFER_TIMEOUT };
+            let transfer = TransferLeader { to: to.clone(), within: TRANSFER };
             Ok(Served::Leader(raft.transfer_leader.send(transfer).await??))
         }
     }
@@ -52,10 +46,10 @@ async fn join(raft: &RaftPorts, cluster: &ClusterPorts, member: &Member) -> Resu
         JoinPlan::Promote => raft.promote_member.send(PromoteMember(member.clone())).await??,
         JoinPlan::Add => {
             cluster.prepare_joiner.send(PrepareJoiner(member.clone())).await??;
-            let added = tokio::time::timeout(CATCH_UP_TIMEOUT, raft.add_member.send(AddMember(member.clone())));
+            let added = tokio::time::timeout(CATCH_UP, raft.add_member.send(AddMember(member.clone())));
             added.await.map_err(|_| {
                 CeteError::Unavailable(format!(
-                    "{} did not catch up within {CATCH_UP_TIMEOUT:?}; it stays a learner until it does (repeat the \
+                    "{} did not catch up within {CATCH_UP:?}; it stays a learner until it does (repeat the \
                      join to make it a voter)",
                     member.name
                 ))

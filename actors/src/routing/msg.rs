@@ -1,9 +1,12 @@
 //! The routing wing's vocabulary: the messages its actors take, the requests only a leader
 //! serves, their success-only answers, and the one routing error.
 
+use std::time::Duration;
+
 use actix::prelude::*;
 
 use crate::command::{Command, LogId, Member};
+use crate::deadlines;
 use crate::error::{CeteError, CeteResult};
 use crate::raft::WriteRejection;
 use crate::store::sessions::{Awaited, ClientSession};
@@ -75,6 +78,19 @@ impl From<WriteRejection> for RouteError {
 }
 
 impl LeaderRequest {
+    /// How long the link to the leader waits for its answer: inside the client's own wait
+    /// for what a client waits on, longer for a join ([`crate::deadlines`]).
+    pub fn deadline(&self) -> Duration {
+        match self {
+            LeaderRequest::Write(_)
+            | LeaderRequest::WriteBatch(_)
+            | LeaderRequest::ReadIndex
+            | LeaderRequest::TransferLeader(_) => deadlines::FORWARDED_REQUEST,
+            LeaderRequest::Join(_) => deadlines::FORWARDED_JOIN,
+            LeaderRequest::Leave(_) => deadlines::FORWARDED_LEAVE,
+        }
+    }
+
     /// This request with its writes under request ids of this process's client session
     /// (applied at most once), and the guard that keeps them awaited: hold it until the
     /// request is answered or given up.

@@ -2,11 +2,10 @@
 //! names, over that leader's link (through the [`LeaderBatcher`](super::LeaderBatcher)), and
 //! after it to each leader it is told of next, up to [`MAX_HOPS`] leaders, so that clients
 //! never see "not leader". A leader out of reach is waited for, or its successor
-//! ([`UNREACHABLE_WAIT`]); one that goes silent with a request that is safe to send again
+//! ([`LEADER_UNREACHABLE`]); one that goes silent with a request that is safe to send again
 //! ([`LeaderRequest::safe_to_resend`]: writes go under request ids, applied at most once) has
 //! it sent again to the next leader ([`SILENT_LEADER`]).
 
-use std::time::Duration;
 
 use actix::Recipient;
 
@@ -15,20 +14,13 @@ use super::msg::{LeaderRequest, RouteError, Served, ToLeader};
 use super::ports::{ClusterPorts, RaftPorts};
 use crate::cluster::{refusal, WasRemoved};
 use crate::command::Member;
+use crate::deadlines::{LEADER_UNREACHABLE, RECONNECT_PAUSE, SILENT_LEADER};
 use crate::error::{CeteError, CeteResult};
 use crate::raft::{AwaitLeader, AwaitNewLeader};
 
 /// How many leaders a request is sent to (a leader change on the way is followed) before it is
 /// given up.
 const MAX_HOPS: usize = 3;
-/// How long a request waits for an unreachable leader to come back or be replaced: longer
-/// than an election takes (1-2 s of silence, then a vote).
-const UNREACHABLE_WAIT: Duration = Duration::from_secs(5);
-/// How often a request tries an unreachable leader again meanwhile.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
-/// How long the leader may take to answer a routed request before this node starts watching
-/// for an election that would replace it (far above a healthy round trip).
-const SILENT_LEADER: Duration = Duration::from_millis(300);
 
 /// What a request needs to find the leader.
 pub(super) struct Route {
@@ -121,7 +113,7 @@ impl Route {
                     // to it is still connecting: wait for an election, trying the same leader
                     // again every RECONNECT_PAUSE, for as long as an election may take.
                     let since = *unreachable_since.get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() >= UNREACHABLE_WAIT {
+                    if since.elapsed() >= LEADER_UNREACHABLE {
                         return Err(CeteError::Unavailable(format!(
                             "the leader is unreachable ({why}) and no other was elected"
                         )));

@@ -13,10 +13,10 @@ use openraft::vote::RaftLeaderId as _;
 
 use super::ports::{ClusterPorts, RaftPorts};
 use super::*;
+use crate::cluster::peer::{Forward, ForwardReply, Forwarded};
 use crate::cluster::{refusal, ForwardTo, PrepareJoiner, WasRemoved};
 use crate::command::{Command, CommandResponse, LeaderId, LogId, Member};
 use crate::error::{CeteError, CeteResult};
-use crate::peer::{Forward, ForwardReply, Forwarded};
 use crate::raft::{
     AddMember, AwaitApplied, AwaitLeader, AwaitNewLeader, ClientWrite, JoinPlan, LeaderElsewhere, PlanJoin,
     PromoteMember, ReadIndex, RemoveMember, TransferLeader, WriteRejection,
@@ -258,7 +258,7 @@ impl Handler<ForwardTo> for FakeCluster {
             return Box::pin(std::future::ready(Err(refusal(reason))));
         }
         let peer = FakePeer { name: msg.to.name, world: self.0.clone() }.start();
-        Box::pin(async move { peer.send(Forward(msg.request)).await? })
+        Box::pin(async move { peer.send(Forward { request: msg.request, within: msg.within }).await? })
     }
 }
 

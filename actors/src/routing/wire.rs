@@ -3,8 +3,8 @@
 //! (their serde shape is what nodes of other builds speak, and stays as it is).
 
 use super::msg::{LeaderRequest, RouteError, Served};
+use crate::cluster::peer::{ForwardReply, Forwarded};
 use crate::error::{CeteError, CeteResult};
-use crate::peer::{ForwardReply, Forwarded};
 
 impl From<LeaderRequest> for Forwarded {
     fn from(request: LeaderRequest) -> Self {

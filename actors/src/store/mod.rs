@@ -43,11 +43,11 @@ use redb::{
 };
 
 use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership};
+use crate::connection::watch::{Change, WatchEvent};
 use crate::error::{CeteError, CeteResult};
 use crate::failpoints;
 use crate::store::sessions::SessionTable;
 use crate::store::writeback::Writeback;
-use crate::watch::{Change, WatchEvent};
 
 /// Keys to stored records (see [`StoredValue::encode`]).
 pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");

@@ -183,6 +183,28 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// Whether `err`, or an error that caused it, is an `E` (also when wrapped in an
+/// `io::Error`, whose `source` skips the error it wraps): how a transport error is told
+/// apart by its type, never by its text.
+pub fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(err), |e| e.source()).any(|e| {
+        e.is::<E>()
+            || e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|inner| inner.is::<E>())
+    })
+}
+
+/// Whether a call failed in the TLS handshake (a certificate one side refuses): retrying
+/// will not change that.
+pub fn refused_by_tls(err: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by::<rustls::Error>(err)
+}
+
+/// Whether a gRPC call never reached its peer (the channel could not connect, or its TLS
+/// handshake failed), so the request is safe to send elsewhere.
+pub fn never_connected(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && caused_by::<tonic::ConnectError>(status)
+}
+
 /// Accepts the pinned certificate(s) by identity (plus a name check), anything else by WebPKI.
 #[derive(Debug)]
 struct PinnedOrWebPki {

@@ -19,17 +19,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use crate::cluster::node::NodeInfo;
 use crate::command::{decode, encode, Command, LogId, Member, StoredMembership};
+use crate::deadlines::{LONGEST_FORWARD, POLL_ANSWER, POLL_EVERY};
 use crate::error::{CeteError, CeteResult};
-use crate::node::NodeInfo;
 use crate::raft::network::peer_channel;
-use crate::wire::tls::ClientTls;
-
-/// How often a link asks its peer for its state.
-const POLL_EVERY: Duration = Duration::from_secs(1);
-/// How long a forwarded request may take (a write waits for commit; a join for catch-up).
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
-const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
+use crate::wire::tls::{never_connected, ClientTls};
 
 /// A request a follower sends to the leader (or, for `Status`, `Poll`, `PrepareToJoin` and
 /// `Campaign`, to any peer).
@@ -49,7 +44,7 @@ pub enum Forwarded {
     Status,
     /// Report your view of yourself and your committed membership: what a link polls, so
     /// that a node learns its peers' states and, if it comes to that, that it was removed
-    /// (see [`crate::removal`]). `Status` stays for nodes of earlier versions.
+    /// (see [`crate::cluster::removal`]). `Status` stays for nodes of earlier versions.
     Poll,
     /// You are about to be added to a cluster: give up a one-node state that holds no data,
     /// or refuse if you hold data.
@@ -169,7 +164,7 @@ impl PeerLinkActor {
                         }
                     }
                 }
-                Err(status) if is_connect_error(&status) => not_sent(&peer, &status),
+                Err(status) if never_connected(&status) => not_sent(&peer, &status),
                 Err(status) => lost_contact(&peer, status.message()),
             };
             link.do_send(StreamEnded { number, ended });
@@ -199,11 +194,6 @@ impl PeerLinkActor {
     }
 }
 
-/// A connection that could not be made carried nothing: the request was not sent.
-fn is_connect_error(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable && status.message().contains("connect")
-}
-
 /// The answer to requests that never left this node.
 fn not_sent(peer: &Member, status: &tonic::Status) -> ForwardReply {
     ForwardReply::NotSent(format!("{} at {}: {}", peer.name, peer.raft_address, status.message()))
@@ -224,16 +214,32 @@ pub async fn call_peer(
     request: &Forwarded,
     timeout: Duration,
 ) -> CeteResult<ForwardReply> {
+    match call(client, peer, request, timeout).await? {
+        Ok(reply) => Ok(reply),
+        // A connection that could not be made carried nothing: the request was not sent.
+        Err(status) if never_connected(&status) => Ok(not_sent(peer, &status)),
+        Err(status) => lost_contact(peer, status.message()).into_result(),
+    }
+}
+
+/// One forwarded request: the peer's reply, or the gRPC status the call ended with (`Err`
+/// outside: it could not be made or its reply not read).
+async fn call(
+    client: Option<RaftClient<Channel>>,
+    peer: &Member,
+    request: &Forwarded,
+    timeout: Duration,
+) -> CeteResult<Result<ForwardReply, tonic::Status>> {
     let mut client = client.ok_or_else(|| CeteError::Unavailable(format!("no usable address for {}", peer.name)))?;
     let data = encode(request).map_err(|e| CeteError::internal("encode forwarded request", e))?;
     let mut call = tonic::Request::new(RaftPayload { data: data.into() });
     call.set_timeout(timeout);
-    let reply = match client.forward(call).await {
-        Ok(reply) => reply,
-        Err(status) if is_connect_error(&status) => return Ok(not_sent(peer, &status)),
-        Err(status) => return lost_contact(peer, status.message()).into_result(),
-    };
-    decode(&reply.into_inner().data).map_err(|e| CeteError::internal("decode forwarded reply", e))
+    match client.forward(call).await {
+        Ok(reply) => {
+            Ok(Ok(decode(&reply.into_inner().data).map_err(|e| CeteError::internal("decode forwarded reply", e))?))
+        }
+        Err(status) => Ok(Err(status)),
+    }
 }
 
 impl ForwardReply {
@@ -273,11 +279,12 @@ impl Actor for PeerLinkActor {
 
 /// What `peer` says of itself; `None` when it does not answer.
 async fn poll(client: Option<RaftClient<Channel>>, peer: &Member) -> Option<PeerView> {
-    match call_peer(client.clone(), peer, &Forwarded::Poll, STATUS_TIMEOUT).await {
-        Ok(ForwardReply::Polled(view)) => Some(view),
-        // A node of an earlier version (during a rolling upgrade) knows only Status.
-        Err(CeteError::Unavailable(why)) if why.contains("undecodable") => {
-            match call_peer(client, peer, &Forwarded::Status, STATUS_TIMEOUT).await {
+    match call(client.clone(), peer, &Forwarded::Poll, POLL_ANSWER).await {
+        Ok(Ok(ForwardReply::Polled(view))) => Some(view),
+        // A node of an earlier version (during a rolling upgrade) knows only Status: it
+        // refuses a Poll it cannot decode as an invalid argument.
+        Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
+            match call_peer(client, peer, &Forwarded::Status, POLL_ANSWER).await {
                 Ok(ForwardReply::Status(node)) => Some(PeerView { node, committed_membership: None }),
                 _ => None,
             }
@@ -299,7 +306,11 @@ pub struct PeerState {
 /// Send a request to this link's peer.
 #[derive(Message)]
 #[rtype(result = "CeteResult<ForwardReply>")]
-pub struct Forward(pub Forwarded);
+pub struct Forward {
+    pub request: Forwarded,
+    /// How long to wait for the answer ([`crate::deadlines`]).
+    pub within: Duration,
+}
 
 impl Handler<Forward> for PeerLinkActor {
     type Result = ResponseFuture<CeteResult<ForwardReply>>;
@@ -308,7 +319,7 @@ impl Handler<Forward> for PeerLinkActor {
     fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) -> Self::Result {
         let id = self.next_id;
         self.next_id += 1;
-        let number = match self.send(id, &msg.0, ctx) {
+        let number = match self.send(id, &msg.request, ctx) {
             Ok(number) => number,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
@@ -316,7 +327,7 @@ impl Handler<Forward> for PeerLinkActor {
         self.pending.insert(id, (number, tx));
         let peer = self.peer.clone();
         Box::pin(async move {
-            match tokio::time::timeout(FORWARD_TIMEOUT, rx).await {
+            match tokio::time::timeout(msg.within, rx).await {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(_)) => lost_contact(&peer, "the link closed").into_result(),
                 Err(_) => lost_contact(&peer, "no reply in time").into_result(),
@@ -376,7 +387,7 @@ impl Handler<StreamEnded> for PeerLinkActor {
 /// commits the membership without it, and its followers see that membership (and close their
 /// links to it) before the answer to the removal comes back on the link; dropping it then
 /// turned a removal that took effect into "lost contact, may or may not have taken effect".
-/// A request's own timeout ([`FORWARD_TIMEOUT`]) bounds the wait.
+/// A request's own deadline bounds the wait ([`LONGEST_FORWARD`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CloseLink;
@@ -390,6 +401,6 @@ impl Handler<CloseLink> for PeerLinkActor {
             ctx.cancel_future(poll);
         }
         self.stop_if_drained(ctx);
-        ctx.run_later(FORWARD_TIMEOUT, |_, ctx| ctx.stop());
+        ctx.run_later(LONGEST_FORWARD, |_, ctx| ctx.stop());
     }
 }

@@ -11,9 +11,9 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::cluster::node::Metadata;
 use crate::command::StoredMembership;
 use crate::error::CeteError;
-use crate::node::Metadata;
 use crate::store::{StoreActor, Subscribe};
 
 /// How many changes a watch stream may hold for its client before it is dropped.

@@ -8,23 +8,28 @@
 //! as `Removed` from then on; a leader that removed itself then hands its leadership over
 //! ([`crate::raft::handover`]).
 
+pub mod node;
+pub mod peer;
+pub mod removal;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use openraft::{Instant as _, ServerState};
 
+use crate::cluster::node::{ClusterInfo, NodeInfo};
+use crate::cluster::peer::{
+    call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView,
+};
+use crate::cluster::removal::{PeerNews, Standing};
 use crate::command::{node_id, Member, NodeId, RaftMetrics, StoredMembership};
+use crate::deadlines::PREPARE_JOINER;
 use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
-use crate::node::{ClusterInfo, NodeInfo};
-use crate::peer::{call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView};
 use crate::raft::handover::{hand_over, successor};
 use crate::raft::{MetricsUpdate, RaftStateReset, Shutdown};
-use crate::removal::{PeerNews, Standing};
 use crate::wire::tls::ClientTls;
-
-const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A node's state as API.md names it.
 pub fn state_name(state: ServerState) -> &'static str {
@@ -408,6 +413,8 @@ impl Handler<LatestMetrics> for ClusterActor {
 pub struct ForwardTo {
     pub to: Member,
     pub request: Forwarded,
+    /// How long the link waits for the answer.
+    pub within: Duration,
 }
 
 impl Handler<ForwardTo> for ClusterActor {
@@ -418,7 +425,7 @@ impl Handler<ForwardTo> for ClusterActor {
             return Box::pin(std::future::ready(Err(refusal)));
         }
         let link = self.link_to(&msg.to, ctx);
-        Box::pin(async move { link.send(Forward(msg.request)).await? })
+        Box::pin(async move { link.send(Forward { request: msg.request, within: msg.within }).await? })
     }
 }
 
@@ -452,7 +459,7 @@ impl Handler<PrepareJoiner> for ClusterActor {
             let channel = crate::raft::network::peer_channel(&msg.0.raft_address, tls.as_ref())
                 .map_err(|e| CeteError::InvalidArgument(format!("bad raft address {:?}: {e}", msg.0.raft_address)))?;
             let client = cete_proto::raft::raft_client::RaftClient::new(channel);
-            match call_peer(Some(client), &msg.0, &Forwarded::PrepareToJoin, PREPARE_TIMEOUT).await? {
+            match call_peer(Some(client), &msg.0, &Forwarded::PrepareToJoin, PREPARE_JOINER).await? {
                 ForwardReply::Done => Ok(()),
                 ForwardReply::Failed(e) => Err(e),
                 ForwardReply::NotSent(why) => Err(CeteError::Unavailable(format!("cannot reach the new node: {why}"))),

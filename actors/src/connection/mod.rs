@@ -4,24 +4,28 @@
 //! consistency, which actor serves it — happens here. What only the leader serves goes to the
 //! router ([`crate::routing`]), which finds the leader.
 
+pub mod watch;
+
+use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
+use crate::cluster::node::{ClusterInfo, NodeInfo};
+use crate::cluster::peer::{ForwardReply, Forwarded};
 use crate::cluster::{
     ClusterActor, DescribeCluster, DescribeNode, DescribeToPeer, LatestMetrics, Readiness, WasRemoved,
 };
 use crate::command::{Command, Member};
+use crate::connection::watch::{Change, WatchActor};
+use crate::deadlines::{CLIENT_READ, CLIENT_WRITE};
 use crate::error::{CeteError, CeteResult};
-use crate::node::{ClusterInfo, NodeInfo};
-use crate::peer::{ForwardReply, Forwarded};
 use crate::raft::{RaftActor, ResetForJoin, Succeed, TakeSnapshot};
 use crate::routing::{self, LeaderRequest, RouterActor, ServeHere};
 use crate::store::{ReadKey, ScanPrefix, Stats, StoreActor, StoredValue, WatcherCount};
-use crate::watch::{Change, WatchActor};
 
 /// The node-wide actors and limits every connection talks to.
 #[derive(Clone)]
@@ -61,15 +65,85 @@ impl std::str::FromStr for Consistency {
     }
 }
 
+/// One client connection (or one peer's link) on a front door.
+///
+/// Why an actor and not a plain handle: what belongs to one connection lives here. It knows
+/// who is on the other end (the door and the remote address, and where mTLS is configured
+/// the client's certificate: the seat of per-client authorisation), and it owns the
+/// connection's requests in flight: each is counted in `cete_client_requests_in_flight`,
+/// and when the connection closes every wait still open is given up at once instead of
+/// running on to its deadline for a reply nobody reads. (A write already handed to Raft
+/// still commits or not; only the waiting ends.)
 pub struct ConnectionActor {
     handles: NodeHandles,
     door: &'static str,
     peer: Option<SocketAddr>,
+    /// Cancelled when the connection closes.
+    closed: CancellationToken,
 }
 
 impl ConnectionActor {
     pub fn new(handles: NodeHandles, door: &'static str, peer: Option<SocketAddr>) -> Self {
-        ConnectionActor { handles, door, peer }
+        ConnectionActor { handles, door, peer, closed: CancellationToken::new() }
+    }
+
+    /// Serves one request of this connection: counted while in flight, and ended with
+    /// [`Closable::closed`] if the connection closes first.
+    fn serve<O: Closable + 'static>(&self, request: impl Future<Output = O> + 'static) -> ResponseFuture<O> {
+        let closed = self.closed.clone();
+        let in_flight = InFlight::count(self.door);
+        Box::pin(async move {
+            let _in_flight = in_flight;
+            tokio::select! {
+                biased;
+                answer = request => answer,
+                () = closed.cancelled() => O::closed(),
+            }
+        })
+    }
+}
+
+/// The answer to a request whose connection closed before it was served (nobody reads it).
+trait Closable {
+    fn closed() -> Self;
+}
+
+fn connection_closed() -> CeteError {
+    CeteError::Unavailable("the connection closed before the request was served".into())
+}
+
+impl<T> Closable for CeteResult<T> {
+    fn closed() -> Self {
+        Err(connection_closed())
+    }
+}
+
+impl Closable for Result<(), String> {
+    fn closed() -> Self {
+        Err(connection_closed().to_string())
+    }
+}
+
+impl Closable for ForwardReply {
+    fn closed() -> Self {
+        ForwardReply::Failed(connection_closed())
+    }
+}
+
+/// One request in `cete_client_requests_in_flight`, until dropped.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn count(door: &str) -> Self {
+        let gauge = crate::metrics::IN_FLIGHT.with_label_values(&[door]);
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -84,6 +158,7 @@ impl Actor for ConnectionActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.closed.cancel();
         log::debug!("{} connection from {:?} closed", self.door, self.peer);
     }
 }
@@ -116,17 +191,11 @@ fn check_new_key(key: &str) -> CeteResult<()> {
     Ok(())
 }
 
-/// How long a client write may wait to be committed. A leader cut off from its quorum
-/// never commits; past this the client is told the outcome is unknown instead of hanging.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a linearizable read may wait for the leader's confirmation and the apply.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 async fn write(handles: NodeHandles, command: Command) -> CeteResult<()> {
-    let routed = tokio::time::timeout(WRITE_TIMEOUT, handles.router.send(routing::Write(command)));
+    let routed = tokio::time::timeout(CLIENT_WRITE, handles.router.send(routing::Write(command)));
     routed.await.map_err(|_| {
         CeteError::Unavailable(format!(
-            "the write was not committed within {WRITE_TIMEOUT:?} (no quorum reachable?); it may or may not \
+            "the write was not committed within {CLIENT_WRITE:?} (no quorum reachable?); it may or may not \
              take effect"
         ))
     })??
@@ -139,9 +208,9 @@ async fn read_barrier(handles: &NodeHandles, consistency: Consistency) -> CeteRe
         return Ok(());
     }
     let barrier = handles.router.send(routing::LinearizableRead);
-    tokio::time::timeout(READ_TIMEOUT, barrier).await.map_err(|_| {
+    tokio::time::timeout(CLIENT_READ, barrier).await.map_err(|_| {
         CeteError::Unavailable(format!(
-            "no leader confirmed this read within {READ_TIMEOUT:?}; the cluster may have lost its quorum \
+            "no leader confirmed this read within {CLIENT_READ:?}; the cluster may have lost its quorum \
              (a serializable read answers from this node's own state)"
         ))
     })??
@@ -160,7 +229,7 @@ impl Handler<KvGet> for ConnectionActor {
 
     fn handle(&mut self, msg: KvGet, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        Box::pin(async move {
+        self.serve(async move {
             check_key(&msg.key)?;
             read_barrier(&handles, msg.consistency).await?;
             handles
@@ -185,7 +254,7 @@ impl Handler<KvScan> for ConnectionActor {
 
     fn handle(&mut self, msg: KvScan, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        Box::pin(async move {
+        self.serve(async move {
             read_barrier(&handles, msg.consistency).await?;
             handles.store.send(ScanPrefix(msg.prefix)).await?
         })
@@ -206,7 +275,7 @@ impl Handler<KvPut> for ConnectionActor {
 
     fn handle(&mut self, msg: KvPut, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        Box::pin(async move {
+        self.serve(async move {
             check_new_key(&msg.key)?;
             if msg.value.len() > handles.max_value_bytes {
                 return Err(CeteError::TooLarge {
@@ -232,7 +301,7 @@ impl Handler<KvDelete> for ConnectionActor {
 
     fn handle(&mut self, msg: KvDelete, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        Box::pin(async move {
+        self.serve(async move {
             check_key(&msg.key)?;
             write(handles, Command::Delete { key: msg.key }).await
         })
@@ -249,7 +318,7 @@ impl Handler<NodeStatus> for ConnectionActor {
 
     fn handle(&mut self, _: NodeStatus, _: &mut Self::Context) -> Self::Result {
         let cluster = self.handles.cluster.clone();
-        Box::pin(async move { Ok(cluster.send(DescribeNode).await?) })
+        self.serve(async move { Ok(cluster.send(DescribeNode).await?) })
     }
 }
 
@@ -263,7 +332,7 @@ impl Handler<ClusterStatus> for ConnectionActor {
 
     fn handle(&mut self, _: ClusterStatus, _: &mut Self::Context) -> Self::Result {
         let cluster = self.handles.cluster.clone();
-        Box::pin(async move { Ok(cluster.send(DescribeCluster).await?) })
+        self.serve(async move { Ok(cluster.send(DescribeCluster).await?) })
     }
 }
 
@@ -277,7 +346,7 @@ impl Handler<ReadyCheck> for ConnectionActor {
 
     fn handle(&mut self, _: ReadyCheck, _: &mut Self::Context) -> Self::Result {
         let cluster = self.handles.cluster.clone();
-        Box::pin(async move { cluster.send(Readiness).await.unwrap_or_else(|e| Err(e.to_string())) })
+        self.serve(async move { cluster.send(Readiness).await.unwrap_or_else(|e| Err(e.to_string())) })
     }
 }
 
@@ -291,7 +360,7 @@ impl Handler<Snapshot> for ConnectionActor {
 
     fn handle(&mut self, _: Snapshot, _: &mut Self::Context) -> Self::Result {
         let raft = self.handles.raft.clone();
-        Box::pin(async move { raft.send(TakeSnapshot).await? })
+        self.serve(async move { raft.send(TakeSnapshot).await? })
     }
 }
 
@@ -308,7 +377,7 @@ impl Handler<JoinNode> for ConnectionActor {
 
     fn handle(&mut self, msg: JoinNode, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        Box::pin(async move {
+        self.serve(async move {
             if msg.id.is_empty() {
                 return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
             }
@@ -333,7 +402,7 @@ impl Handler<LeaveNode> for ConnectionActor {
 
     fn handle(&mut self, msg: LeaveNode, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        Box::pin(async move {
+        self.serve(async move {
             if msg.id.is_empty() {
                 return Err(CeteError::InvalidArgument("the node id must not be empty".into()));
             }
@@ -355,7 +424,7 @@ impl Handler<TransferLeadership> for ConnectionActor {
 
     fn handle(&mut self, msg: TransferLeadership, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        Box::pin(async move {
+        self.serve(async move {
             let to = msg.to.filter(|id| !id.is_empty());
             handles.router.send(routing::TransferLeadership(to)).await?
         })
@@ -374,7 +443,7 @@ impl Handler<HandleForwarded> for ConnectionActor {
 
     fn handle(&mut self, msg: HandleForwarded, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        Box::pin(async move {
+        self.serve(async move {
             let result = match msg.0 {
                 Forwarded::Status => {
                     handles.cluster.send(DescribeNode).await.map(ForwardReply::Status).map_err(Into::into)
@@ -446,6 +515,7 @@ impl Handler<RenderMetrics> for ConnectionActor {
 
     fn handle(&mut self, _: RenderMetrics, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
+        // Not counted in flight: a scrape would count itself.
         Box::pin(async move {
             let raft = handles.cluster.send(LatestMetrics).await?;
             let stats = handles.store.send(Stats).await??;
