@@ -107,6 +107,10 @@ pub fn serve(
             .wrap(ErrorHandlers::new().default_handler(json_error_body))
     })
     .on_connect(move |io, extensions| on_connect(&connect_handles, io, extensions))
+    // A client that closes its connection while it waits has hung up: end the connection (and
+    // with it the connection actor, which gives up the requests' waits) instead of reading
+    // the EOF as a half-close and serving the request for nobody.
+    .h1_allow_half_closed(false)
     .keep_alive(Duration::from_secs(75))
     .client_request_timeout(Duration::from_secs(30))
     .disable_signals()

@@ -4,7 +4,6 @@
 //! ([`crate::routing`]) sends these; where the leader is elsewhere, each turns away at once
 //! with [`WriteRejection::NotLeader`].
 
-
 use actix::prelude::*;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardReason, LinearizableReadError, RaftError};

@@ -1,7 +1,6 @@
 //! Serving a leader-only request with this node's own Raft: the "here" of "here or at the
 //! leader". Raft turns it away with [`RouteError::NotLeader`] when the leader is elsewhere.
 
-
 use super::msg::{LeaderRequest, RouteError, Served};
 use super::ports::{ClusterPorts, RaftPorts};
 use crate::cluster::PrepareJoiner;

@@ -6,7 +6,6 @@
 //! ([`LeaderRequest::safe_to_resend`]: writes go under request ids, applied at most once) has
 //! it sent again to the next leader ([`SILENT_LEADER`]).
 
-
 use actix::Recipient;
 
 use super::here::serve_here;

@@ -294,7 +294,7 @@ impl Handler<Forward> for FakePeer {
     fn handle(&mut self, msg: Forward, _: &mut Self::Context) -> Self::Result {
         let world = self.world.clone();
         let mut w = world.lock().unwrap();
-        w.sent.push((self.name.clone(), msg.0.clone()));
+        w.sent.push((self.name.clone(), msg.request.clone()));
         let peer = w.peers.get(&self.name).cloned().unwrap_or(Peer::Unreachable);
         if let Peer::NotLeader(Some(leader)) = &peer {
             w.leader = Some(leader.clone());
@@ -312,18 +312,18 @@ impl Handler<Forward> for FakePeer {
             match peer {
                 Peer::Leads { delay } => {
                     tokio::time::sleep(delay).await;
-                    let reply = if matches!(msg.0, Forwarded::ReadIndex) {
+                    let reply = if matches!(msg.request, Forwarded::ReadIndex) {
                         ForwardReply::ReadIndex(log_id(9))
                     } else {
                         ForwardReply::Done
                     };
-                    apply(msg.0);
+                    apply(msg.request);
                     Ok(reply)
                 }
                 Peer::NotLeader(leader) => Ok(ForwardReply::NotLeader(leader)),
                 Peer::Unreachable => Ok(ForwardReply::NotSent("connection refused".into())),
                 Peer::LosesReply => {
-                    apply(msg.0);
+                    apply(msg.request);
                     Err(CeteError::Unavailable("lost contact with the leader while it handled the request".into()))
                 }
                 Peer::Silent => std::future::pending().await,
