@@ -77,7 +77,7 @@ fn serializable_reads_answer_from_the_node_s_own_copy_and_linearizable_ones_neve
     assert_eq!((again.expect("a serializable Get"), asked.elapsed() < AT_ONCE), ("old".into(), true));
     let scanned = block_on(async {
         let mut kvs = reader_node.grpc_client().await;
-        let request = with_consistency(ScanRequest { prefix: "k".into() }, Some("serializable"));
+        let request = with_consistency(ScanRequest { prefix: "k".into(), ..Default::default() }, Some("serializable"));
         kvs.scan(request).await.expect("a serializable Scan").into_inner().values
     });
     assert_eq!(scanned, ["old"]);

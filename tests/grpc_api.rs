@@ -123,15 +123,13 @@ fn scan_returns_values_and_pairs_in_key_order() {
             set(&mut kvs, key, value).await;
         }
 
-        let request = ScanRequest { prefix: "user/".to_string() };
+        let request = ScanRequest { prefix: "user/".to_string(), ..Default::default() };
         let scan = kvs.scan(request).await.expect("Scan").into_inner();
         assert_eq!(scan.values, [&b"1"[..], b"2", b"3"]);
-        let pair = |key: &str, value: &str| KeyValuePair {
-            key: key.to_string(),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-        };
-        let expected = [pair("user/a", "1"), pair("user/b", "2"), pair("user/c", "3")];
-        assert_eq!(scan.pairs, expected);
+        let pairs: Vec<(&str, &[u8])> =
+            scan.pairs.iter().map(|p: &KeyValuePair| (p.key.as_str(), &p.value[..])).collect();
+        assert_eq!(pairs, [("user/a", &b"1"[..]), ("user/b", b"2"), ("user/c", b"3")]);
+        assert_eq!((scan.count, scan.more), (3, false));
     });
 }
 

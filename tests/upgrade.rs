@@ -7,6 +7,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::{temp_dir, Addresses, Node};
 
@@ -72,6 +73,25 @@ fn a_data_directory_of_the_0_9_build_opens_and_takes_new_writes_that_survive_a_r
     node.restart();
     assert_eq!(node.get("/v1/data/after-upgrade").text(), "written on 0.10");
     assert_fixture_data(&node);
+
+    // Its state had no revisions: the node (leading alone) starts them, and every key that
+    // was there is stamped as created at the first revision; writes count on from there.
+    let stamped = common::eventually("revisions started on the old state", Duration::from_secs(30), || {
+        let reply = node.get("/v1/data/key/42");
+        reply.header("X-Cete-Revision").is_some().then_some(reply)
+    });
+    let key = |reply: &common::Reply| {
+        ["X-Cete-Create-Revision", "X-Cete-Mod-Revision", "X-Cete-Version"].map(|name| reply.number(name))
+    };
+    assert_eq!(key(&stamped), [1, 1, 1], "{:?}", stamped.headers);
+    node.put("/v1/data/key/42", "rewritten").assert_success();
+    let rewritten = node.get("/v1/data/key/42");
+    let [create, modified, version] = key(&rewritten);
+    assert_eq!((create, version), (1, 2));
+    assert!(modified > 1 && modified == rewritten.number("X-Cete-Revision"), "{:?}", rewritten.headers);
+    node.stop();
+    node.restart();
+    assert_eq!(key(&node.get("/v1/data/key/42")), [1, modified, 2], "the revisions survive a restart");
 }
 
 /// Without its store the node rebuilds the state from the 0.9 snapshot and log: openraft

@@ -30,6 +30,9 @@ pub enum Command {
         #[serde(default)]
         low_water: u64,
     },
+    /// Start counting revisions: the store stamps every key it holds at the first revision
+    /// and counts from there ([`crate::store::revisions`]); a no-op where it already counts.
+    StartRevisions,
 }
 
 impl Command {
@@ -43,6 +46,7 @@ impl Command {
             Command::Delete { key } => key.len(),
             Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
             Command::Request { command, .. } => command.payload_bytes(),
+            Command::StartRevisions => 0,
         }
     }
 }
@@ -54,6 +58,7 @@ impl fmt::Display for Command {
             Command::Delete { key } => write!(f, "delete {key:?}"),
             Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
             Command::Request { id, command, .. } => write!(f, "{command} as request {}/{}", id.session, id.sequence),
+            Command::StartRevisions => write!(f, "start revisions"),
         }
     }
 }

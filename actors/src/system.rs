@@ -136,6 +136,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         ClusterPorts::of(&cluster),
         batcher.recipient(),
     ));
+    crate::cluster::features::start_revisions(store.clone(), cluster.clone(), router.clone());
     let handles = NodeHandles {
         me: settings.me.name.clone(),
         raft,

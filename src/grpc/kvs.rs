@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use cete_actors::connection::*;
 use cete_actors::metrics::{LATENCY, REQUESTS};
+use cete_actors::store::ScanRange;
 use cete_proto::kvs::{self, kvs_server::Kvs};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
@@ -134,7 +135,15 @@ impl Kvs for KvsService {
             let consistency = consistency(request.metadata())?;
             let key = request.into_inner().key;
             let stored = conn.send(KvGet { key, consistency }).await.map_err(mailbox)?.map_err(status)?;
-            Ok(Response::new(kvs::GetResponse { value: stored.value }))
+            let key = stored.found.revisions.unwrap_or_default();
+            Ok(Response::new(kvs::GetResponse {
+                value: stored.found.value,
+                create_revision: key.create_revision as i64,
+                mod_revision: key.mod_revision as i64,
+                version: key.version as i64,
+                lease: key.lease as i64,
+                revision: stored.revision.unwrap_or_default() as i64,
+            }))
         })
         .await
     }
@@ -143,11 +152,43 @@ impl Kvs for KvsService {
         observed("Scan", async {
             let conn = connection_of(&request)?;
             let consistency = consistency(request.metadata())?;
-            let prefix = request.into_inner().prefix;
-            let pairs = conn.send(KvScan { prefix, consistency }).await.map_err(mailbox)?.map_err(status)?;
-            let values: Vec<Bytes> = pairs.iter().map(|(_, v)| v.clone()).collect();
-            let pairs = pairs.into_iter().map(|(key, value)| kvs::KeyValuePair { key, value }).collect();
-            Ok(Response::new(kvs::ScanResponse { values, pairs }))
+            let scan = request.into_inner();
+            let limit = match scan.limit {
+                0 => None,
+                n if n < 0 => return Err(Status::invalid_argument(format!("limit must not be negative, not {n}"))),
+                n => Some(n as usize),
+            };
+            let range = ScanRange {
+                prefix: scan.prefix,
+                start_after: Some(scan.start_after).filter(|after| !after.is_empty()),
+                limit,
+                keys_only: scan.keys_only,
+                count_only: scan.count_only,
+            };
+            let page = conn.send(KvScan { range, consistency }).await.map_err(mailbox)?.map_err(status)?;
+            let values: Vec<Bytes> = page.pairs.iter().map(|item| item.value.clone()).collect();
+            let pairs = page
+                .pairs
+                .into_iter()
+                .map(|item| {
+                    let key = item.revisions.unwrap_or_default();
+                    kvs::KeyValuePair {
+                        key: item.key,
+                        value: item.value,
+                        create_revision: key.create_revision as i64,
+                        mod_revision: key.mod_revision as i64,
+                        version: key.version as i64,
+                        lease: key.lease as i64,
+                    }
+                })
+                .collect();
+            Ok(Response::new(kvs::ScanResponse {
+                values,
+                pairs,
+                more: page.more,
+                count: page.count as i64,
+                revision: page.revision.unwrap_or_default() as i64,
+            }))
         })
         .await
     }

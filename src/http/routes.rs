@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use cete_actors::cluster::node::NodeInfo;
 use cete_actors::connection::*;
 use cete_actors::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use cete_actors::store::ScanRange;
 use cete_actors::wire::value_json;
 use cete_actors::CeteError;
 use futures::StreamExt;
@@ -175,11 +176,30 @@ fn detect_content_type(value: &[u8]) -> &'static str {
     }
 }
 
+/// The store's revision, on every answer that read or wrote at one.
+const REVISION_HEADER: &str = "X-Cete-Revision";
+
 async fn get_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
     let (consistency, _) = read_query(&req)?;
-    let stored = connection(&req)?.send(KvGet { key, consistency }).await??;
+    let read = connection(&req)?.send(KvGet { key, consistency }).await??;
+    let stored = read.found;
     let content_type = stored.content_type.clone().unwrap_or_else(|| detect_content_type(&stored.value).to_string());
-    Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, content_type)).body(stored.value))
+    let mut answer = HttpResponse::Ok();
+    answer.insert_header((header::CONTENT_TYPE, content_type));
+    if let Some(revision) = read.revision {
+        answer.insert_header((REVISION_HEADER, revision.to_string()));
+    }
+    if let Some(key) = stored.revisions {
+        answer
+            .insert_header((header::ETAG, format!("\"{}\"", key.mod_revision)))
+            .insert_header(("X-Cete-Create-Revision", key.create_revision.to_string()))
+            .insert_header(("X-Cete-Mod-Revision", key.mod_revision.to_string()))
+            .insert_header(("X-Cete-Version", key.version.to_string()));
+        if key.lease != 0 {
+            answer.insert_header(("X-Cete-Lease", key.lease.to_string()));
+        }
+    }
+    Ok(answer.body(stored.value))
 }
 
 async fn put_value(
@@ -208,10 +228,75 @@ async fn delete_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
 /// `GET /v1/scan?prefix=P`: `{"pairs":[{"key":..,"value":..}]}`, a value that is not UTF-8
 /// as `"value_base64"`.
 async fn scan(req: HttpRequest) -> Answer {
-    let (consistency, prefix) = read_query(&req)?;
-    let pairs = connection(&req)?.send(KvScan { prefix, consistency }).await??;
-    let pairs: Vec<_> = pairs.iter().map(|(key, value)| value_json::key_value(key, value)).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "pairs": pairs })))
+    check_query(req.query_string())?;
+    let query = web::Query::<ScanQuery>::from_query(req.query_string())
+        .map_err(|e| CeteError::InvalidArgument(format!("bad query string: {e}")))?
+        .into_inner();
+    let consistency = match query.consistency.as_deref() {
+        None => Consistency::Linearizable,
+        Some(name) => name.parse()?,
+    };
+    let limit =
+        match query.limit.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<usize>().map_err(|_| {
+                CeteError::InvalidArgument(format!("limit must be a whole number of keys, not {text:?}"))
+            })?),
+        };
+    let range = ScanRange {
+        prefix: query.prefix.unwrap_or_default(),
+        start_after: query.start_after,
+        limit,
+        keys_only: flag("keys_only", query.keys_only.as_deref())?,
+        count_only: flag("count_only", query.count_only.as_deref())?,
+    };
+    let keys_only = range.keys_only;
+    let page = connection(&req)?.send(KvScan { range, consistency }).await??;
+    let pairs: Vec<_> = page
+        .pairs
+        .iter()
+        .map(|item| {
+            let mut pair = serde_json::Map::new();
+            pair.insert("key".into(), item.key.clone().into());
+            if !keys_only {
+                value_json::insert_value(&mut pair, &item.value);
+            }
+            if let Some(key) = item.revisions {
+                pair.insert("create_revision".into(), key.create_revision.into());
+                pair.insert("mod_revision".into(), key.mod_revision.into());
+                pair.insert("version".into(), key.version.into());
+                pair.insert("lease".into(), key.lease.into());
+            }
+            serde_json::Value::Object(pair)
+        })
+        .collect();
+    let mut body = serde_json::json!({ "pairs": pairs, "more": page.more, "count": page.count });
+    let mut answer = HttpResponse::Ok();
+    if let Some(revision) = page.revision {
+        body["revision"] = revision.into();
+        answer.insert_header((REVISION_HEADER, revision.to_string()));
+    }
+    Ok(answer.json(body))
+}
+
+/// The query of `GET /v1/scan`.
+#[derive(Deserialize, Default)]
+struct ScanQuery {
+    consistency: Option<String>,
+    prefix: Option<String>,
+    limit: Option<String>,
+    start_after: Option<String>,
+    keys_only: Option<String>,
+    count_only: Option<String>,
+}
+
+/// A query flag: absent or `false` is off, `true` (or the bare name) is on.
+fn flag(name: &str, value: Option<&str>) -> Result<bool, CeteError> {
+    match value {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("") => Ok(true),
+        Some(other) => Err(CeteError::InvalidArgument(format!("{name} must be true or false, not {other:?}"))),
+    }
 }
 
 /// `GET /v1/watch?prefix=P`: one JSON object per change, one per line, until the client

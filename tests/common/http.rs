@@ -8,6 +8,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: Vec<u8>,
+    /// Every header, its name in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Shows the body as text, cut short, so a failed assertion stays readable.
@@ -21,6 +23,18 @@ impl std::fmt::Debug for Reply {
 }
 
 impl Reply {
+    /// The value of header `name` (any case), if the answer has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, value)| value.as_str())
+    }
+
+    /// Header `name` as a number; panics when it is missing or not one.
+    pub fn number(&self, name: &str) -> u64 {
+        let value = self.header(name).unwrap_or_else(|| panic!("no {name} header in {self:?}: {:?}", self.headers));
+        value.trim_matches('"').parse().unwrap_or_else(|_| panic!("{name}: {value:?} is not a number"))
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -107,6 +121,7 @@ pub fn curl(
     let dir = super::temp_dir();
     let body_in = dir.path().join("request");
     let body_out = dir.path().join("response");
+    let headers_out = dir.path().join("headers");
     std::fs::write(&body_in, body).expect("write the request body");
     let mut command = std::process::Command::new("curl");
     command
@@ -116,7 +131,9 @@ pub fn curl(
         .args(["--max-time", &format!("{:.1}", timeout.as_secs_f64())])
         .args(["--write-out", "%{http_code} %{content_type}"])
         .arg("--output")
-        .arg(&body_out);
+        .arg(&body_out)
+        .arg("--dump-header")
+        .arg(&headers_out);
     if !body.is_empty() {
         command.arg("--data-binary").arg(format!("@{}", body_in.display()));
         command.args(["--header", "Content-Type:"]);
@@ -138,6 +155,12 @@ pub fn curl(
         status: status.parse().unwrap_or_else(|_| panic!("curl wrote no status: {written:?}")),
         content_type: content_type.to_string(),
         body: std::fs::read(&body_out).unwrap_or_default(),
+        headers: std::fs::read_to_string(&headers_out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+            .collect(),
     })
 }
 
@@ -156,6 +179,11 @@ fn read_reply(response: reqwest::blocking::Response) -> Result<Reply, reqwest::E
         .get(reqwest::header::CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         .unwrap_or_default();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
     let body = response.bytes()?.to_vec();
-    Ok(Reply { status, content_type, body })
+    Ok(Reply { status, content_type, body, headers })
 }

@@ -8,6 +8,7 @@
 //! as `Removed` from then on; a leader that removed itself then hands its leadership over
 //! ([`crate::raft::handover`]).
 
+pub mod features;
 pub mod node;
 pub mod peer;
 pub mod removal;
@@ -20,7 +21,7 @@ use openraft::{Instant as _, ServerState};
 
 use crate::cluster::node::{ClusterInfo, NodeInfo};
 use crate::cluster::peer::{
-    call_peer, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView,
+    call_peer, Ask, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView,
 };
 use crate::cluster::removal::{PeerNews, Standing};
 use crate::command::{node_id, Member, NodeId, RaftMetrics, StoredMembership};
@@ -465,6 +466,41 @@ impl Handler<PrepareJoiner> for ClusterActor {
                 ForwardReply::NotSent(why) => Err(CeteError::Unavailable(format!("cannot reach the new node: {why}"))),
                 other => Err(CeteError::Internal(format!("unexpected answer from {}: {other:?}", msg.0.name))),
             }
+        })
+    }
+}
+
+/// Whether this node leads and every other member's build reads `feature`
+/// ([`features`]): a member that does not answer, or does not know the question, does not.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct MembersRead(pub &'static str);
+
+impl Handler<MembersRead> for ClusterActor {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: MembersRead, _: &mut Self::Context) -> Self::Result {
+        if self.latest.state != ServerState::Leader || self.standing.removed().is_some() {
+            return Box::pin(std::future::ready(false));
+        }
+        let others: Vec<String> = self
+            .membership()
+            .membership()
+            .nodes()
+            .map(|(_, member)| member.name.clone())
+            .filter(|name| *name != self.me.name)
+            .collect();
+        let links: Option<Vec<Addr<PeerLinkActor>>> =
+            others.iter().map(|name| self.links.get(name).map(|(_, link)| link.clone())).collect();
+        let Some(links) = links else { return Box::pin(std::future::ready(false)) };
+        Box::pin(async move {
+            for link in links {
+                match link.send(Ask(Forwarded::Features)).await {
+                    Ok(Ok(ForwardReply::Features(read))) if features::names(&read, msg.0) => {}
+                    _ => return false,
+                }
+            }
+            true
         })
     }
 }

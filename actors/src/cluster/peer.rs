@@ -55,6 +55,10 @@ pub enum Forwarded {
     /// `leaving`, the leader, has committed its own removal and stopped: you succeed it
     /// (campaign as soon as the other voters will vote; see [`crate::raft::handover`]).
     Campaign { leaving: String },
+    /// Name the features your build reads ([`crate::cluster::features`]); answered with
+    /// [`ForwardReply::Features`]. Only sent by itself, never on the link's stream: a node of
+    /// an earlier build refuses it as undecodable.
+    Features,
 }
 
 /// The answer to a [`Forwarded`] request.
@@ -72,6 +76,8 @@ pub enum ForwardReply {
     /// send it elsewhere). Made locally, never sent over the wire.
     NotSent(String),
     Failed(CeteError),
+    /// The features the peer's build reads, after a [`Forwarded::Features`].
+    Features(Vec<String>),
 }
 
 /// What a peer says when polled.
@@ -333,6 +339,21 @@ impl Handler<Forward> for PeerLinkActor {
                 Err(_) => lost_contact(&peer, "no reply in time").into_result(),
             }
         })
+    }
+}
+
+/// Ask the peer one question on a call of its own, off the link's stream (which a question
+/// an earlier build cannot decode would end).
+#[derive(Message)]
+#[rtype(result = "CeteResult<ForwardReply>")]
+pub struct Ask(pub Forwarded);
+
+impl Handler<Ask> for PeerLinkActor {
+    type Result = ResponseFuture<CeteResult<ForwardReply>>;
+
+    fn handle(&mut self, msg: Ask, _: &mut Self::Context) -> Self::Result {
+        let (client, peer) = (self.client.clone(), self.peer.clone());
+        Box::pin(async move { call_peer(client, &peer, &msg.0, POLL_ANSWER).await })
     }
 }
 

@@ -25,7 +25,7 @@ use crate::deadlines::{CLIENT_READ, CLIENT_WRITE};
 use crate::error::{CeteError, CeteResult};
 use crate::raft::{RaftActor, ResetForJoin, Succeed, TakeSnapshot};
 use crate::routing::{self, LeaderRequest, RouterActor, ServeHere};
-use crate::store::{ReadKey, ScanPrefix, Stats, StoreActor, StoredValue, WatcherCount};
+use crate::store::{AtRevision, ReadKey, Scan, ScanPage, ScanRange, Stats, StoreActor, StoredValue, WatcherCount};
 
 /// The node-wide actors and limits every connection talks to.
 #[derive(Clone)]
@@ -218,45 +218,48 @@ async fn read_barrier(handles: &NodeHandles, consistency: Consistency) -> CeteRe
 
 /// Read one key; `NotFound` when it is missing.
 #[derive(Message)]
-#[rtype(result = "CeteResult<StoredValue>")]
+#[rtype(result = "CeteResult<AtRevision<StoredValue>>")]
 pub struct KvGet {
     pub key: String,
     pub consistency: Consistency,
 }
 
 impl Handler<KvGet> for ConnectionActor {
-    type Result = ResponseFuture<CeteResult<StoredValue>>;
+    type Result = ResponseFuture<CeteResult<AtRevision<StoredValue>>>;
 
     fn handle(&mut self, msg: KvGet, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
         self.serve(async move {
             check_key(&msg.key)?;
             read_barrier(&handles, msg.consistency).await?;
-            handles
-                .store
-                .send(ReadKey(msg.key.clone()))
-                .await??
-                .ok_or_else(|| CeteError::NotFound(format!("key {:?} not found", msg.key)))
+            let read = handles.store.send(ReadKey(msg.key.clone())).await??;
+            match read.found {
+                Some(found) => Ok(AtRevision { found, revision: read.revision }),
+                None => Err(CeteError::NotFound(format!("key {:?} not found", msg.key))),
+            }
         })
     }
 }
 
-/// Every key under a prefix, with its value, in key order.
+/// A page of the keys under a prefix, in key order ([`ScanRange`]).
 #[derive(Message)]
-#[rtype(result = "CeteResult<Vec<(String, Bytes)>>")]
+#[rtype(result = "CeteResult<ScanPage>")]
 pub struct KvScan {
-    pub prefix: String,
+    pub range: ScanRange,
     pub consistency: Consistency,
 }
 
 impl Handler<KvScan> for ConnectionActor {
-    type Result = ResponseFuture<CeteResult<Vec<(String, Bytes)>>>;
+    type Result = ResponseFuture<CeteResult<ScanPage>>;
 
     fn handle(&mut self, msg: KvScan, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
         self.serve(async move {
+            if msg.range.limit == Some(0) {
+                return Err(CeteError::InvalidArgument("limit must be at least 1 (leave it out for every key)".into()));
+            }
             read_barrier(&handles, msg.consistency).await?;
-            handles.store.send(ScanPrefix(msg.prefix)).await?
+            handles.store.send(Scan(msg.range)).await?
         })
     }
 }
@@ -448,6 +451,9 @@ impl Handler<HandleForwarded> for ConnectionActor {
                 Forwarded::Status => {
                     handles.cluster.send(DescribeNode).await.map(ForwardReply::Status).map_err(Into::into)
                 }
+                Forwarded::Features => Ok(ForwardReply::Features(
+                    crate::cluster::features::READ_BY_THIS_BUILD.iter().map(|f| f.to_string()).collect(),
+                )),
                 Forwarded::Poll => {
                     handles.cluster.send(DescribeToPeer).await.map(ForwardReply::Polled).map_err(Into::into)
                 }

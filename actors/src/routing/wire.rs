@@ -31,9 +31,11 @@ impl TryFrom<Forwarded> for LeaderRequest {
             Forwarded::Join(member) => LeaderRequest::Join(member),
             Forwarded::Leave(name) => LeaderRequest::Leave(name),
             Forwarded::TransferLeader(to) => LeaderRequest::TransferLeader(to),
-            other @ (Forwarded::Status | Forwarded::Poll | Forwarded::PrepareToJoin | Forwarded::Campaign { .. }) => {
-                return Err(other)
-            }
+            other @ (Forwarded::Status
+            | Forwarded::Poll
+            | Forwarded::PrepareToJoin
+            | Forwarded::Campaign { .. }
+            | Forwarded::Features) => return Err(other),
         })
     }
 }
@@ -60,7 +62,7 @@ pub fn from_wire(reply: CeteResult<ForwardReply>) -> Result<Served, RouteError> 
         ForwardReply::NotLeader(leader) => Err(RouteError::NotLeader(leader)),
         ForwardReply::NotSent(why) => Err(RouteError::NotSent(why)),
         ForwardReply::Failed(e) => Err(RouteError::Failed(e)),
-        other @ (ForwardReply::Status(_) | ForwardReply::Polled(_)) => {
+        other @ (ForwardReply::Status(_) | ForwardReply::Polled(_) | ForwardReply::Features(_)) => {
             Err(CeteError::Internal(format!("a peer answered a leader request with {other:?}")).into())
         }
     }

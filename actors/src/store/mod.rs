@@ -26,6 +26,7 @@
 //! the open transaction unusable, so the store stops serving (fail-stop) rather than answer
 //! from state that lost applied entries; a restart re-applies them from the log.
 
+pub mod revisions;
 pub mod sessions;
 pub mod snapshot_file;
 pub mod writeback;
@@ -46,15 +47,18 @@ use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, Sto
 use crate::connection::watch::{Change, WatchEvent};
 use crate::error::{CeteError, CeteResult};
 use crate::failpoints;
+use crate::store::revisions::{KeyRevisions, FIRST_REVISION};
 use crate::store::sessions::SessionTable;
 use crate::store::writeback::Writeback;
 
 /// Keys to stored records (see [`StoredValue::encode`]).
 pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 /// `last_applied` and `last_membership`, updated in the same transaction as the data.
-const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 const LAST_APPLIED: &str = "last_applied";
 const LAST_MEMBERSHIP: &str = "last_membership";
+/// The store's revision ([`revisions`]), in the same table; absent while it has none.
+pub(crate) const REVISION: &str = "revision";
 
 /// Between the durable commits a snapshot forces (see the module comment).
 const DURABLE_EVERY: Duration = Duration::from_secs(5);
@@ -67,32 +71,50 @@ const COMMIT_AFTER_WRITES: usize = 10_000;
 /// what stalls the applies behind it.
 const CACHE_BYTES: usize = 64 << 20;
 
-/// A value as stored: the bytes and the media type they were given with.
+/// A value as stored: the bytes, the media type they were given with, and the key's
+/// revisions (none while the store has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredValue {
     pub value: Bytes,
     pub content_type: Option<String>,
+    pub revisions: Option<KeyRevisions>,
 }
 
 impl StoredValue {
-    /// Record layout: `[u16 LE content-type length][content type][value]`.
-    fn encode(value: &[u8], content_type: Option<&str>) -> Vec<u8> {
+    /// Record layout ([`revisions`]): the key's revisions when the store has them, then
+    /// `[u16 LE content-type length][content type][value]`.
+    fn encode(value: &[u8], content_type: Option<&str>, revisions: Option<&KeyRevisions>) -> Vec<u8> {
         let ct = content_type.unwrap_or("").as_bytes();
         let ct_len = ct.len().min(u16::MAX as usize);
-        let mut record = Vec::with_capacity(2 + ct_len + value.len());
+        let mut record = Vec::with_capacity(32 + 2 + ct_len + value.len());
+        if let Some(revisions) = revisions {
+            revisions.encode_into(&mut record);
+        }
         record.extend_from_slice(&(ct_len as u16).to_le_bytes());
         record.extend_from_slice(&ct[..ct_len]);
         record.extend_from_slice(value);
         record
     }
 
-    pub(crate) fn decode(record: &[u8]) -> CeteResult<Self> {
+    /// A record of a store with revisions (`with_revisions`) or without.
+    pub(crate) fn decode(record: &[u8], with_revisions: bool) -> CeteResult<Self> {
         let corrupt = || CeteError::Internal("corrupt record in the store".into());
+        let (revisions, record) = match with_revisions {
+            true => KeyRevisions::decode(record).map(|(r, rest)| (Some(r), rest)).ok_or_else(corrupt)?,
+            false => (None, record),
+        };
         let len_bytes: [u8; 2] = record.get(..2).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?;
         let ct_len = u16::from_le_bytes(len_bytes) as usize;
         let ct = record.get(2..2 + ct_len).ok_or_else(corrupt)?;
         let content_type = if ct.is_empty() { None } else { Some(String::from_utf8_lossy(ct).into_owned()) };
-        Ok(StoredValue { value: Bytes::copy_from_slice(&record[2 + ct_len..]), content_type })
+        Ok(StoredValue { value: Bytes::copy_from_slice(&record[2 + ct_len..]), content_type, revisions })
+    }
+
+    /// Only the revisions at the head of a record of a store with revisions.
+    fn revisions_of(record: &[u8]) -> Result<KeyRevisions, redb::Error> {
+        KeyRevisions::decode(record)
+            .map(|(revisions, _)| revisions)
+            .ok_or_else(|| redb::Error::Corrupted("a record without its revisions".into()))
     }
 }
 
@@ -106,6 +128,8 @@ pub struct StoreActor {
     dirty: bool,
     /// Why the store stopped serving: an apply failed and the open transaction is lost.
     failed: Option<String>,
+    /// The store's revision as of the open transaction (None: it has none yet).
+    revision: Option<u64>,
     watchers: Vec<Recipient<WatchEvent>>,
     /// Keeps the file's dirty pages written back between durable commits.
     _writeback: Writeback,
@@ -123,12 +147,14 @@ impl StoreActor {
         txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
         crate::store::sessions::upgrade(&txn).map_err(|e| CeteError::internal("store upgrade", e))?;
         txn.commit().map_err(|e| CeteError::internal("store", e))?;
+        let revision = read_revision(&db.begin_read().map_err(|e| CeteError::internal("store", e))?)?;
         Ok(StoreActor {
             db: Arc::new(db),
             open: None,
             uncommitted: 0,
             dirty: false,
             failed: None,
+            revision,
             watchers: Vec::new(),
             _writeback: writeback,
         })
@@ -206,6 +232,8 @@ impl StoreActor {
         let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("apply: {e}"));
         let mut responses = Vec::with_capacity(entries.len());
         let mut changes = Vec::new();
+        let before = self.revision;
+        let mut revision = before;
         let txn = self.txn()?;
         let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
         let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
@@ -220,7 +248,12 @@ impl StoreActor {
             match entry.payload {
                 EntryPayload::Blank => responses.push(CommandResponse::Nothing),
                 EntryPayload::Normal(command) => {
-                    let mut applying = Applying { kv: &mut kv, sessions: &mut sessions, index: entry.log_id.index };
+                    let mut applying = Applying {
+                        kv: &mut kv,
+                        sessions: &mut sessions,
+                        index: entry.log_id.index,
+                        revision: &mut revision,
+                    };
                     responses.push(applying.apply(command, &mut changes).map_err(|e| fail(&e))?);
                 }
                 EntryPayload::Membership(membership) => {
@@ -240,6 +273,12 @@ impl StoreActor {
         if let Some(log_id) = last_applied {
             meta.insert(LAST_APPLIED, encode(&log_id).map_err(|e| fail(&e))?.as_slice()).map_err(|e| fail(&e))?;
         }
+        if revision != before {
+            let bytes = revision.unwrap_or_default().to_le_bytes();
+            meta.insert(REVISION, bytes.as_slice()).map_err(|e| fail(&e))?;
+        }
+        drop((kv, meta, sessions));
+        self.revision = revision;
         Ok((responses, changes))
     }
 
@@ -266,11 +305,12 @@ impl StoreActor {
     }
 }
 
-/// The tables one applied entry writes to.
+/// The tables one applied entry writes to, and the store's revision as it goes.
 struct Applying<'a, 'txn> {
     kv: &'a mut redb::Table<'txn, &'static str, &'static [u8]>,
     sessions: &'a mut SessionTable<'txn>,
     index: u64,
+    revision: &'a mut Option<u64>,
 }
 
 impl Applying<'_, '_> {
@@ -279,13 +319,32 @@ impl Applying<'_, '_> {
     fn apply(&mut self, command: Command, changes: &mut Vec<Change>) -> Result<CommandResponse, redb::Error> {
         match command {
             Command::Set { key, value, content_type } => {
-                let record = StoredValue::encode(&value, content_type.as_deref());
+                let revisions = match *self.revision {
+                    Some(current) => {
+                        let before =
+                            self.kv.get(key.as_str())?.map(|r| StoredValue::revisions_of(r.value())).transpose()?;
+                        *self.revision = Some(current + 1);
+                        Some(KeyRevisions::written_at(current + 1, before.as_ref()))
+                    }
+                    None => None,
+                };
+                let record = StoredValue::encode(&value, content_type.as_deref(), revisions.as_ref());
                 self.kv.insert(key.as_str(), record.as_slice())?;
                 changes.push(Change::Set { key, value });
             }
             Command::Delete { key } => {
-                self.kv.remove(key.as_str())?;
+                let removed = self.kv.remove(key.as_str())?.is_some();
+                // Deleting a missing key changes nothing: no revision.
+                if let (true, Some(current)) = (removed, *self.revision) {
+                    *self.revision = Some(current + 1);
+                }
                 changes.push(Change::Delete { key });
+            }
+            Command::StartRevisions => {
+                if self.revision.is_none() {
+                    stamp(self.kv)?;
+                    *self.revision = Some(FIRST_REVISION);
+                }
             }
             Command::Batch(commands) => {
                 let responses = commands.into_iter().map(|c| self.apply(c, changes)).collect::<Result<Vec<_>, _>>()?;
@@ -311,6 +370,55 @@ fn read_meta<T: serde::de::DeserializeOwned>(
     match table.get(key).map_err(|e| CeteError::internal("store", e))? {
         Some(bytes) => decode(bytes.value()).map(Some).map_err(|e| CeteError::internal("store metadata", e)),
         None => Ok(None),
+    }
+}
+
+/// The store's revision in a view of it (None: it has none).
+pub(crate) fn read_revision(txn: &ReadTransaction) -> CeteResult<Option<u64>> {
+    let meta = match txn.open_table(SM_META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(CeteError::internal("store", e)),
+    };
+    revision_in(&meta)
+}
+
+fn revision_in(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> CeteResult<Option<u64>> {
+    match meta.get(REVISION).map_err(|e| CeteError::internal("store", e))? {
+        Some(bytes) => {
+            let word: [u8; 8] =
+                bytes.value().try_into().map_err(|_| CeteError::Internal("corrupt store revision".into()))?;
+            Ok(Some(u64::from_le_bytes(word)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Gives every key of a store without revisions the revisions of [`FIRST_REVISION`], in
+/// the layout with them ([`revisions`]). In key order and in runs, since a table cannot be
+/// written while it is read.
+fn stamp(kv: &mut redb::Table<'_, &'static str, &'static [u8]>) -> Result<(), redb::Error> {
+    use std::ops::Bound;
+    const RUN: usize = 1024;
+    let mut after: Option<String> = None;
+    loop {
+        let lower = match &after {
+            Some(key) => Bound::Excluded(key.as_str()),
+            None => Bound::Unbounded,
+        };
+        let mut run = Vec::with_capacity(RUN);
+        for item in kv.range::<&str>((lower, Bound::Unbounded))?.take(RUN) {
+            let (key, record) = item?;
+            run.push((key.value().to_string(), record.value().to_vec()));
+        }
+        let Some((last, _)) = run.last() else { return Ok(()) };
+        let last = last.clone();
+        for (key, record) in run {
+            let old = StoredValue::decode(&record, false).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+            let stamped = StoredValue::encode(&old.value, old.content_type.as_deref(), Some(&KeyRevisions::STAMPED));
+            kv.insert(key.as_str(), stamped.as_slice())?;
+        }
+        after = Some(last);
     }
 }
 
@@ -366,41 +474,114 @@ impl Handler<AppliedState> for StoreActor {
     }
 }
 
-/// Read one key from the applied state.
+/// What a read found, and the store's revision it was read at (None while the store has no
+/// revisions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtRevision<T> {
+    pub found: T,
+    pub revision: Option<u64>,
+}
+
+/// The store's revision (None: it has none yet, [`revisions`]).
 #[derive(Message)]
-#[rtype(result = "CeteResult<Option<StoredValue>>")]
-pub struct ReadKey(pub String);
+#[rtype(result = "CeteResult<Option<u64>>")]
+pub struct StoreRevision;
 
-impl Handler<ReadKey> for StoreActor {
-    type Result = CeteResult<Option<StoredValue>>;
+impl Handler<StoreRevision> for StoreActor {
+    type Result = CeteResult<Option<u64>>;
 
-    fn handle(&mut self, msg: ReadKey, _: &mut Self::Context) -> Self::Result {
-        let kv = self.txn()?.open_table(KV).map_err(|e| CeteError::internal("read", e))?;
-        let record = kv.get(msg.0.as_str()).map_err(|e| CeteError::internal("read", e))?;
-        record.map(|record| StoredValue::decode(record.value())).transpose()
+    fn handle(&mut self, _: StoreRevision, _: &mut Self::Context) -> Self::Result {
+        self.txn()?;
+        Ok(self.revision)
     }
 }
 
-/// Every key starting with a prefix, in key order, with its value.
+/// Read one key from the applied state.
 #[derive(Message)]
-#[rtype(result = "CeteResult<Vec<(String, Bytes)>>")]
-pub struct ScanPrefix(pub String);
+#[rtype(result = "CeteResult<AtRevision<Option<StoredValue>>>")]
+pub struct ReadKey(pub String);
 
-impl Handler<ScanPrefix> for StoreActor {
-    type Result = CeteResult<Vec<(String, Bytes)>>;
+impl Handler<ReadKey> for StoreActor {
+    type Result = CeteResult<AtRevision<Option<StoredValue>>>;
 
-    fn handle(&mut self, msg: ScanPrefix, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ReadKey, _: &mut Self::Context) -> Self::Result {
+        let revision = self.revision;
+        let kv = self.txn()?.open_table(KV).map_err(|e| CeteError::internal("read", e))?;
+        let record = kv.get(msg.0.as_str()).map_err(|e| CeteError::internal("read", e))?;
+        let found = record.map(|record| StoredValue::decode(record.value(), revision.is_some())).transpose()?;
+        Ok(AtRevision { found, revision })
+    }
+}
+
+/// A page of the keys under a prefix, in key order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanRange {
+    pub prefix: String,
+    /// Only keys after this one (exclusive).
+    pub start_after: Option<String>,
+    /// At most this many pairs (None: all of them).
+    pub limit: Option<usize>,
+    /// Leave the values out.
+    pub keys_only: bool,
+    /// Leave the pairs out: only the count.
+    pub count_only: bool,
+}
+
+/// One key of a [`ScanPage`]: its value (empty when only keys were asked for) and revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanItem {
+    pub key: String,
+    pub value: Bytes,
+    pub revisions: Option<KeyRevisions>,
+}
+
+/// What a [`Scan`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    pub pairs: Vec<ScanItem>,
+    /// Keys follow the last one of the page (the next page starts after it).
+    pub more: bool,
+    /// Every key under the prefix, on this page or not.
+    pub count: u64,
+    /// The store's revision the page was read at (None: the store has none yet).
+    pub revision: Option<u64>,
+}
+
+#[derive(Message)]
+#[rtype(result = "CeteResult<ScanPage>")]
+pub struct Scan(pub ScanRange);
+
+impl Handler<Scan> for StoreActor {
+    type Result = CeteResult<ScanPage>;
+
+    /// One pass over the prefix: the keys up to `start_after` are only counted, then the
+    /// page is taken, then the rest is counted.
+    fn handle(&mut self, msg: Scan, _: &mut Self::Context) -> Self::Result {
         let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("scan: {e}"));
+        let range = msg.0;
+        let revision = self.revision;
         let kv = self.txn()?.open_table(KV).map_err(|e| fail(&e))?;
-        let mut pairs = Vec::new();
-        for item in kv.range::<&str>(msg.0.as_str()..).map_err(|e| fail(&e))? {
+        let mut page = ScanPage { revision, ..ScanPage::default() };
+        let limit = if range.count_only { 0 } else { range.limit.unwrap_or(usize::MAX) };
+        for item in kv.range::<&str>(range.prefix.as_str()..).map_err(|e| fail(&e))? {
             let (key, record) = item.map_err(|e| fail(&e))?;
-            if !key.value().starts_with(msg.0.as_str()) {
+            let key = key.value();
+            if !key.starts_with(range.prefix.as_str()) {
                 break;
             }
-            pairs.push((key.value().to_string(), StoredValue::decode(record.value())?.value));
+            page.count += 1;
+            if range.start_after.as_deref().is_some_and(|after| key <= after) {
+                continue;
+            }
+            if page.pairs.len() == limit {
+                page.more |= !range.count_only;
+                continue;
+            }
+            let stored = StoredValue::decode(record.value(), revision.is_some())?;
+            let value = if range.keys_only { Bytes::new() } else { stored.value };
+            page.pairs.push(ScanItem { key: key.to_string(), value, revisions: stored.revisions });
         }
-        Ok(pairs)
+        Ok(page)
     }
 }
 
@@ -461,6 +642,7 @@ impl StoreActor {
         let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
         txn.set_durability(Durability::Immediate).map_err(|e| fail(&e))?;
         let mut keys = 0;
+        let mut revision = None;
         {
             let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
             kv.retain(|_, _| false).map_err(|e| fail(&e))?;
@@ -468,6 +650,7 @@ impl StoreActor {
             sessions.clear().map_err(|e| fail(&e))?;
             if let Some(path) = &msg.source {
                 let mut pairs = crate::store::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))?;
+                revision = pairs.revision();
                 for pair in pairs.by_ref() {
                     let (key, record) = pair.map_err(|e| fail(&e))?;
                     kv.insert(key.as_str(), record.as_slice()).map_err(|e| fail(&e))?;
@@ -489,8 +672,14 @@ impl StoreActor {
             }
             let membership = encode(&msg.last_membership).map_err(|e| fail(&e))?;
             meta.insert(LAST_MEMBERSHIP, membership.as_slice()).map_err(|e| fail(&e))?;
+            match revision {
+                Some(revision) => meta.insert(REVISION, revision.to_le_bytes().as_slice()).map(drop),
+                None => meta.remove(REVISION).map(drop),
+            }
+            .map_err(|e| fail(&e))?;
         }
         txn.commit().map_err(|e| fail(&e))?;
+        self.revision = revision;
         self.failed = None;
         Ok(keys)
     }
@@ -577,7 +766,7 @@ mod tests {
         let entries = vec![entry(1, set("1", 1, 1)), entry(2, set("2", 2, 1)), entry(3, set("1", 1, 1))];
         let responses = store.send(ApplyEntries(entries)).await.unwrap().unwrap();
         assert_eq!(responses.len(), 3);
-        let value = store.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap();
+        let value = store.send(ReadKey("x".into())).await.unwrap().unwrap().found.unwrap();
         assert_eq!(value.value, Bytes::from("2"), "the resent write must not undo the later one");
         let (applied, _) = store.send(AppliedState).await.unwrap().unwrap();
         assert_eq!(applied.map(|l| l.index), Some(3));
@@ -611,7 +800,7 @@ mod tests {
             for batch in batches {
                 store.send(ApplyEntries(batch)).await.unwrap().unwrap();
             }
-            values.push(store.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap().value);
+            values.push(store.send(ReadKey("x".into())).await.unwrap().unwrap().found.unwrap().value);
         }
         assert_eq!(values[0], values[1], "two nodes applying the same log disagree");
         assert_eq!(values[0], Bytes::from("1"), "past its window the session is forgotten");
@@ -635,9 +824,9 @@ mod tests {
         // 1 is below the mark, 3 in the set: neither undoes the last write; 4 is new.
         let retries = vec![entry(4, set("1", 1, 1)), entry(5, set("3", 3, 1))];
         installed.send(ApplyEntries(retries)).await.unwrap().unwrap();
-        assert_eq!(installed.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap().value, Bytes::from("3"));
+        assert_eq!(installed.send(ReadKey("x".into())).await.unwrap().unwrap().found.unwrap().value, Bytes::from("3"));
         installed.send(ApplyEntries(vec![entry(6, set("4", 4, 2))])).await.unwrap().unwrap();
-        assert_eq!(installed.send(ReadKey("x".into())).await.unwrap().unwrap().unwrap().value, Bytes::from("4"));
+        assert_eq!(installed.send(ReadKey("x".into())).await.unwrap().unwrap().found.unwrap().value, Bytes::from("4"));
         let stats = installed.send(Stats).await.unwrap().unwrap();
         assert_eq!((stats.sessions, stats.session_sequences), (1, 3), "2, 3 and 4 are kept");
     }
@@ -649,7 +838,7 @@ mod tests {
         let set = Command::Set { key: "k".into(), value: Bytes::from("v"), content_type: None };
         store.send(ApplyEntries(vec![entry(1, set)])).await.unwrap().unwrap();
         // Not committed yet, and read all the same: reads go through the open transaction.
-        let value = store.send(ReadKey("k".into())).await.unwrap().unwrap().unwrap();
+        let value = store.send(ReadKey("k".into())).await.unwrap().unwrap().found.unwrap();
         assert_eq!(value.value, Bytes::from("v"));
         // A snapshot reads committed state only: the view sees the write and its index.
         let view = store.send(OpenSnapshotView).await.unwrap().unwrap();
@@ -669,8 +858,114 @@ mod tests {
         ]);
         let responses = store.send(ApplyEntries(vec![entry(1, batch)])).await.unwrap().unwrap();
         assert_eq!(responses, vec![CommandResponse::Batch(vec![CommandResponse::Applied; 3])]);
-        assert_eq!(store.send(ReadKey("a".into())).await.unwrap().unwrap(), None);
-        let pairs = store.send(ScanPrefix(String::new())).await.unwrap().unwrap();
+        assert_eq!(store.send(ReadKey("a".into())).await.unwrap().unwrap().found, None);
+        let page = store.send(Scan(ScanRange::default())).await.unwrap().unwrap();
+        let pairs: Vec<_> = page.pairs.into_iter().map(|item| (item.key, item.value)).collect();
         assert_eq!(pairs, vec![("b".to_string(), Bytes::from("2"))]);
+    }
+
+    fn plain(command: Command) -> Vec<Entry> {
+        vec![entry(1, command)]
+    }
+
+    async fn revisions_of(store: &Addr<StoreActor>, key: &str) -> (Option<KeyRevisions>, Option<u64>) {
+        let read = store.send(ReadKey(key.into())).await.unwrap().unwrap();
+        (read.found.and_then(|found| found.revisions), read.revision)
+    }
+
+    #[actix::test]
+    async fn revisions_start_by_stamping_what_is_there_and_count_every_change_from_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
+        let set = |key: &str, value: &str| Command::Set {
+            key: key.into(),
+            value: Bytes::from(value.to_string()),
+            content_type: Some("text/plain".into()),
+        };
+        // Written before revisions: none to read.
+        store.send(ApplyEntries(plain(Command::Batch(vec![set("a", "1"), set("b", "2")])))).await.unwrap().unwrap();
+        assert_eq!(revisions_of(&store, "a").await, (None, None));
+
+        store.send(ApplyEntries(vec![entry(2, Command::StartRevisions)])).await.unwrap().unwrap();
+        assert_eq!(revisions_of(&store, "a").await, (Some(KeyRevisions::STAMPED), Some(1)));
+        let a = store.send(ReadKey("a".into())).await.unwrap().unwrap().found.unwrap();
+        assert_eq!(
+            (a.value, a.content_type.as_deref()),
+            (Bytes::from("1"), Some("text/plain")),
+            "stamping keeps values"
+        );
+
+        let changes = vec![
+            entry(3, set("a", "3")),                                                            // revision 2
+            entry(4, Command::Delete { key: "missing".into() }),                                // nothing changes
+            entry(5, Command::Batch(vec![set("c", "4"), Command::Delete { key: "b".into() }])), // 3 and 4
+            entry(6, Command::StartRevisions),                                                  // a no-op now
+            entry(7, set("a", "5")),                                                            // 5
+        ];
+        store.send(ApplyEntries(changes)).await.unwrap().unwrap();
+        let a = KeyRevisions { create_revision: 1, mod_revision: 5, version: 3, lease: 0 };
+        assert_eq!(revisions_of(&store, "a").await, (Some(a), Some(5)));
+        let c = KeyRevisions { create_revision: 3, mod_revision: 3, version: 1, lease: 0 };
+        assert_eq!(revisions_of(&store, "c").await.0, Some(c));
+        assert_eq!(revisions_of(&store, "b").await.0, None);
+    }
+
+    #[actix::test]
+    async fn a_snapshot_carries_the_revisions_and_one_without_them_installs_as_without() {
+        for start in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
+            let mut entries =
+                vec![entry(1, Command::Set { key: "k".into(), value: Bytes::from("v"), content_type: None })];
+            if start {
+                entries.push(entry(2, Command::StartRevisions));
+                entries.push(entry(3, Command::Set { key: "k".into(), value: Bytes::from("w"), content_type: None }));
+            }
+            store.send(ApplyEntries(entries)).await.unwrap().unwrap();
+            let view = store.send(OpenSnapshotView).await.unwrap().unwrap();
+            let (last_applied, last_membership) = (view.last_applied, view.last_membership.clone());
+            let file = dir.path().join("snapshot");
+            crate::store::snapshot_file::write(&file, view).unwrap();
+
+            let other = tempfile::tempdir().unwrap();
+            let installed = StoreActor::open(&other.path().join("store.redb")).unwrap().start();
+            let replace = ReplaceState { source: Some(file), last_applied, last_membership };
+            installed.send(replace).await.unwrap().unwrap();
+            let expected = start.then_some(KeyRevisions { create_revision: 1, mod_revision: 2, version: 2, lease: 0 });
+            assert_eq!(revisions_of(&installed, "k").await, (expected, start.then_some(2)), "started: {start}");
+        }
+    }
+
+    #[actix::test]
+    async fn a_scan_pages_after_a_key_and_counts_every_key_under_its_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
+        let set =
+            |key: &str| Command::Set { key: key.into(), value: Bytes::from(key.to_uppercase()), content_type: None };
+        let keys = ["a", "p/1", "p/2", "p/3", "p/4", "q"];
+        store.send(ApplyEntries(plain(Command::Batch(keys.iter().map(|k| set(k)).collect())))).await.unwrap().unwrap();
+        let scan = |range: ScanRange| {
+            let store = store.clone();
+            async move { store.send(Scan(range)).await.unwrap().unwrap() }
+        };
+        let keys_of = |page: &ScanPage| page.pairs.iter().map(|item| item.key.clone()).collect::<Vec<_>>();
+
+        let first = scan(ScanRange { prefix: "p/".into(), limit: Some(2), ..Default::default() }).await;
+        assert_eq!((keys_of(&first), first.more, first.count), (vec!["p/1".into(), "p/2".into()], true, 4));
+        assert_eq!(first.pairs[0].value, Bytes::from("P/1"));
+        let next =
+            ScanRange { prefix: "p/".into(), start_after: Some("p/2".into()), limit: Some(2), ..Default::default() };
+        let second = scan(next).await;
+        assert_eq!((keys_of(&second), second.more, second.count), (vec!["p/3".into(), "p/4".into()], false, 4));
+
+        let keys_only = scan(ScanRange { prefix: "p/".into(), keys_only: true, ..Default::default() }).await;
+        assert!(keys_only.pairs.iter().all(|item| item.value.is_empty()) && keys_only.pairs.len() == 4);
+        let count_only = scan(ScanRange { count_only: true, ..Default::default() }).await;
+        assert_eq!((count_only.pairs.len(), count_only.more, count_only.count), (0, false, 6));
+        // A start before the prefix starts at the prefix; one past it finds nothing.
+        let before = scan(ScanRange { prefix: "p/".into(), start_after: Some("a".into()), ..Default::default() }).await;
+        assert_eq!(before.pairs.len(), 4);
+        let past = scan(ScanRange { prefix: "p/".into(), start_after: Some("p/9".into()), ..Default::default() }).await;
+        assert_eq!((past.pairs.len(), past.more, past.count), (0, false, 4));
     }
 }

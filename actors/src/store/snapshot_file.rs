@@ -1,4 +1,5 @@
-//! The snapshot file format: `CETESNAP3`, then `[u32 LE key length][key][u32 LE record
+//! The snapshot file format: `CETESNAP4`, the store's revision (u64 LE; a store without
+//! revisions, [`crate::store::revisions`], is written as `CETESNAP3`, without it), then `[u32 LE key length][key][u32 LE record
 //! length][record]` per key, in key order (records as the store keeps them); then, after an
 //! empty key (keys are never empty), the client sessions record (see [`crate::store::sessions`]) as
 //! frames, each a session (`[1][session][low-water mark][last index]`, u64 LE) or a run of the
@@ -9,7 +10,7 @@
 //! A torn or corrupt file is an error, never a smaller snapshot: no frame may claim more
 //! bytes than the file has left (a torn length cannot ask for gigabytes), the file must end
 //! with its checksum, and the checksum must match. Files of earlier builds are still read:
-//! `CETESNAP2` (the same, but applied request ids as `[16-byte id][8-byte log index]` frame
+//! `CETESNAP3` (the same without the revision: a store without revisions), `CETESNAP2` (the same, but applied request ids as `[16-byte id][8-byte log index]` frame
 //! pairs, read as sessions) and `CETESNAP1` (no record, end mark or checksum).
 
 use std::fs::File;
@@ -22,7 +23,9 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::store::sessions::{RequestId, SessionPart};
 use crate::store::{SnapshotView, KV};
 
-const MAGIC: &[u8] = b"CETESNAP3";
+const MAGIC: &[u8] = b"CETESNAP4";
+/// The format before revisions.
+const MAGIC_V3: &[u8] = b"CETESNAP3";
 /// The format before client sessions: applied request ids.
 const MAGIC_V2: &[u8] = b"CETESNAP2";
 /// The format before the end mark and checksum.
@@ -57,7 +60,15 @@ impl<W: Write> Write for Hashed<W> {
 pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
     let file = BufWriter::with_capacity(BUFFER_BYTES, File::create(path)?);
     let mut out = Hashed { out: file, hash: Xxh3::new() };
-    out.write_all(MAGIC)?;
+    // A store without revisions is written as the earlier builds wrote it, so that they can
+    // still read it while a cluster is upgraded (its revisions start only after that).
+    match crate::store::read_revision(&view.txn).map_err(std::io::Error::other)? {
+        Some(revision) => {
+            out.write_all(MAGIC)?;
+            out.write_all(&revision.to_le_bytes())?;
+        }
+        None => out.write_all(MAGIC_V3)?,
+    }
     let table = view.txn.open_table(KV).map_err(std::io::Error::other)?;
     let mut keys = 0;
     for item in table.iter().map_err(std::io::Error::other)? {
@@ -112,19 +123,28 @@ pub struct Pairs {
     remaining: u64,
     /// Of everything read so far; `None` for a first-format file, which has no checksum.
     hash: Option<Xxh3>,
-    /// The format's number (1, 2 or 3).
+    /// The format's number (1 to 4).
     format: u8,
+    /// The store's revision (None: a store without revisions).
+    revision: Option<u64>,
 }
 
 impl Pairs {
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let file = File::open(path)?;
         let remaining = file.metadata()?.len();
-        let mut pairs = Pairs { input: BufReader::with_capacity(BUFFER_BYTES, file), remaining, hash: None, format: 3 };
+        let mut pairs = Pairs {
+            input: BufReader::with_capacity(BUFFER_BYTES, file),
+            remaining,
+            hash: None,
+            format: 4,
+            revision: None,
+        };
         let magic =
             pairs.read_exact_vec(MAGIC.len()).map_err(|_| corrupt(format!("{} is too short", path.display())))?;
         pairs.format = match magic.as_slice() {
-            MAGIC => 3,
+            MAGIC => 4,
+            MAGIC_V3 => 3,
             MAGIC_V2 => 2,
             MAGIC_V1 => 1,
             _ => return Err(std::io::Error::other(format!("{} is not a Cete snapshot", path.display()))),
@@ -134,7 +154,18 @@ impl Pairs {
             hash.update(&magic);
             pairs.hash = Some(hash);
         }
+        if pairs.format == 4 {
+            let word =
+                pairs.read_exact_vec(8).map_err(|_| corrupt(format!("{} ends in its header", path.display())))?;
+            let revision = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            pairs.revision = (revision != 0).then_some(revision);
+        }
         Ok(pairs)
+    }
+
+    /// The store's revision the snapshot was taken at (None: a store without revisions).
+    pub fn revision(&self) -> Option<u64> {
+        self.revision
     }
 
     /// Reads `len` bytes, which the file must still have.
@@ -260,10 +291,17 @@ impl Iterator for Pairs {
 mod tests {
     use super::*;
 
-    /// A snapshot file of `pairs`, then `record` (frames after the pairs), as `write` lays it out.
+    /// The store revision of the current format's test files.
+    const REVISION: u64 = 7;
+
+    /// A snapshot file of `pairs`, then `record` (frames after the pairs), as `write` lays it
+    /// out (with the revision [`REVISION`] in the current format).
     fn file_of(magic: &[u8], pairs: &[(&str, &[u8])], record: &[Vec<u8>]) -> Vec<u8> {
         let mut out = Hashed { out: Vec::new(), hash: Xxh3::new() };
         out.write_all(magic).unwrap();
+        if magic == MAGIC {
+            out.write_all(&REVISION.to_le_bytes()).unwrap();
+        }
         for (key, record) in pairs {
             write_frame(&mut out, key.as_bytes()).unwrap();
             write_frame(&mut out, record).unwrap();
@@ -303,6 +341,9 @@ mod tests {
             SessionPart::Applied { session: 3, sequences: vec![9, 11] },
         ];
         let bytes = file_with(&[("a", b"one"), ("b", b"two")], &sessions);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("snapshot"), &bytes).unwrap();
+        assert_eq!(Pairs::open(&dir.path().join("snapshot")).unwrap().revision(), Some(REVISION));
         let (kv, read_sessions) = read(&bytes).unwrap();
         assert_eq!(kv, vec![("a".to_string(), b"one".to_vec()), ("b".to_string(), b"two".to_vec())]);
         assert_eq!(read_sessions, sessions);
@@ -341,10 +382,23 @@ mod tests {
     #[test]
     fn a_torn_length_is_refused_without_allocating_it() {
         let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&REVISION.to_le_bytes());
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         let err = read(&bytes).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("claims 4294967295 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_third_format_file_is_a_store_without_revisions() {
+        let sessions = vec![SessionPart::Session { session: 3, low_water: 9, last_index: 7 }];
+        let frames: Vec<Vec<u8>> = sessions.iter().map(session_frame).collect();
+        let bytes = file_of(MAGIC_V3, &[("k", b"v")], &frames);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("snapshot"), &bytes).unwrap();
+        assert_eq!(Pairs::open(&dir.path().join("snapshot")).unwrap().revision(), None);
+        let (kv, read_sessions) = read(&bytes).unwrap();
+        assert_eq!((kv, read_sessions), (vec![("k".to_string(), b"v".to_vec())], sessions));
     }
 
     #[test]

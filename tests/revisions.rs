@@ -1,0 +1,108 @@
+//! Revisions, as a client sees them (README, "Coordination"): the store's revision advances by
+//! one per change; each key answers its create and mod revision and its version, over HTTP
+//! headers, gRPC and `cete get --show-revisions`; and every node, including one that caught
+//! up from a snapshot, answers the same numbers for the same key, because they come from the
+//! log alone.
+mod common;
+
+use common::{cli_ok, data, eventually, Cluster, Node, Reply, CATCH_UP_TIMEOUT, FORM_TIMEOUT};
+use serde_json::Value;
+
+/// A key's revisions as a GET answers them: (create, mod, version, the store's revision).
+fn revisions(reply: &Reply) -> (u64, u64, u64, u64) {
+    reply.assert_success();
+    assert_eq!(reply.header("ETag"), Some(format!("\"{}\"", reply.number("X-Cete-Mod-Revision")).as_str()));
+    (
+        reply.number("X-Cete-Create-Revision"),
+        reply.number("X-Cete-Mod-Revision"),
+        reply.number("X-Cete-Version"),
+        reply.number("X-Cete-Revision"),
+    )
+}
+
+/// Waits until `node` answers reads with revisions: the leader starts them with its first
+/// proposals after it is elected.
+fn wait_for_revisions(node: &Node) {
+    node.put(&data("probe"), "p").assert_success();
+    eventually("revisions started", FORM_TIMEOUT, || node.get(&data("probe")).header("X-Cete-Revision").map(drop));
+}
+
+/// What `cete get KEY --show-revisions` prints, through `node`'s gRPC door.
+fn shown(node: &Node, key: &str) -> Value {
+    let printed = cli_ok(&["get", key, "--show-revisions", "--grpc-address", &node.addresses.grpc]);
+    serde_json::from_str(&printed).unwrap_or_else(|e| panic!("not JSON ({e}): {printed:?}"))
+}
+
+#[test]
+fn every_change_advances_the_revision_by_one_and_each_key_keeps_its_history() {
+    let cluster = Cluster::start(1);
+    let node = &cluster.nodes[0];
+    wait_for_revisions(node);
+
+    node.put(&data("a"), "1").assert_success();
+    let (create, modified, version, store) = revisions(&node.get(&data("a")));
+    assert_eq!(
+        (modified, version, store),
+        (create, 1, create),
+        "a new key: created and changed at the latest revision"
+    );
+
+    node.put(&data("a"), "2").assert_success();
+    assert_eq!(revisions(&node.get(&data("a"))), (create, create + 1, 2, create + 1));
+
+    // Deleting a missing key changes nothing; a write to another key advances the store alone.
+    node.delete(&data("missing")).assert_success();
+    node.put(&data("b"), "x").assert_success();
+    assert_eq!(revisions(&node.get(&data("b"))), (create + 2, create + 2, 1, create + 2));
+    assert_eq!(revisions(&node.get(&data("a"))), (create, create + 1, 2, create + 2));
+
+    // Deleted and written again: a new life, from version 1.
+    node.delete(&data("a")).assert_success();
+    node.get(&data("a")).assert_error(404);
+    node.put(&data("a"), "3").assert_success();
+    assert_eq!(revisions(&node.get(&data("a"))), (create + 4, create + 4, 1, create + 4));
+
+    // The same numbers over gRPC, as the CLI prints them, beside the value.
+    let json = shown(node, "a");
+    assert_eq!(json["key"], "a");
+    assert_eq!(json["value"], "3");
+    for (field, expected) in [
+        ("create_revision", create + 4),
+        ("mod_revision", create + 4),
+        ("version", 1),
+        ("lease", 0),
+        ("revision", create + 4),
+    ] {
+        assert_eq!(json[field].as_u64(), Some(expected), "{field} in {json}");
+    }
+    // A value that is not UTF-8 is shown as base64.
+    node.put(&data("bin"), vec![0xff, 0x00]).assert_success();
+    assert_eq!(shown(node, "bin")["value_base64"], "/wA=");
+}
+
+#[test]
+fn every_node_answers_the_same_revisions_even_one_caught_up_from_a_snapshot() {
+    let mut cluster = Cluster::start_with(3, &["--snapshot-every=50"]);
+    let leader = cluster.leader();
+    wait_for_revisions(&cluster.nodes[leader]);
+    for i in 0..120 {
+        let node = &cluster.nodes[i % 3];
+        node.put(&data(&format!("k{}", i % 7)), format!("v{i}")).assert_success();
+    }
+    assert_eq!(cluster.nodes[leader].get("/v1/snapshot").status, 200);
+    let expected: Vec<_> = (0..7).map(|i| revisions(&cluster.nodes[leader].get(&data(&format!("k{i}"))))).collect();
+
+    let joined = cluster.add_node("node4");
+    cluster.wait_until_formed();
+    for node in &cluster.nodes {
+        let what = format!("{}'s own copy at the leader's revisions", node.id());
+        eventually(&what, CATCH_UP_TIMEOUT, || {
+            let seen: Vec<_> = (0..7)
+                .map(|i| node.get(&format!("{}?consistency=serializable", data(&format!("k{i}")))))
+                .map(|reply| (reply.status == 200).then(|| revisions(&reply)))
+                .collect::<Option<_>>()?;
+            (seen == expected).then_some(())
+        });
+    }
+    assert!(cluster.nodes[joined].log().contains("installed snapshot"), "node4 did not catch up from a snapshot");
+}
