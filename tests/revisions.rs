@@ -5,6 +5,7 @@
 //! log alone.
 mod common;
 
+use cete_proto::kvs::{DeleteRequest, SetRequest};
 use common::{cli_ok, data, eventually, Cluster, Node, Reply, CATCH_UP_TIMEOUT, FORM_TIMEOUT};
 use serde_json::Value;
 
@@ -39,8 +40,10 @@ fn every_change_advances_the_revision_by_one_and_each_key_keeps_its_history() {
     let node = &cluster.nodes[0];
     wait_for_revisions(node);
 
-    node.put(&data("a"), "1").assert_success();
+    let put = node.put(&data("a"), "1");
     let (create, modified, version, store) = revisions(&node.get(&data("a")));
+    // The write answered the revision it made, and the ETag the value now has.
+    assert_eq!((put.number("X-Cete-Revision"), put.header("ETag")), (create, Some(format!("\"{create}\"").as_str())));
     assert_eq!(
         (modified, version, store),
         (create, 1, create),
@@ -50,14 +53,15 @@ fn every_change_advances_the_revision_by_one_and_each_key_keeps_its_history() {
     node.put(&data("a"), "2").assert_success();
     assert_eq!(revisions(&node.get(&data("a"))), (create, create + 1, 2, create + 1));
 
-    // Deleting a missing key changes nothing; a write to another key advances the store alone.
-    node.delete(&data("missing")).assert_success();
+    // Deleting a missing key changes nothing (it answers the revision as it stands); a write
+    // to another key advances the store alone.
+    assert_eq!(node.delete(&data("missing")).number("X-Cete-Revision"), create + 1);
     node.put(&data("b"), "x").assert_success();
     assert_eq!(revisions(&node.get(&data("b"))), (create + 2, create + 2, 1, create + 2));
     assert_eq!(revisions(&node.get(&data("a"))), (create, create + 1, 2, create + 2));
 
     // Deleted and written again: a new life, from version 1.
-    node.delete(&data("a")).assert_success();
+    assert_eq!(node.delete(&data("a")).number("X-Cete-Revision"), create + 3);
     node.get(&data("a")).assert_error(404);
     node.put(&data("a"), "3").assert_success();
     assert_eq!(revisions(&node.get(&data("a"))), (create + 4, create + 4, 1, create + 4));
@@ -85,9 +89,14 @@ fn every_node_answers_the_same_revisions_even_one_caught_up_from_a_snapshot() {
     let mut cluster = Cluster::start_with(3, &["--snapshot-every=50"]);
     let leader = cluster.leader();
     wait_for_revisions(&cluster.nodes[leader]);
+    // Two writes in three reach a follower, which routes them to the leader: every one still
+    // answers the revision it made, each later than the one before.
+    let mut last = 0;
     for i in 0..120 {
         let node = &cluster.nodes[i % 3];
-        node.put(&data(&format!("k{}", i % 7)), format!("v{i}")).assert_success();
+        let revision = node.put(&data(&format!("k{}", i % 7)), format!("v{i}")).number("X-Cete-Revision");
+        assert!(revision > last, "write {i} through {} answered revision {revision} after {last}", node.id());
+        last = revision;
     }
     assert_eq!(cluster.nodes[leader].get("/v1/snapshot").status, 200);
     let expected: Vec<_> = (0..7).map(|i| revisions(&cluster.nodes[leader].get(&data(&format!("k{i}"))))).collect();
@@ -105,4 +114,24 @@ fn every_node_answers_the_same_revisions_even_one_caught_up_from_a_snapshot() {
         });
     }
     assert!(cluster.nodes[joined].log().contains("installed snapshot"), "node4 did not catch up from a snapshot");
+}
+
+#[test]
+fn a_grpc_set_and_delete_answer_their_revision_in_metadata() {
+    let cluster = Cluster::start(1);
+    let node = &cluster.nodes[0];
+    wait_for_revisions(node);
+    let revision = |metadata: &tonic::metadata::MetadataMap| -> u64 {
+        let value = metadata.get("cete-revision").unwrap_or_else(|| panic!("no cete-revision in {metadata:?}"));
+        value.to_str().expect("ASCII").parse().expect("a number")
+    };
+    common::block_on(async {
+        let mut kvs = node.grpc_client().await;
+        let set = SetRequest { key: "g".into(), value: bytes::Bytes::from_static(b"1") };
+        let first = revision(kvs.set(set.clone()).await.expect("Set").metadata());
+        let second = revision(kvs.set(set).await.expect("Set").metadata());
+        assert_eq!(second, first + 1);
+        let deleted = revision(kvs.delete(DeleteRequest { key: "g".into() }).await.expect("Delete").metadata());
+        assert_eq!(deleted, second + 1);
+    });
 }

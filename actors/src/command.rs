@@ -33,6 +33,32 @@ pub enum Command {
     /// Start counting revisions: the store stamps every key it holds at the first revision
     /// and counts from there ([`crate::store::revisions`]); a no-op where it already counts.
     StartRevisions,
+    /// `command`, a `Set` or `Delete`, applied only if its key meets `condition`
+    /// (compare-and-swap); otherwise nothing changes and the answer is
+    /// [`CommandResponse::Refused`].
+    Guarded { condition: Condition, command: Box<Command> },
+}
+
+/// When a [`Command::Guarded`] write applies, judged against its key as the log has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// The key's mod revision is this one (0: the key does not exist).
+    ModRevision(u64),
+    /// The key exists.
+    Exists,
+    /// The key does not exist.
+    Absent,
+}
+
+impl Condition {
+    /// Whether a key of mod revision `current` (None: absent) meets it.
+    pub fn holds(&self, current: Option<u64>) -> bool {
+        match self {
+            Condition::ModRevision(revision) => current.unwrap_or(0) == *revision,
+            Condition::Exists => current.is_some(),
+            Condition::Absent => current.is_none(),
+        }
+    }
 }
 
 impl Command {
@@ -47,6 +73,7 @@ impl Command {
             Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
             Command::Request { command, .. } => command.payload_bytes(),
             Command::StartRevisions => 0,
+            Command::Guarded { command, .. } => command.payload_bytes(),
         }
     }
 }
@@ -59,6 +86,7 @@ impl fmt::Display for Command {
             Command::Batch(commands) => write!(f, "batch of {}", commands.len()),
             Command::Request { id, command, .. } => write!(f, "{command} as request {}/{}", id.session, id.sequence),
             Command::StartRevisions => write!(f, "start revisions"),
+            Command::Guarded { condition, command } => write!(f, "{command} if {condition:?}"),
         }
     }
 }
@@ -69,10 +97,34 @@ pub enum CommandResponse {
     /// A blank or membership entry: nothing for a client.
     #[default]
     Nothing,
-    /// The command was applied.
+    /// The command was applied (by a store without revisions, or again as a duplicate).
     Applied,
+    /// The command was applied; the store's revision after it.
+    Written { revision: u64 },
+    /// A guarded write whose condition did not hold: nothing changed. The key's mod revision
+    /// (0: it does not exist).
+    Refused { mod_revision: u64 },
     /// One response per command of a batch, in order.
     Batch(Vec<CommandResponse>),
+}
+
+impl CommandResponse {
+    /// The store's revision after the command, when the store counts them.
+    pub fn revision(&self) -> Option<u64> {
+        match self {
+            CommandResponse::Written { revision } => Some(*revision),
+            _ => None,
+        }
+    }
+
+    /// Whether this says more than "done" (then a peer of this build needs it whole).
+    pub fn has_revisions(&self) -> bool {
+        match self {
+            CommandResponse::Written { .. } | CommandResponse::Refused { .. } => true,
+            CommandResponse::Batch(responses) => responses.iter().any(CommandResponse::has_revisions),
+            CommandResponse::Nothing | CommandResponse::Applied => false,
+        }
+    }
 }
 
 /// A cluster member as Raft replicates it: its name and addresses travel inside the

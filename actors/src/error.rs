@@ -24,6 +24,10 @@ pub enum CeteError {
     /// A real fault inside the node (storage, a bug): HTTP 500.
     #[error("{0}")]
     Internal(String),
+    /// A conditional write whose condition did not hold; nothing changed. The key's mod
+    /// revision (0: it does not exist): HTTP 412.
+    #[error("the condition did not hold: the key's mod revision is {mod_revision}{}", if *.mod_revision == 0 { " (it does not exist)" } else { "" })]
+    ConditionFailed { mod_revision: u64 },
 }
 
 impl CeteError {

@@ -29,3 +29,17 @@ pub const CONSISTENCY_METADATA: &str = "cete-consistency";
 
 /// gRPC request metadata restricting a Watch to keys under a prefix.
 pub const WATCH_PREFIX_METADATA: &str = "cete-watch-prefix";
+
+/// Response metadata of `Set` and `Delete`: the store's revision after the write (once the
+/// cluster counts revisions).
+pub const REVISION_METADATA: &str = "cete-revision";
+
+/// Request metadata of a conditional `Set` or `Delete`: apply it only if the key's mod revision
+/// is this one (0: the key does not exist).
+pub const IF_MOD_REVISION_METADATA: &str = "cete-if-mod-revision";
+
+/// Request metadata of a conditional `Set` or `Delete`: apply it only if the key exists.
+pub const IF_EXISTS_METADATA: &str = "cete-if-exists";
+
+/// Request metadata of a conditional `Set`: apply it only if the key does not exist.
+pub const IF_ABSENT_METADATA: &str = "cete-if-absent";

@@ -17,7 +17,11 @@ use tonic::{Request, Response, Status};
 use super::{connection_of, status};
 use crate::stopping::Stopping;
 
-use cete_proto::{CONSISTENCY_METADATA as CONSISTENCY_KEY, WATCH_PREFIX_METADATA as WATCH_PREFIX_KEY};
+use cete_actors::command::Condition;
+use cete_proto::{
+    CONSISTENCY_METADATA as CONSISTENCY_KEY, IF_ABSENT_METADATA, IF_EXISTS_METADATA, IF_MOD_REVISION_METADATA,
+    WATCH_PREFIX_METADATA as WATCH_PREFIX_KEY,
+};
 
 pub struct KvsService {
     /// Ends watch streams when this node stops (see [`Stopping`]).
@@ -47,6 +51,42 @@ fn consistency(metadata: &MetadataMap) -> Result<Consistency, Status> {
     match metadata.get(CONSISTENCY_KEY) {
         None => Ok(Consistency::Linearizable),
         Some(value) => value.to_str().unwrap_or("").parse().map_err(status),
+    }
+}
+
+/// The condition of a conditional Set or Delete, from its metadata: `cete-if-mod-revision: R`,
+/// `cete-if-exists: true` or `cete-if-absent: true` (one of them at most).
+fn condition(metadata: &MetadataMap) -> Result<Option<Condition>, Status> {
+    let text = |name: &str| -> Result<Option<&str>, Status> {
+        metadata
+            .get(name)
+            .map(|value| value.to_str().map_err(|_| Status::invalid_argument(format!("{name} is not text"))))
+            .transpose()
+    };
+    let flag = |name: &str| -> Result<bool, Status> {
+        match text(name)? {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(Status::invalid_argument(format!("{name} must be true or false, not {other:?}"))),
+        }
+    };
+    let mut conditions = Vec::new();
+    if let Some(revision) = text(IF_MOD_REVISION_METADATA)? {
+        let revision = revision.trim().parse().map_err(|_| {
+            Status::invalid_argument(format!("{IF_MOD_REVISION_METADATA} must be a revision, not {revision:?}"))
+        })?;
+        conditions.push(Condition::ModRevision(revision));
+    }
+    if flag(IF_EXISTS_METADATA)? {
+        conditions.push(Condition::Exists);
+    }
+    if flag(IF_ABSENT_METADATA)? {
+        conditions.push(Condition::Absent);
+    }
+    match conditions.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => Err(Status::invalid_argument("a write takes one condition at most")),
     }
 }
 
@@ -196,10 +236,11 @@ impl Kvs for KvsService {
     async fn set(&self, request: Request<kvs::SetRequest>) -> Result<Response<()>, Status> {
         observed("Set", async {
             let conn = connection_of(&request)?;
+            let condition = condition(request.metadata())?;
             let req = request.into_inner();
-            let put = KvPut { key: req.key, value: req.value, content_type: None };
-            conn.send(put).await.map_err(mailbox)?.map_err(status)?;
-            Ok(Response::new(()))
+            let put = KvPut { key: req.key, value: req.value, content_type: None, condition };
+            let revision = conn.send(put).await.map_err(mailbox)?.map_err(status)?;
+            Ok(with_revision(Response::new(()), revision))
         })
         .await
     }
@@ -207,9 +248,10 @@ impl Kvs for KvsService {
     async fn delete(&self, request: Request<kvs::DeleteRequest>) -> Result<Response<()>, Status> {
         observed("Delete", async {
             let conn = connection_of(&request)?;
+            let condition = condition(request.metadata())?;
             let key = request.into_inner().key;
-            conn.send(KvDelete { key }).await.map_err(mailbox)?.map_err(status)?;
-            Ok(Response::new(()))
+            let revision = conn.send(KvDelete { key, condition }).await.map_err(mailbox)?.map_err(status)?;
+            Ok(with_revision(Response::new(()), revision))
         })
         .await
     }
@@ -242,4 +284,13 @@ impl Kvs for KvsService {
         })
         .await
     }
+}
+
+/// The store's revision after a write, as the answer's `cete-revision` metadata (`Empty`
+/// has no field for it).
+fn with_revision<T>(mut response: Response<T>, revision: Option<u64>) -> Response<T> {
+    if let Some(revision) = revision {
+        response.metadata_mut().insert(cete_proto::REVISION_METADATA, revision.into());
+    }
+    response
 }

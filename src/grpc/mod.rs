@@ -40,6 +40,7 @@ pub fn status(err: CeteError) -> Status {
         CeteError::Conflict(_) => Status::failed_precondition(message),
         CeteError::Unavailable(_) => Status::unavailable(message),
         CeteError::Internal(_) => Status::internal(message),
+        CeteError::ConditionFailed { .. } => Status::failed_precondition(message),
     }
 }
 

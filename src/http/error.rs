@@ -34,10 +34,15 @@ impl ResponseError for HttpError {
             CeteError::Conflict(_) => StatusCode::CONFLICT,
             CeteError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             CeteError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CeteError::ConditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.0.to_string() }))
+        let mut body = serde_json::json!({ "error": self.0.to_string() });
+        if let CeteError::ConditionFailed { mod_revision } = self.0 {
+            body["mod_revision"] = mod_revision.into();
+        }
+        HttpResponse::build(self.status_code()).json(body)
     }
 }

@@ -6,6 +6,7 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use cete_actors::cluster::node::NodeInfo;
+use cete_actors::command::Condition;
 use cete_actors::connection::*;
 use cete_actors::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use cete_actors::store::ScanRange;
@@ -191,7 +192,7 @@ async fn get_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
     }
     if let Some(key) = stored.revisions {
         answer
-            .insert_header((header::ETAG, format!("\"{}\"", key.mod_revision)))
+            .insert_header((header::ETAG, etag(key.mod_revision)))
             .insert_header(("X-Cete-Create-Revision", key.create_revision.to_string()))
             .insert_header(("X-Cete-Mod-Revision", key.mod_revision.to_string()))
             .insert_header(("X-Cete-Version", key.version.to_string()));
@@ -216,13 +217,57 @@ async fn put_value(
         .and_then(|v| v.to_str().ok())
         .filter(|ct| !ct.is_empty() && !ct.starts_with("application/x-www-form-urlencoded"))
         .map(str::to_string);
-    connection(&req)?.send(KvPut { key, value, content_type }).await??;
-    Ok(HttpResponse::Ok().finish())
+    let condition = condition(&req)?;
+    let revision = connection(&req)?.send(KvPut { key, value, content_type, condition }).await??;
+    let mut answer = HttpResponse::Ok();
+    if let Some(revision) = revision {
+        // The key's mod revision is the revision of this write.
+        answer.insert_header((REVISION_HEADER, revision.to_string())).insert_header((header::ETAG, etag(revision)));
+    }
+    Ok(answer.finish())
+}
+
+/// The condition of a conditional write: `If-Match: "<mod_revision>"` (the ETag a GET
+/// answered), `If-Match: *` (the key exists) or `If-None-Match: *` (it does not).
+fn condition(req: &HttpRequest) -> Result<Option<Condition>, CeteError> {
+    let header = |name: header::HeaderName| {
+        req.headers()
+            .get(&name)
+            .map(|value| {
+                value.to_str().map(str::trim).map_err(|_| CeteError::InvalidArgument(format!("{name} is not text")))
+            })
+            .transpose()
+    };
+    match (header(header::IF_MATCH)?, header(header::IF_NONE_MATCH)?) {
+        (Some(_), Some(_)) => Err(CeteError::InvalidArgument("send If-Match or If-None-Match, not both".into())),
+        (Some("*"), None) => Ok(Some(Condition::Exists)),
+        (Some(tag), None) => {
+            let revision = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse().ok());
+            revision.map(|r| Some(Condition::ModRevision(r))).ok_or_else(|| {
+                CeteError::InvalidArgument(format!(
+                    "If-Match takes one ETag as a GET answers it (\"<mod_revision>\") or *, not {tag:?}"
+                ))
+            })
+        }
+        (None, Some("*")) => Ok(Some(Condition::Absent)),
+        (None, Some(other)) => Err(CeteError::InvalidArgument(format!("If-None-Match takes only *, not {other:?}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The ETag of a key's value: its mod revision, quoted.
+fn etag(mod_revision: u64) -> String {
+    format!("\"{mod_revision}\"")
 }
 
 async fn delete_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
-    connection(&req)?.send(KvDelete { key }).await??;
-    Ok(HttpResponse::Ok().finish())
+    let condition = condition(&req)?;
+    let revision = connection(&req)?.send(KvDelete { key, condition }).await??;
+    let mut answer = HttpResponse::Ok();
+    if let Some(revision) = revision {
+        answer.insert_header((REVISION_HEADER, revision.to_string()));
+    }
+    Ok(answer.finish())
 }
 
 /// `GET /v1/scan?prefix=P`: `{"pairs":[{"key":..,"value":..}]}`, a value that is not UTF-8

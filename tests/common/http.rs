@@ -63,7 +63,7 @@ impl Reply {
 }
 
 /// One client for the whole test process. Plain HTTP only; proxies in the environment ignored.
-pub(crate) fn client() -> &'static reqwest::blocking::Client {
+pub fn client() -> &'static reqwest::blocking::Client {
     static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::blocking::Client::builder()
@@ -172,7 +172,7 @@ pub struct CurlError {
 }
 
 /// A response read in full: status, Content-Type and body.
-fn read_reply(response: reqwest::blocking::Response) -> Result<Reply, reqwest::Error> {
+pub fn read_reply(response: reqwest::blocking::Response) -> Result<Reply, reqwest::Error> {
     let status = response.status().as_u16();
     let content_type = response
         .headers()

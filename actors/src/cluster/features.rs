@@ -39,7 +39,7 @@ pub fn start_revisions(store: Addr<StoreActor>, cluster: Addr<ClusterActor>, rou
             }
             if cluster.send(MembersRead(REVISIONS)).await.unwrap_or(false) {
                 match router.send(routing::Write(Command::StartRevisions)).await {
-                    Ok(Ok(())) => log::info!("revisions started"),
+                    Ok(Ok(_)) => log::info!("revisions started"),
                     Ok(Err(e)) => log::warn!("could not start revisions yet: {e}"),
                     Err(_) => return,
                 }

@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::cluster::node::NodeInfo;
-use crate::command::{decode, encode, Command, LogId, Member, StoredMembership};
+use crate::command::{decode, encode, Command, CommandResponse, LogId, Member, StoredMembership};
 use crate::deadlines::{LONGEST_FORWARD, POLL_ANSWER, POLL_EVERY};
 use crate::error::{CeteError, CeteResult};
 use crate::raft::network::peer_channel;
@@ -78,6 +78,9 @@ pub enum ForwardReply {
     Failed(CeteError),
     /// The features the peer's build reads, after a [`Forwarded::Features`].
     Features(Vec<String>),
+    /// What applying a forwarded write (or batch) answered, from a leader whose store has
+    /// revisions (otherwise it answers `Done`, as earlier builds do).
+    Applied(CommandResponse),
 }
 
 /// What a peer says when polled.

@@ -19,13 +19,15 @@ use crate::cluster::peer::{ForwardReply, Forwarded};
 use crate::cluster::{
     ClusterActor, DescribeCluster, DescribeNode, DescribeToPeer, LatestMetrics, Readiness, WasRemoved,
 };
-use crate::command::{Command, Member};
+use crate::command::{Command, CommandResponse, Condition, Member};
 use crate::connection::watch::{Change, WatchActor};
 use crate::deadlines::{CLIENT_READ, CLIENT_WRITE};
 use crate::error::{CeteError, CeteResult};
 use crate::raft::{RaftActor, ResetForJoin, Succeed, TakeSnapshot};
 use crate::routing::{self, LeaderRequest, RouterActor, ServeHere};
-use crate::store::{AtRevision, ReadKey, Scan, ScanPage, ScanRange, Stats, StoreActor, StoredValue, WatcherCount};
+use crate::store::{
+    AtRevision, ReadKey, Scan, ScanPage, ScanRange, Stats, StoreActor, StoreRevision, StoredValue, WatcherCount,
+};
 
 /// The node-wide actors and limits every connection talks to.
 #[derive(Clone)]
@@ -191,14 +193,36 @@ fn check_new_key(key: &str) -> CeteResult<()> {
     Ok(())
 }
 
-async fn write(handles: NodeHandles, command: Command) -> CeteResult<()> {
+/// Routes a write to the leader; answers the store's revision after it (None: the store has
+/// no revisions yet, or the write was a duplicate of one applied before), or
+/// [`CeteError::ConditionFailed`] for a guarded write whose condition did not hold.
+async fn write(handles: NodeHandles, command: Command) -> CeteResult<Option<u64>> {
     let routed = tokio::time::timeout(CLIENT_WRITE, handles.router.send(routing::Write(command)));
-    routed.await.map_err(|_| {
+    let response = routed.await.map_err(|_| {
         CeteError::Unavailable(format!(
             "the write was not committed within {CLIENT_WRITE:?} (no quorum reachable?); it may or may not \
              take effect"
         ))
-    })??
+    })???;
+    match response {
+        CommandResponse::Refused { mod_revision } => Err(CeteError::ConditionFailed { mod_revision }),
+        response => Ok(response.revision()),
+    }
+}
+
+/// `command` under `condition`, if any. A condition is judged by revisions, so a node whose
+/// store has none yet (its cluster has not started them) refuses it rather than send a
+/// command that a member of an earlier build could not decode.
+async fn guarded(handles: &NodeHandles, command: Command, condition: Option<Condition>) -> CeteResult<Command> {
+    let Some(condition) = condition else { return Ok(command) };
+    if handles.store.send(StoreRevision).await??.is_none() {
+        return Err(CeteError::Unavailable(
+            "conditional writes need revisions, which this cluster has not started yet (its leader starts them \
+             once every member runs a build that has them)"
+                .into(),
+        ));
+    }
+    Ok(Command::Guarded { condition, command: Box::new(command) })
 }
 
 /// Linearizable: ask the leader for its read index (confirming its leadership with a quorum),
@@ -264,17 +288,20 @@ impl Handler<KvScan> for ConnectionActor {
     }
 }
 
-/// Store a value (acknowledged once durable on a quorum and applied).
+/// Store a value (acknowledged once durable on a quorum and applied); answers the store's
+/// revision after it.
 #[derive(Message)]
-#[rtype(result = "CeteResult<()>")]
+#[rtype(result = "CeteResult<Option<u64>>")]
 pub struct KvPut {
     pub key: String,
     pub value: Bytes,
     pub content_type: Option<String>,
+    /// Store it only if the key meets this (compare-and-swap).
+    pub condition: Option<Condition>,
 }
 
 impl Handler<KvPut> for ConnectionActor {
-    type Result = ResponseFuture<CeteResult<()>>;
+    type Result = ResponseFuture<CeteResult<Option<u64>>>;
 
     fn handle(&mut self, msg: KvPut, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
@@ -287,26 +314,31 @@ impl Handler<KvPut> for ConnectionActor {
                     limit: handles.max_value_bytes,
                 });
             }
-            write(handles, Command::Set { key: msg.key, value: msg.value, content_type: msg.content_type }).await
+            let set = Command::Set { key: msg.key, value: msg.value, content_type: msg.content_type };
+            let command = guarded(&handles, set, msg.condition).await?;
+            write(handles, command).await
         })
     }
 }
 
-/// Delete a key (deleting a missing key succeeds).
+/// Delete a key (deleting a missing key succeeds); answers the store's revision after it.
 #[derive(Message)]
-#[rtype(result = "CeteResult<()>")]
+#[rtype(result = "CeteResult<Option<u64>>")]
 pub struct KvDelete {
     pub key: String,
+    /// Delete it only if the key meets this.
+    pub condition: Option<Condition>,
 }
 
 impl Handler<KvDelete> for ConnectionActor {
-    type Result = ResponseFuture<CeteResult<()>>;
+    type Result = ResponseFuture<CeteResult<Option<u64>>>;
 
     fn handle(&mut self, msg: KvDelete, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
         self.serve(async move {
             check_key(&msg.key)?;
-            write(handles, Command::Delete { key: msg.key }).await
+            let command = guarded(&handles, Command::Delete { key: msg.key }, msg.condition).await?;
+            write(handles, command).await
         })
     }
 }

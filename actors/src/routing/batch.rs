@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::msg::{LeaderRequest, RouteError, Served, ToLeader};
 use super::wire::from_wire;
 use crate::cluster::ForwardTo;
-use crate::command::{Command, Member};
+use crate::command::{Command, CommandResponse, Member};
 use crate::raft::LeaderAppending;
 
 /// When forwarded writes go to the leader. A batch goes at once when none is out to that
@@ -52,6 +52,10 @@ trait Batchable: Sized + Unpin + 'static {
     fn lane(batcher: &mut LeaderBatcher) -> &mut Lane<Self>;
     /// The one request that carries a batch.
     fn request(batch: Vec<Self>) -> LeaderRequest;
+    /// Each request's part of the batch's answer, in order.
+    fn split(answer: Result<Served, RouteError>, requests: usize) -> Vec<Result<Served, RouteError>> {
+        vec![answer; requests]
+    }
 }
 
 impl Batchable for Command {
@@ -73,6 +77,16 @@ impl Batchable for Command {
         match <[Command; 1]>::try_from(batch) {
             Ok([one]) => LeaderRequest::Write(one),
             Err(many) => LeaderRequest::WriteBatch(many),
+        }
+    }
+
+    /// A batch applied as one entry answers one response per write: each its own.
+    fn split(answer: Result<Served, RouteError>, requests: usize) -> Vec<Result<Served, RouteError>> {
+        match answer {
+            Ok(Served::Applied(CommandResponse::Batch(responses))) if responses.len() == requests && requests > 1 => {
+                responses.into_iter().map(|response| Ok(Served::Applied(response))).collect()
+            }
+            answer => vec![answer; requests],
         }
     }
 }
@@ -144,9 +158,9 @@ impl LeaderBatcher {
             let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|(_, item, reply)| (item, reply)).unzip();
             let send = send(self.forward_to.clone(), leader.clone(), T::request(items));
             let send = async move {
-                let answer = send.await;
-                for reply in replies {
-                    let _ = reply.send(answer.clone());
+                let answers = T::split(send.await, replies.len());
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
                 }
             };
             ctx.spawn(send.into_actor(self).map(move |(), batcher, ctx| {

@@ -17,12 +17,10 @@ pub(super) async fn serve_here(
 ) -> Result<Served, RouteError> {
     match request {
         LeaderRequest::Write(command) => {
-            raft.client_write.send(ClientWrite(command.clone())).await??;
-            Ok(Served::Done)
+            Ok(Served::Applied(raft.client_write.send(ClientWrite(command.clone())).await??))
         }
         LeaderRequest::WriteBatch(commands) => {
-            raft.client_write.send(ClientWrite(Command::Batch(commands.clone()))).await??;
-            Ok(Served::Done)
+            Ok(Served::Applied(raft.client_write.send(ClientWrite(Command::Batch(commands.clone()))).await??))
         }
         LeaderRequest::ReadIndex => Ok(Served::ReadIndex(raft.read_index.send(ReadIndex).await??)),
         LeaderRequest::Join(member) => join(raft, cluster, member).await,

@@ -46,7 +46,7 @@ pub use self::msg::*;
 use self::ports::{ClusterPorts, RaftPorts};
 use self::route::Route;
 pub use self::wire::to_wire;
-use crate::command::Member;
+use crate::command::{CommandResponse, Member};
 use crate::error::CeteResult;
 use crate::raft::{AwaitApplied, LeaderElsewhere};
 
@@ -102,11 +102,17 @@ impl Actor for RouterActor {
 }
 
 impl Handler<Write> for RouterActor {
-    type Result = ResponseFuture<CeteResult<()>>;
+    type Result = ResponseFuture<CeteResult<CommandResponse>>;
 
     fn handle(&mut self, msg: Write, _: &mut Self::Context) -> Self::Result {
         let served = self.on_the_leader(LeaderRequest::Write(msg.0));
-        Box::pin(async move { done(served.await?, "a write") })
+        Box::pin(async move {
+            match served.await? {
+                Served::Applied(response) => Ok(response),
+                Served::Done => Ok(CommandResponse::Applied),
+                other => Err(msg::unexpected("a write", other)),
+            }
+        })
     }
 }
 

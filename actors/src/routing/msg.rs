@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::command::{Command, LogId, Member};
+use crate::command::{Command, CommandResponse, LogId, Member};
 use crate::deadlines;
 use crate::error::{CeteError, CeteResult};
 use crate::raft::WriteRejection;
@@ -31,8 +31,10 @@ pub enum LeaderRequest {
 /// What the leader answered a [`LeaderRequest`] that it served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Served {
-    /// A write, join or leave took effect.
+    /// A join or leave took effect (or a write, answered by a leader without revisions).
     Done,
+    /// A write or a batch of them took effect: what applying it answered.
+    Applied(CommandResponse),
     /// The read index of a [`LeaderRequest::ReadIndex`].
     ReadIndex(Option<LogId>),
     /// The leader after a [`LeaderRequest::TransferLeader`].
@@ -138,7 +140,7 @@ impl LeaderRequest {
 /// Propose a client's command on the leader, wherever it is; answered once it is committed
 /// and applied there.
 #[derive(Message)]
-#[rtype(result = "CeteResult<()>")]
+#[rtype(result = "CeteResult<CommandResponse>")]
 pub struct Write(pub Command);
 
 /// The barrier of a linearizable read: the leader's read index (confirmed with a quorum,

@@ -300,25 +300,32 @@ impl Handler<Forward> for FakePeer {
             w.leader = Some(leader.clone());
         }
         drop(w);
+        // Applies what was sent, answering as a leader whose store counts revisions: each
+        // applied write is a revision, a batch answers one response per write.
         let apply = move |forwarded: Forwarded| {
             let mut world = world.lock().unwrap();
+            let written = |world: &mut World, command: Command| {
+                world.apply(command);
+                CommandResponse::Written { revision: world.applied.len() as u64 }
+            };
             match forwarded {
-                Forwarded::Write(command) => world.apply(command),
-                Forwarded::WriteBatch(commands) => world.apply(Command::Batch(commands)),
-                _ => {}
+                Forwarded::Write(command) => Some(written(&mut world, command)),
+                Forwarded::WriteBatch(commands) => {
+                    Some(CommandResponse::Batch(commands.into_iter().map(|c| written(&mut world, c)).collect()))
+                }
+                _ => None,
             }
         };
         Box::pin(async move {
             match peer {
                 Peer::Leads { delay } => {
                     tokio::time::sleep(delay).await;
-                    let reply = if matches!(msg.request, Forwarded::ReadIndex) {
-                        ForwardReply::ReadIndex(log_id(9))
-                    } else {
-                        ForwardReply::Done
-                    };
-                    apply(msg.request);
-                    Ok(reply)
+                    let read_index = matches!(msg.request, Forwarded::ReadIndex);
+                    Ok(match apply(msg.request) {
+                        _ if read_index => ForwardReply::ReadIndex(log_id(9)),
+                        Some(response) => ForwardReply::Applied(response),
+                        None => ForwardReply::Done,
+                    })
                 }
                 Peer::NotLeader(leader) => Ok(ForwardReply::NotLeader(leader)),
                 Peer::Unreachable => Ok(ForwardReply::NotSent("connection refused".into())),
@@ -426,7 +433,14 @@ async fn writes_and_reads_for_a_busy_leader_wait_and_go_in_one_batch_each() {
     let writes = (0..5).map(|i| router.send(Write(set(&format!("k{i}")))));
     let reads = (0..5).map(|_| router.send(LinearizableRead));
     let (writes, reads) = futures::join!(futures::future::join_all(writes), futures::future::join_all(reads));
-    assert!(writes.into_iter().chain(reads).all(|answer| matches!(answer, Ok(Ok(())))));
+    assert!(reads.into_iter().all(|answer| matches!(answer, Ok(Ok(())))));
+    // Each write is answered its own revision, batched or not.
+    let mut revisions: Vec<u64> = writes
+        .into_iter()
+        .map(|answer| answer.expect("sent").expect("written").revision().expect("a revision"))
+        .collect();
+    revisions.sort();
+    assert_eq!(revisions, [1, 2, 3, 4, 5]);
     let world = world.lock().unwrap();
     let kinds: Vec<String> = world
         .sent

@@ -44,6 +44,10 @@ impl TryFrom<Forwarded> for LeaderRequest {
 pub fn to_wire(answer: Result<Served, RouteError>) -> ForwardReply {
     match answer {
         Ok(Served::Done) => ForwardReply::Done,
+        // Only a store with revisions answers more than "done", and a cluster starts them only
+        // once every member's build reads this answer.
+        Ok(Served::Applied(response)) if response.has_revisions() => ForwardReply::Applied(response),
+        Ok(Served::Applied(_)) => ForwardReply::Done,
         Ok(Served::ReadIndex(index)) => ForwardReply::ReadIndex(index),
         Ok(Served::Leader(name)) => ForwardReply::Leader(name),
         Err(RouteError::NotLeader(leader)) => ForwardReply::NotLeader(leader),
@@ -57,6 +61,7 @@ pub fn to_wire(answer: Result<Served, RouteError>) -> ForwardReply {
 pub fn from_wire(reply: CeteResult<ForwardReply>) -> Result<Served, RouteError> {
     match reply? {
         ForwardReply::Done => Ok(Served::Done),
+        ForwardReply::Applied(response) => Ok(Served::Applied(response)),
         ForwardReply::ReadIndex(index) => Ok(Served::ReadIndex(index)),
         ForwardReply::Leader(name) => Ok(Served::Leader(name)),
         ForwardReply::NotLeader(leader) => Err(RouteError::NotLeader(leader)),

@@ -350,6 +350,28 @@ impl Applying<'_, '_> {
                 let responses = commands.into_iter().map(|c| self.apply(c, changes)).collect::<Result<Vec<_>, _>>()?;
                 return Ok(CommandResponse::Batch(responses));
             }
+            Command::Guarded { condition, command } => {
+                let key = match command.as_ref() {
+                    Command::Set { key, .. } | Command::Delete { key } => key.as_str(),
+                    // Only a key's own write can be guarded by it.
+                    _ => return Ok(CommandResponse::Refused { mod_revision: 0 }),
+                };
+                // Without revisions no condition can be judged (the front doors do not send one).
+                if self.revision.is_none() {
+                    return Ok(CommandResponse::Refused { mod_revision: 0 });
+                }
+                let current = self
+                    .kv
+                    .get(key)?
+                    .map(|r| StoredValue::revisions_of(r.value()))
+                    .transpose()?
+                    .map(|r| r.mod_revision);
+                if !condition.holds(current) {
+                    return Ok(CommandResponse::Refused { mod_revision: current.unwrap_or(0) });
+                }
+                return self.apply(*command, changes);
+            }
+
             Command::Request { id, command, low_water } => {
                 // Not applied again when sent again after its first sending's fate was unknown,
                 // nor once its origin has given it up.
@@ -359,7 +381,10 @@ impl Applying<'_, '_> {
                 return self.apply(*command, changes);
             }
         }
-        Ok(CommandResponse::Applied)
+        Ok(match *self.revision {
+            Some(revision) => CommandResponse::Written { revision },
+            None => CommandResponse::Applied,
+        })
     }
 }
 
