@@ -9,9 +9,6 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::node::Metadata;
-use crate::store::sessions::RequestId;
-
 /// A change to the key-value state, replicated through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -127,6 +124,23 @@ impl CommandResponse {
     }
 }
 
+/// The addresses a node serves clients on, as the membership replicates them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub grpc_address: String,
+    #[serde(default)]
+    pub http_address: String,
+}
+
+/// A client write's identity: the session of the process that took it from the client, and a
+/// number unique in that session ([`crate::store::sessions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestId {
+    pub session: u64,
+    pub sequence: u64,
+}
+
 /// A cluster member as Raft replicates it: its name and addresses travel inside the
 /// membership config, so every node can answer `/v1/cluster` from its own log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,7 +178,6 @@ pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<Typ
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
 pub type StorageError = openraft::StorageError<TypeConfig>;
 pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
-pub type Raft = openraft::Raft<TypeConfig, crate::raft::state_machine::StateMachine>;
 
 /// Encodes a value for redb or the wire (MessagePack: compact, self-describing, maintained).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {

@@ -8,20 +8,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::cluster::removal::{RemovalRecord, Standing};
-use crate::cluster::ClusterActor;
-use crate::command::{node_id, Member};
+use crate::cluster::{features, ClusterActor, MembersRead};
+use crate::command::{node_id, Command, Member};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::{RaftActor, RaftObservers, RaftParts};
 use crate::routing::ports::{ClusterPorts, RaftPorts};
-use crate::routing::{LeaderBatcher, RouterActor};
-use crate::store::StoreActor;
+use crate::routing::{self, LeaderBatcher, RouterActor};
+use crate::store::{StoreActor, StoreRevision};
 use crate::wire::tls::ClientTls;
 
 /// What a node needs to know to start.
@@ -136,7 +137,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         ClusterPorts::of(&cluster),
         batcher.recipient(),
     ));
-    crate::cluster::features::start_revisions(store.clone(), cluster.clone(), router.clone());
+    start_revisions(store.clone(), cluster.clone(), router.clone());
     let handles = NodeHandles {
         me: settings.me.name.clone(),
         raft,
@@ -146,4 +147,31 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         max_value_bytes: settings.max_value_bytes,
     };
     Ok(RunningNode { handles, store_arbiter })
+}
+
+/// How often a node whose state has no revisions yet checks whether it may start them.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Starts revisions, once: until the store has them, whenever this node leads and every
+/// member reads the entry, propose [`Command::StartRevisions`]. Two leaders may both propose
+/// it; the second entry is a no-op where the first was applied.
+fn start_revisions(store: Addr<StoreActor>, cluster: Addr<ClusterActor>, router: Addr<RouterActor>) {
+    actix::spawn(async move {
+        loop {
+            match store.send(StoreRevision).await {
+                Ok(Ok(Some(_))) => return,
+                Ok(Ok(None)) => {}
+                // The store is stopping or has failed: nothing to start.
+                Ok(Err(_)) | Err(_) => return,
+            }
+            if cluster.send(MembersRead(features::REVISIONS)).await.unwrap_or(false) {
+                match router.send(routing::Write(Command::StartRevisions)).await {
+                    Ok(Ok(_)) => log::info!("revisions started"),
+                    Ok(Err(e)) => log::warn!("could not start revisions yet: {e}"),
+                    Err(_) => return,
+                }
+            }
+            tokio::time::sleep(CHECK_EVERY).await;
+        }
+    });
 }

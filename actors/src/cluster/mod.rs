@@ -9,6 +9,7 @@
 //! ([`crate::raft::handover`]).
 
 pub mod features;
+pub mod handover;
 pub mod node;
 pub mod peer;
 pub mod removal;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use openraft::{Instant as _, ServerState};
 
+use crate::cluster::handover::hand_over;
 use crate::cluster::node::{ClusterInfo, NodeInfo};
 use crate::cluster::peer::{
     call_peer, Ask, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView,
@@ -28,7 +30,7 @@ use crate::command::{node_id, Member, NodeId, RaftMetrics, StoredMembership};
 use crate::deadlines::PREPARE_JOINER;
 use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
-use crate::raft::handover::{hand_over, successor};
+use crate::raft::handover::successor;
 use crate::raft::{MetricsUpdate, RaftStateReset, Shutdown};
 use crate::wire::tls::ClientTls;
 

@@ -7,14 +7,9 @@ use std::collections::BTreeMap;
 use cete_proto::kvs;
 use serde::{Deserialize, Serialize};
 
-/// The addresses a node serves clients on.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Metadata {
-    #[serde(default)]
-    pub grpc_address: String,
-    #[serde(default)]
-    pub http_address: String,
-}
+/// The addresses a node serves clients on (replicated inside the membership, so defined with
+/// it in [`crate::command`]).
+pub use crate::command::Metadata;
 
 /// A node as clients see it: `{"raft_address":..,"metadata":{..},"state":"Leader"}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

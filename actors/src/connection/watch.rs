@@ -5,60 +5,15 @@
 //! Backpressure is explicit: a consumer that falls behind its buffer is dropped with an
 //! error, so a slow or vanished client can neither stall applies nor grow memory.
 
-use std::sync::Arc;
-
 use actix::prelude::*;
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::cluster::node::Metadata;
-use crate::command::StoredMembership;
 use crate::error::CeteError;
+pub use crate::store::changes::{Change, WatchEvent};
 use crate::store::{StoreActor, Subscribe};
 
 /// How many changes a watch stream may hold for its client before it is dropped.
 pub const WATCH_BUFFER: usize = 4096;
-
-/// One applied change, as watchers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Set { key: String, value: Bytes },
-    Delete { key: String },
-    Join { id: String, metadata: Metadata },
-    Leave { id: String },
-}
-
-impl Change {
-    /// Join and Leave events for the members that differ between two memberships.
-    pub(crate) fn membership_diff(before: &StoredMembership, after: &StoredMembership) -> Vec<Change> {
-        let old: std::collections::BTreeMap<_, _> = before.nodes().map(|(_, m)| (m.name.clone(), m.clone())).collect();
-        let new: std::collections::BTreeMap<_, _> = after.nodes().map(|(_, m)| (m.name.clone(), m.clone())).collect();
-        let joined = new
-            .iter()
-            .filter(|(name, _)| !old.contains_key(*name))
-            .map(|(name, m)| Change::Join { id: name.clone(), metadata: m.metadata.clone() });
-        let left = old.keys().filter(|name| !new.contains_key(*name)).map(|name| Change::Leave { id: name.clone() });
-        joined.chain(left).collect()
-    }
-
-    fn matches(&self, prefix: &str) -> bool {
-        match self {
-            Change::Set { key, .. } | Change::Delete { key } => key.starts_with(prefix),
-            // Membership changes are not keys; a key filter lets them through only when empty.
-            Change::Join { .. } | Change::Leave { .. } => prefix.is_empty(),
-        }
-    }
-}
-
-/// What the StoreActor sends a watcher.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub enum WatchEvent {
-    /// The changes of one applied batch, shared by every watcher.
-    Changes(Arc<Vec<Change>>),
-    /// The watcher's mailbox was full: it has been unsubscribed.
-    Overflowed,
-}
 
 /// One watch stream.
 pub struct WatchActor {

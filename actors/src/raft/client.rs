@@ -140,7 +140,7 @@ impl RaftActor {
 /// round), or for the leadership to end, rather than bounce the write straight back here.
 /// Bounded: a leader no quorum answers has its writes refused as unavailable. True when this
 /// node then leads with a quorum's acknowledgement.
-async fn await_writable(raft: &crate::command::Raft) -> bool {
+async fn await_writable(raft: &super::Raft) -> bool {
     let leads = |m: &RaftMetrics| m.state == openraft::ServerState::Leader;
     let writable = move |m: &RaftMetrics| !leads(m) || m.last_quorum_acked.is_some();
     let metrics = raft.metrics().borrow_watched().clone();
@@ -245,7 +245,7 @@ impl RaftActor {
 }
 
 /// The reader's half: wait until this node has applied up to the read index.
-async fn await_applied(raft: &crate::command::Raft, index: Option<LogId>) -> CeteResult<()> {
+async fn await_applied(raft: &super::Raft, index: Option<LogId>) -> CeteResult<()> {
     let Some(index) = index.map(|id| id.index) else {
         return Ok(());
     };

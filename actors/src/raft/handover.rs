@@ -1,5 +1,6 @@
 //! A leader that removes itself hands its leadership on, so the cluster is not left leaderless
-//! for long.
+//! for long: the Raft side of it (who succeeds, when the successor campaigns); the
+//! ClusterActor tells the successor ([`crate::cluster::handover`]).
 //!
 //! This mechanism predates openraft 0.10 and is kept as it is: 0.10 has a leadership transfer
 //! (`Trigger::transfer_leader`, and `removed_leader_step_down`, by which a removed leader
@@ -22,10 +23,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::peer::{call_peer, ForwardReply, Forwarded};
 use crate::command::{node_id, Member, NodeId, RaftMetrics, StoredMembership};
-use crate::deadlines::HAND_OVER;
-use crate::wire::tls::ClientTls;
 
 /// How much longer than the lease the successor waits: heartbeats the old leader sent just
 /// before it stopped may still be on their way to the other voters.
@@ -44,23 +42,6 @@ pub fn successor(
         .filter(|id| *id != me)
         .max_by_key(|id| (matched.get(id).copied().flatten(), std::cmp::Reverse(*id)))
         .and_then(|id| membership.get_node(&id).cloned())
-}
-
-/// Tells `successor` that `leaving`, the leader, has left: it is to campaign.
-pub async fn hand_over(successor: Member, leaving: String, tls: Option<ClientTls>) {
-    let client = match crate::raft::network::peer_channel(&successor.raft_address, tls.as_ref()) {
-        Ok(channel) => Some(cete_proto::raft::raft_client::RaftClient::new(channel)),
-        Err(e) => {
-            log::warn!("cannot hand the leadership over to {}: {e}", successor.name);
-            return;
-        }
-    };
-    let request = Forwarded::Campaign { leaving };
-    match call_peer(client, &successor, &request, HAND_OVER).await {
-        Ok(ForwardReply::Done) => log::info!("handed the leadership over to {}", successor.name),
-        // The others elect a leader anyway, only later.
-        other => log::warn!("{} did not take the leadership over: {other:?}", successor.name),
-    }
 }
 
 /// Whether the leader `leaving` is gone and no other has been elected yet, seen from `metrics`

@@ -10,8 +10,9 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, StoredMembership};
 
+use super::Raft;
 use super::{from_client_write_error, RaftActor, WriteRejection};
-use crate::command::{node_id, Member, NodeId, Raft, RaftMetrics};
+use crate::command::{node_id, Member, NodeId, RaftMetrics};
 use crate::deadlines::MEMBERSHIP_WAIT;
 use crate::error::{CeteError, CeteResult};
 use crate::raft::handover::{still_leaderless, LEASE_MARGIN};

@@ -31,12 +31,15 @@ use openraft::error::{ClientWriteError, ForwardReason, RaftError};
 pub use self::client::*;
 pub use self::membership::*;
 pub use self::transfer::*;
-use crate::command::{LogId, Member, NodeId, Raft, RaftMetrics, TypeConfig};
+use crate::command::{LogId, Member, NodeId, RaftMetrics, TypeConfig};
 use crate::error::{CeteError, CeteResult};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
 use crate::store::StoreActor;
+
+/// openraft on Cete's types, with its state machine the adapter to the StoreActor.
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
 
 /// How long a snapshot request waits for the snapshot to be built.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(300);

@@ -15,8 +15,9 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ForwardReason, ForwardToLeader};
 use openraft::ServerState;
 
+use super::Raft;
 use super::{RaftActor, WriteRejection};
-use crate::command::{node_id, Member, NodeId, Raft, RaftMetrics, TypeConfig};
+use crate::command::{node_id, Member, NodeId, RaftMetrics, TypeConfig};
 use crate::deadlines::TRANSFER;
 use crate::error::CeteError;
 use crate::raft::handover::successor;

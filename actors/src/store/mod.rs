@@ -26,6 +26,7 @@
 //! the open transaction unusable, so the store stops serving (fail-stop) rather than answer
 //! from state that lost applied entries; a restart re-applies them from the log.
 
+pub mod changes;
 pub mod revisions;
 pub mod sessions;
 pub mod snapshot_file;
@@ -44,9 +45,9 @@ use redb::{
 };
 
 use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership};
-use crate::connection::watch::{Change, WatchEvent};
 use crate::error::{CeteError, CeteResult};
 use crate::failpoints;
+use crate::store::changes::{Change, WatchEvent};
 use crate::store::revisions::{KeyRevisions, FIRST_REVISION};
 use crate::store::sessions::SessionTable;
 use crate::store::writeback::Writeback;

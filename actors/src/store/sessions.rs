@@ -29,7 +29,6 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
-use serde::{Deserialize, Serialize};
 
 /// Per session: (low-water mark, index of the last entry that applied one of its writes).
 const SESSIONS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("sessions");
@@ -49,13 +48,7 @@ pub(crate) const KEEP_ENTRIES: u64 = 100_000;
 /// Idle sessions are looked for at every entry whose index is a multiple of this.
 pub(crate) const EXPIRE_EVERY: u64 = 1024;
 
-/// A client write's identity: the session of the process that took it from the client, and a
-/// number unique in that session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestId {
-    pub session: u64,
-    pub sequence: u64,
-}
+pub use crate::command::RequestId;
 
 impl RequestId {
     /// The id as a snapshot of the first two formats stores it: session, then sequence, LE.
@@ -414,7 +407,7 @@ mod tests {
 
         use crate::command::{decode, encode, Command};
 
-        #[derive(Serialize)]
+        #[derive(serde::Serialize)]
         enum Before {
             Set {
                 key: String,

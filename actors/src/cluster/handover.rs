@@ -1,0 +1,24 @@
+//! The leader that removed itself tells its successor to campaign (who that is, and when it
+//! campaigns, is the Raft side: [`crate::raft::handover`]).
+
+use crate::cluster::peer::{call_peer, ForwardReply, Forwarded};
+use crate::command::Member;
+use crate::deadlines::HAND_OVER;
+use crate::wire::tls::ClientTls;
+
+/// Tells `successor` that `leaving`, the leader, has left: it is to campaign.
+pub async fn hand_over(successor: Member, leaving: String, tls: Option<ClientTls>) {
+    let client = match crate::raft::network::peer_channel(&successor.raft_address, tls.as_ref()) {
+        Ok(channel) => Some(cete_proto::raft::raft_client::RaftClient::new(channel)),
+        Err(e) => {
+            log::warn!("cannot hand the leadership over to {}: {e}", successor.name);
+            return;
+        }
+    };
+    let request = Forwarded::Campaign { leaving };
+    match call_peer(client, &successor, &request, HAND_OVER).await {
+        Ok(ForwardReply::Done) => log::info!("handed the leadership over to {}", successor.name),
+        // The others elect a leader anyway, only later.
+        other => log::warn!("{} did not take the leadership over: {other:?}", successor.name),
+    }
+}

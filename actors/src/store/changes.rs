@@ -1,0 +1,50 @@
+//! What the StoreActor tells watchers: each applied change, in the order applied (watch
+//! streams, [`crate::connection::watch`], take them from here).
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use crate::command::{Metadata, StoredMembership};
+
+/// One applied change, as watchers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Set { key: String, value: Bytes },
+    Delete { key: String },
+    Join { id: String, metadata: Metadata },
+    Leave { id: String },
+}
+
+impl Change {
+    /// Join and Leave events for the members that differ between two memberships.
+    pub(crate) fn membership_diff(before: &StoredMembership, after: &StoredMembership) -> Vec<Change> {
+        let old: std::collections::BTreeMap<_, _> = before.nodes().map(|(_, m)| (m.name.clone(), m.clone())).collect();
+        let new: std::collections::BTreeMap<_, _> = after.nodes().map(|(_, m)| (m.name.clone(), m.clone())).collect();
+        let joined = new
+            .iter()
+            .filter(|(name, _)| !old.contains_key(*name))
+            .map(|(name, m)| Change::Join { id: name.clone(), metadata: m.metadata.clone() });
+        let left = old.keys().filter(|name| !new.contains_key(*name)).map(|name| Change::Leave { id: name.clone() });
+        joined.chain(left).collect()
+    }
+
+    pub(crate) fn matches(&self, prefix: &str) -> bool {
+        match self {
+            Change::Set { key, .. } | Change::Delete { key } => key.starts_with(prefix),
+            // Membership changes are not keys; a key filter lets them through only when empty.
+            Change::Join { .. } | Change::Leave { .. } => prefix.is_empty(),
+        }
+    }
+}
+
+/// What the StoreActor sends a watcher.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub enum WatchEvent {
+    /// The changes of one applied batch, shared by every watcher.
+    Changes(Arc<Vec<Change>>),
+    /// The watcher's mailbox was full: it has been unsubscribed.
+    Overflowed,
+}
