@@ -5,7 +5,7 @@ mod common;
 
 use std::thread;
 
-use common::{cli, data, eventually, Cluster, Node, Reply, FORM_TIMEOUT};
+use common::{cli, data, wait_for_revisions, Cluster, Node, Reply};
 
 /// A PUT with one condition header.
 fn put_if(node: &Node, key: &str, value: &str, header: (&str, &str)) -> Reply {
@@ -26,11 +26,6 @@ fn delete_if(node: &Node, key: &str, header: (&str, &str)) -> Reply {
         .send()
         .unwrap_or_else(|e| panic!("DELETE {key}: {e}"));
     common::read_reply(reply).expect("read the answer")
-}
-
-fn wait_for_revisions(node: &Node) {
-    node.put(&data("probe"), "p").assert_success();
-    eventually("revisions started", FORM_TIMEOUT, || node.get(&data("probe")).header("X-Cete-Revision").map(drop));
 }
 
 /// The 412 of a failed condition, with the key's mod revision in its body.

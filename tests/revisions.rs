@@ -6,7 +6,7 @@
 mod common;
 
 use cete_proto::kvs::{DeleteRequest, SetRequest};
-use common::{cli_ok, data, eventually, Cluster, Node, Reply, CATCH_UP_TIMEOUT, FORM_TIMEOUT};
+use common::{cli_ok, data, eventually, wait_for_revisions, Cluster, Node, Reply, CATCH_UP_TIMEOUT};
 use serde_json::Value;
 
 /// A key's revisions as a GET answers them: (create, mod, version, the store's revision).
@@ -19,13 +19,6 @@ fn revisions(reply: &Reply) -> (u64, u64, u64, u64) {
         reply.number("X-Cete-Version"),
         reply.number("X-Cete-Revision"),
     )
-}
-
-/// Waits until `node` answers reads with revisions: the leader starts them with its first
-/// proposals after it is elected.
-fn wait_for_revisions(node: &Node) {
-    node.put(&data("probe"), "p").assert_success();
-    eventually("revisions started", FORM_TIMEOUT, || node.get(&data("probe")).header("X-Cete-Revision").map(drop));
 }
 
 /// What `cete get KEY --show-revisions` prints, through `node`'s gRPC door.

@@ -141,3 +141,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 pub async fn grpc_client(address: &str) -> KvsClient<Channel> {
     KvsClient::connect(format!("http://{address}")).await.unwrap_or_else(|e| panic!("connect gRPC to {address}: {e}"))
 }
+
+/// Waits until `node` answers reads with revisions: the leader starts them with its first
+/// proposals after it is elected (README, "Revisions").
+pub fn wait_for_revisions(node: &Node) {
+    node.put(&data("probe"), "p").assert_success();
+    eventually("revisions started", FORM_TIMEOUT, || node.get(&data("probe")).header("X-Cete-Revision").map(drop));
+}

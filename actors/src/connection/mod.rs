@@ -82,18 +82,21 @@ pub struct ConnectionActor {
     peer: Option<SocketAddr>,
     /// Cancelled when the connection closes.
     closed: CancellationToken,
+    /// This door's series of `cete_client_requests_in_flight`, looked up once.
+    in_flight: prometheus::IntGauge,
 }
 
 impl ConnectionActor {
     pub fn new(handles: NodeHandles, door: &'static str, peer: Option<SocketAddr>) -> Self {
-        ConnectionActor { handles, door, peer, closed: CancellationToken::new() }
+        let in_flight = crate::metrics::IN_FLIGHT.with_label_values(&[door]);
+        ConnectionActor { handles, door, peer, closed: CancellationToken::new(), in_flight }
     }
 
     /// Serves one request of this connection: counted while in flight, and ended with
     /// [`Closable::closed`] if the connection closes first.
     fn serve<O: Closable + 'static>(&self, request: impl Future<Output = O> + 'static) -> ResponseFuture<O> {
         let closed = self.closed.clone();
-        let in_flight = InFlight::count(self.door);
+        let in_flight = InFlight::count(&self.in_flight);
         Box::pin(async move {
             let _in_flight = in_flight;
             tokio::select! {
@@ -136,10 +139,9 @@ impl Closable for ForwardReply {
 struct InFlight(prometheus::IntGauge);
 
 impl InFlight {
-    fn count(door: &str) -> Self {
-        let gauge = crate::metrics::IN_FLIGHT.with_label_values(&[door]);
+    fn count(gauge: &prometheus::IntGauge) -> Self {
         gauge.inc();
-        InFlight(gauge)
+        InFlight(gauge.clone())
     }
 }
 

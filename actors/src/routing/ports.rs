@@ -4,9 +4,9 @@
 
 use actix::prelude::*;
 
-use crate::cluster::{ClusterActor, PrepareJoiner, WasRemoved};
+use crate::cluster::{PrepareJoiner, WasRemoved};
 use crate::raft::{
-    AddMember, AwaitApplied, AwaitLeader, AwaitNewLeader, ClientWrite, PlanJoin, PromoteMember, RaftActor, ReadIndex,
+    AddMember, AwaitApplied, AwaitLeader, AwaitNewLeader, ClientWrite, PlanJoin, PromoteMember, ReadIndex,
     RemoveMember, TransferLeader,
 };
 
@@ -29,7 +29,21 @@ pub struct RaftPorts {
 }
 
 impl RaftPorts {
-    pub fn of(raft: &Addr<RaftActor>, applied: tokio::sync::watch::Receiver<u64>) -> Self {
+    /// The doors of `raft`: the RaftActor, or an actor a test puts in its place.
+    pub fn of<A>(raft: &Addr<A>, applied: tokio::sync::watch::Receiver<u64>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<ClientWrite>
+            + Handler<ReadIndex>
+            + Handler<AwaitApplied>
+            + Handler<AwaitLeader>
+            + Handler<AwaitNewLeader>
+            + Handler<TransferLeader>
+            + Handler<PlanJoin>
+            + Handler<AddMember>
+            + Handler<PromoteMember>
+            + Handler<RemoveMember>,
+    {
         RaftPorts {
             client_write: raft.clone().recipient(),
             read_index: raft.clone().recipient(),
@@ -54,7 +68,11 @@ pub struct ClusterPorts {
 }
 
 impl ClusterPorts {
-    pub fn of(cluster: &Addr<ClusterActor>) -> Self {
+    /// The doors of `cluster`: the ClusterActor, or an actor a test puts in its place.
+    pub fn of<A>(cluster: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>> + Handler<WasRemoved> + Handler<PrepareJoiner>,
+    {
         ClusterPorts { was_removed: cluster.clone().recipient(), prepare_joiner: cluster.clone().recipient() }
     }
 }

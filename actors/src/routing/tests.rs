@@ -344,22 +344,9 @@ fn router(world: &Shared) -> Addr<RouterActor> {
     let raft = FakeRaft(world.clone()).start();
     let cluster = FakeCluster(world.clone()).start();
     let batcher = LeaderBatcher::new(cluster.clone().recipient()).start();
-    let raft_ports = RaftPorts {
-        client_write: raft.clone().recipient(),
-        read_index: raft.clone().recipient(),
-        await_applied: raft.clone().recipient(),
-        await_leader: raft.clone().recipient(),
-        await_new_leader: raft.clone().recipient(),
-        transfer_leader: raft.clone().recipient(),
-        plan_join: raft.clone().recipient(),
-        add_member: raft.clone().recipient(),
-        promote_member: raft.clone().recipient(),
-        remove_member: raft.clone().recipient(),
-        // Nothing is applied: every read waits through AwaitApplied, which the tests record.
-        applied: tokio::sync::watch::channel(0).1,
-    };
-    let cluster_ports =
-        ClusterPorts { was_removed: cluster.clone().recipient(), prepare_joiner: cluster.clone().recipient() };
+    // Nothing is applied: every read waits through AwaitApplied, which the tests record.
+    let raft_ports = RaftPorts::of(&raft, tokio::sync::watch::channel(0).1);
+    let cluster_ports = ClusterPorts::of(&cluster);
     RouterActor::new(ME.into(), raft_ports, cluster_ports, batcher.recipient()).start()
 }
 
@@ -485,14 +472,19 @@ async fn leadership_that_came_here_on_the_way_is_served_here() {
     assert_eq!(world.applied, vec![set("a")]);
 }
 
-#[actix::test]
-async fn an_unreachable_leader_is_waited_out_until_another_is_elected() {
+/// A write sent to node2, the leader, which fails it as `first` while node3 is elected.
+async fn write_through_a_failover(first: Peer) -> Shared {
     let world = World::new("node2");
-    peer(&world, "node2", Peer::Unreachable);
+    peer(&world, "node2", first);
     peer(&world, "node3", leads());
     world.lock().unwrap().elections.push_back(member("node3"));
-    let router = router(&world);
-    router.send(Write(set("a"))).await.unwrap().expect("written");
+    router(&world).send(Write(set("a"))).await.unwrap().expect("written");
+    world
+}
+
+#[actix::test]
+async fn an_unreachable_leader_is_waited_out_until_another_is_elected() {
+    let world = write_through_a_failover(Peer::Unreachable).await;
     let world = world.lock().unwrap();
     assert_eq!(world.sent_to(), ["node2", "node3"]);
     assert_eq!(world.applied, vec![set("a")]);
@@ -500,12 +492,7 @@ async fn an_unreachable_leader_is_waited_out_until_another_is_elected() {
 
 #[actix::test]
 async fn a_write_sent_again_after_its_answer_was_lost_is_applied_once() {
-    let world = World::new("node2");
-    peer(&world, "node2", Peer::LosesReply);
-    peer(&world, "node3", leads());
-    world.lock().unwrap().elections.push_back(member("node3"));
-    let router = router(&world);
-    router.send(Write(set("a"))).await.unwrap().expect("written");
+    let world = write_through_a_failover(Peer::LosesReply).await;
     let world = world.lock().unwrap();
     assert_eq!(world.sent_to(), ["node2", "node3"], "sent again to the next leader");
     assert_eq!(id_of(&world.sent[0].1), id_of(&world.sent[1].1), "under the same request id");
@@ -514,12 +501,7 @@ async fn a_write_sent_again_after_its_answer_was_lost_is_applied_once() {
 
 #[actix::test]
 async fn a_write_is_sent_again_when_the_leader_goes_silent_with_it() {
-    let world = World::new("node2");
-    peer(&world, "node2", Peer::Silent);
-    peer(&world, "node3", leads());
-    world.lock().unwrap().elections.push_back(member("node3"));
-    let router = router(&world);
-    router.send(Write(set("a"))).await.unwrap().expect("written");
+    let world = write_through_a_failover(Peer::Silent).await;
     let world = world.lock().unwrap();
     assert_eq!(world.sent_to(), ["node2", "node3"]);
     assert_eq!(world.applied, vec![set("a")]);
