@@ -4,10 +4,14 @@
 //! The command type is an open enum on purpose: compare-and-swap, transactions and leases
 //! become new variants applied in the same place ([`crate::store::StoreActor`]).
 
+pub mod txn;
+
 use std::fmt;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+pub use self::txn::{Txn, TxnResponse};
 
 /// A change to the key-value state, replicated through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +38,9 @@ pub enum Command {
     /// (compare-and-swap); otherwise nothing changes and the answer is
     /// [`CommandResponse::Refused`].
     Guarded { condition: Condition, command: Box<Command> },
+    /// A transaction ([`txn`]): compares, then one list of operations or the other, applied
+    /// at one revision; answered by [`CommandResponse::Txn`].
+    Txn(Txn),
 }
 
 /// When a [`Command::Guarded`] write applies, judged against its key as the log has it.
@@ -71,6 +78,7 @@ impl Command {
             Command::Request { command, .. } => command.payload_bytes(),
             Command::StartRevisions => 0,
             Command::Guarded { command, .. } => command.payload_bytes(),
+            Command::Txn(txn) => txn.payload_bytes(),
         }
     }
 }
@@ -84,6 +92,7 @@ impl fmt::Display for Command {
             Command::Request { id, command, .. } => write!(f, "{command} as request {}/{}", id.session, id.sequence),
             Command::StartRevisions => write!(f, "start revisions"),
             Command::Guarded { condition, command } => write!(f, "{command} if {condition:?}"),
+            Command::Txn(txn) => write!(f, "{txn}"),
         }
     }
 }
@@ -103,6 +112,8 @@ pub enum CommandResponse {
     Refused { mod_revision: u64 },
     /// One response per command of a batch, in order.
     Batch(Vec<CommandResponse>),
+    /// What a transaction found and did.
+    Txn(TxnResponse),
 }
 
 impl CommandResponse {
@@ -110,6 +121,7 @@ impl CommandResponse {
     pub fn revision(&self) -> Option<u64> {
         match self {
             CommandResponse::Written { revision } => Some(*revision),
+            CommandResponse::Txn(answer) => Some(answer.revision),
             _ => None,
         }
     }
@@ -117,9 +129,36 @@ impl CommandResponse {
     /// Whether this says more than "done" (then a peer of this build needs it whole).
     pub fn has_revisions(&self) -> bool {
         match self {
-            CommandResponse::Written { .. } | CommandResponse::Refused { .. } => true,
+            CommandResponse::Written { .. } | CommandResponse::Refused { .. } | CommandResponse::Txn(_) => true,
             CommandResponse::Batch(responses) => responses.iter().any(CommandResponse::has_revisions),
             CommandResponse::Nothing | CommandResponse::Applied => false,
+        }
+    }
+}
+
+/// The revision the stamping makes ([`crate::store::revisions`]): every key there was then
+/// created (and last changed) at it.
+pub const FIRST_REVISION: u64 = 1;
+
+/// A key's place in the store's history ([`crate::store::revisions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeyRevisions {
+    pub create_revision: u64,
+    pub mod_revision: u64,
+    pub version: u64,
+    pub lease: u64,
+}
+
+impl KeyRevisions {
+    /// A key as the stamping leaves it.
+    pub const STAMPED: KeyRevisions =
+        KeyRevisions { create_revision: FIRST_REVISION, mod_revision: FIRST_REVISION, version: 1, lease: 0 };
+
+    /// The revisions of a key written at `revision` that held `before` (None: it was absent).
+    pub fn written_at(revision: u64, before: Option<&KeyRevisions>) -> Self {
+        match before {
+            Some(before) => KeyRevisions { mod_revision: revision, version: before.version + 1, ..*before },
+            None => KeyRevisions { create_revision: revision, mod_revision: revision, version: 1, lease: 0 },
         }
     }
 }

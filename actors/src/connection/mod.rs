@@ -19,7 +19,7 @@ use crate::cluster::peer::{ForwardReply, Forwarded};
 use crate::cluster::{
     ClusterActor, DescribeCluster, DescribeNode, DescribeToPeer, LatestMetrics, Readiness, WasRemoved,
 };
-use crate::command::{Command, CommandResponse, Condition, Member};
+use crate::command::{Command, CommandResponse, Condition, Member, Txn, TxnResponse};
 use crate::connection::watch::{Change, WatchActor};
 use crate::deadlines::{CLIENT_READ, CLIENT_WRITE};
 use crate::error::{CeteError, CeteResult};
@@ -199,17 +199,33 @@ fn check_new_key(key: &str) -> CeteResult<()> {
 /// no revisions yet, or the write was a duplicate of one applied before), or
 /// [`CeteError::ConditionFailed`] for a guarded write whose condition did not hold.
 async fn write(handles: NodeHandles, command: Command) -> CeteResult<Option<u64>> {
+    match propose(&handles, command).await? {
+        CommandResponse::Refused { mod_revision } => Err(CeteError::ConditionFailed { mod_revision }),
+        response => Ok(response.revision()),
+    }
+}
+
+/// Routes a command to the leader; answers what applying it answered there.
+async fn propose(handles: &NodeHandles, command: Command) -> CeteResult<CommandResponse> {
     let routed = tokio::time::timeout(CLIENT_WRITE, handles.router.send(routing::Write(command)));
-    let response = routed.await.map_err(|_| {
+    routed.await.map_err(|_| {
         CeteError::Unavailable(format!(
             "the write was not committed within {CLIENT_WRITE:?} (no quorum reachable?); it may or may not \
              take effect"
         ))
-    })???;
-    match response {
-        CommandResponse::Refused { mod_revision } => Err(CeteError::ConditionFailed { mod_revision }),
-        response => Ok(response.revision()),
+    })??
+}
+
+/// Refuses what needs revisions while the store has none (its cluster has not started them),
+/// rather than send a command that a member of an earlier build could not decode.
+async fn needs_revisions(handles: &NodeHandles, what: &str) -> CeteResult<()> {
+    if handles.store.send(StoreRevision).await??.is_none() {
+        return Err(CeteError::Unavailable(format!(
+            "{what} need revisions, which this cluster has not started yet (its leader starts them once every \
+             member runs a build that has them)"
+        )));
     }
+    Ok(())
 }
 
 /// `command` under `condition`, if any. A condition is judged by revisions, so a node whose
@@ -217,13 +233,7 @@ async fn write(handles: NodeHandles, command: Command) -> CeteResult<Option<u64>
 /// command that a member of an earlier build could not decode.
 async fn guarded(handles: &NodeHandles, command: Command, condition: Option<Condition>) -> CeteResult<Command> {
     let Some(condition) = condition else { return Ok(command) };
-    if handles.store.send(StoreRevision).await??.is_none() {
-        return Err(CeteError::Unavailable(
-            "conditional writes need revisions, which this cluster has not started yet (its leader starts them \
-             once every member runs a build that has them)"
-                .into(),
-        ));
-    }
+    needs_revisions(handles, "conditional writes").await?;
     Ok(Command::Guarded { condition, command: Box::new(command) })
 }
 
@@ -286,6 +296,34 @@ impl Handler<KvScan> for ConnectionActor {
             }
             read_barrier(&handles, msg.consistency).await?;
             handles.store.send(Scan(msg.range)).await?
+        })
+    }
+}
+
+/// Run a transaction ([`crate::command::txn`]) on the leader, through the log (so its reads
+/// are linearizable and its writes one revision).
+#[derive(Message)]
+#[rtype(result = "CeteResult<TxnResponse>")]
+pub struct KvTxn(pub Txn);
+
+impl Handler<KvTxn> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<TxnResponse>>;
+
+    fn handle(&mut self, msg: KvTxn, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        self.serve(async move {
+            msg.0.check(MAX_KEY_BYTES, handles.max_value_bytes).map_err(CeteError::InvalidArgument)?;
+            needs_revisions(&handles, "transactions").await?;
+            match propose(&handles, Command::Txn(msg.0)).await? {
+                CommandResponse::Txn(answer) => Ok(answer),
+                // A resend that found its first sending applied: what it answered is gone.
+                CommandResponse::Applied => Err(CeteError::Unavailable(
+                    "the transaction was applied, but its answer was lost in a leader change; read the keys to \
+                     see what it did"
+                        .into(),
+                )),
+                other => Err(CeteError::Internal(format!("a transaction was answered {other:?}"))),
+            }
         })
     }
 }

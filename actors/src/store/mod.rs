@@ -44,7 +44,8 @@ use redb::{
     WriteTransaction,
 };
 
-use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership};
+use crate::command::txn::{KeyValue, TxnOp, TxnResult, MAX_TXN_SCAN};
+use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, StoredMembership, Txn, TxnResponse};
 use crate::error::{CeteError, CeteResult};
 use crate::failpoints;
 use crate::store::changes::{Change, WatchEvent};
@@ -373,6 +374,7 @@ impl Applying<'_, '_> {
                 return self.apply(*command, changes);
             }
 
+            Command::Txn(txn) => return self.transaction(txn, changes),
             Command::Request { id, command, low_water } => {
                 // Not applied again when sent again after its first sending's fate was unknown,
                 // nor once its origin has given it up.
@@ -386,6 +388,97 @@ impl Applying<'_, '_> {
             Some(revision) => CommandResponse::Written { revision },
             None => CommandResponse::Applied,
         })
+    }
+}
+
+impl Applying<'_, '_> {
+    /// A key's record as stored (None: absent), in a store with revisions.
+    fn read(&self, key: &str) -> Result<Option<StoredValue>, redb::Error> {
+        let record = self.kv.get(key)?;
+        let stored = record.map(|r| StoredValue::decode(r.value(), true)).transpose();
+        stored.map_err(|e| redb::Error::Corrupted(e.to_string()))
+    }
+
+    /// A transaction ([`crate::command::txn`]): the compares against the state as applied so
+    /// far, then one list, every write of it at the one next revision. Without revisions
+    /// nothing is judged (the front doors send none then).
+    fn transaction(&mut self, txn: Txn, changes: &mut Vec<Change>) -> Result<CommandResponse, redb::Error> {
+        let Some(current) = *self.revision else { return Ok(CommandResponse::Refused { mod_revision: 0 }) };
+        let mut succeeded = true;
+        for compare in &txn.compare {
+            let found = self.read(&compare.key)?;
+            succeeded &= compare.holds(found.as_ref().map(|f| (f.revisions.as_ref().expect("revisions"), &f.value[..])));
+        }
+        let ops = if succeeded { txn.success } else { txn.failure };
+        let next = current + 1;
+        let mut wrote = false;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(match op {
+                TxnOp::Put { key, value, lease } => {
+                    let before = self.read(&key)?.and_then(|f| f.revisions);
+                    let revisions = KeyRevisions { lease, ..KeyRevisions::written_at(next, before.as_ref()) };
+                    let record = StoredValue::encode(&value, None, Some(&revisions));
+                    self.kv.insert(key.as_str(), record.as_slice())?;
+                    wrote = true;
+                    changes.push(Change::Set { key: key.clone(), value });
+                    TxnResult::Put { key }
+                }
+                TxnOp::Delete { key } => {
+                    let removed = self.kv.remove(key.as_str())?.is_some();
+                    if removed {
+                        wrote = true;
+                        changes.push(Change::Delete { key });
+                    }
+                    TxnResult::Delete { deleted: removed as u64 }
+                }
+                TxnOp::DeletePrefix { prefix } => {
+                    let mut keys = Vec::new();
+                    for item in self.kv.range::<&str>(prefix.as_str()..)? {
+                        let (key, _) = item?;
+                        if !key.value().starts_with(prefix.as_str()) {
+                            break;
+                        }
+                        keys.push(key.value().to_string());
+                    }
+                    for key in &keys {
+                        self.kv.remove(key.as_str())?;
+                    }
+                    wrote |= !keys.is_empty();
+                    let deleted = keys.len() as u64;
+                    changes.extend(keys.into_iter().map(|key| Change::Delete { key }));
+                    TxnResult::Delete { deleted }
+                }
+                TxnOp::Get { key } => {
+                    let found = self.read(&key)?.map(|stored| KeyValue {
+                        key: key.clone(),
+                        value: stored.value,
+                        revisions: stored.revisions.unwrap_or_default(),
+                    });
+                    TxnResult::Get { key, found }
+                }
+                TxnOp::Scan { prefix, limit } => {
+                    let limit = limit.unwrap_or(MAX_TXN_SCAN).min(MAX_TXN_SCAN) as usize;
+                    let range = ScanRange { prefix, limit: Some(limit), ..ScanRange::default() };
+                    let page = scan_page(&*self.kv, &range, Some(current))
+                        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+                    let pairs = page
+                        .pairs
+                        .into_iter()
+                        .map(|item| KeyValue {
+                            key: item.key,
+                            value: item.value,
+                            revisions: item.revisions.unwrap_or_default(),
+                        })
+                        .collect();
+                    TxnResult::Scan { pairs, more: page.more, count: page.count }
+                }
+            });
+        }
+        if wrote {
+            *self.revision = Some(next);
+        }
+        Ok(CommandResponse::Txn(TxnResponse { succeeded, revision: self.revision.unwrap_or(current), results }))
     }
 }
 
@@ -580,35 +673,42 @@ pub struct Scan(pub ScanRange);
 impl Handler<Scan> for StoreActor {
     type Result = CeteResult<ScanPage>;
 
-    /// One pass over the prefix: the keys up to `start_after` are only counted, then the
-    /// page is taken, then the rest is counted.
     fn handle(&mut self, msg: Scan, _: &mut Self::Context) -> Self::Result {
-        let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("scan: {e}"));
-        let range = msg.0;
         let revision = self.revision;
-        let kv = self.txn()?.open_table(KV).map_err(|e| fail(&e))?;
-        let mut page = ScanPage { revision, ..ScanPage::default() };
-        let limit = if range.count_only { 0 } else { range.limit.unwrap_or(usize::MAX) };
-        for item in kv.range::<&str>(range.prefix.as_str()..).map_err(|e| fail(&e))? {
-            let (key, record) = item.map_err(|e| fail(&e))?;
-            let key = key.value();
-            if !key.starts_with(range.prefix.as_str()) {
-                break;
-            }
-            page.count += 1;
-            if range.start_after.as_deref().is_some_and(|after| key <= after) {
-                continue;
-            }
-            if page.pairs.len() == limit {
-                page.more |= !range.count_only;
-                continue;
-            }
-            let stored = StoredValue::decode(record.value(), revision.is_some())?;
-            let value = if range.keys_only { Bytes::new() } else { stored.value };
-            page.pairs.push(ScanItem { key: key.to_string(), value, revisions: stored.revisions });
-        }
-        Ok(page)
+        let kv = self.txn()?.open_table(KV).map_err(|e| CeteError::internal("scan", e))?;
+        scan_page(&kv, &msg.0, revision)
     }
+}
+
+/// One pass over the prefix: the keys up to `start_after` are only counted, then the page is
+/// taken, then the rest is counted.
+fn scan_page(
+    kv: &impl ReadableTable<&'static str, &'static [u8]>,
+    range: &ScanRange,
+    revision: Option<u64>,
+) -> CeteResult<ScanPage> {
+    let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("scan: {e}"));
+    let mut page = ScanPage { revision, ..ScanPage::default() };
+    let limit = if range.count_only { 0 } else { range.limit.unwrap_or(usize::MAX) };
+    for item in kv.range::<&str>(range.prefix.as_str()..).map_err(|e| fail(&e))? {
+        let (key, record) = item.map_err(|e| fail(&e))?;
+        let key = key.value();
+        if !key.starts_with(range.prefix.as_str()) {
+            break;
+        }
+        page.count += 1;
+        if range.start_after.as_deref().is_some_and(|after| key <= after) {
+            continue;
+        }
+        if page.pairs.len() == limit {
+            page.more |= !range.count_only;
+            continue;
+        }
+        let stored = StoredValue::decode(record.value(), revision.is_some())?;
+        let value = if range.keys_only { Bytes::new() } else { stored.value };
+        page.pairs.push(ScanItem { key: key.to_string(), value, revisions: stored.revisions });
+    }
+    Ok(page)
 }
 
 /// A consistent, durable view of the applied state to build a snapshot from. Reading it does
@@ -993,5 +1093,105 @@ mod tests {
         assert_eq!(before.pairs.len(), 4);
         let past = scan(ScanRange { prefix: "p/".into(), start_after: Some("p/9".into()), ..Default::default() }).await;
         assert_eq!((past.pairs.len(), past.more, past.count), (0, false, 4));
+    }
+}
+
+#[cfg(test)]
+mod txn_tests {
+    use openraft::vote::RaftLeaderId as _;
+
+    use super::*;
+    use crate::command::txn::{Compare, CompareOp, Target};
+    use crate::command::LeaderId;
+
+    fn entry(index: u64, command: Command) -> Entry {
+        Entry { log_id: LogId::new(LeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
+    }
+
+    fn put(key: &str, value: &str) -> TxnOp {
+        TxnOp::Put { key: key.into(), value: Bytes::from(value.to_string()), lease: 0 }
+    }
+
+    async fn run(store: &Addr<StoreActor>, index: u64, txn: Txn) -> TxnResponse {
+        match store.send(ApplyEntries(vec![entry(index, Command::Txn(txn))])).await.unwrap().unwrap().remove(0) {
+            CommandResponse::Txn(answer) => answer,
+            other => panic!("a transaction answered {other:?}"),
+        }
+    }
+
+    #[actix::test]
+    async fn a_transaction_writes_at_one_revision_and_reads_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
+        let start = vec![
+            entry(1, Command::StartRevisions),
+            entry(2, Command::Set { key: "a".into(), value: Bytes::from("10"), content_type: None }),
+            entry(3, Command::Set { key: "p/1".into(), value: Bytes::from("x"), content_type: None }),
+            entry(4, Command::Set { key: "p/2".into(), value: Bytes::from("y"), content_type: None }),
+        ];
+        store.send(ApplyEntries(start)).await.unwrap().unwrap();
+        // Revision 4 now; a holds "10" at mod revision 2.
+        let txn = Txn {
+            compare: vec![
+                Compare { key: "a".into(), op: CompareOp::Equal, target: Target::ModRevision(2) },
+                Compare { key: "missing".into(), op: CompareOp::Equal, target: Target::Version(0) },
+            ],
+            success: vec![
+                put("a", "7"),
+                put("b", "3"),
+                TxnOp::DeletePrefix { prefix: "p/".into() },
+                TxnOp::Get { key: "b".into() },
+                TxnOp::Scan { prefix: String::new(), limit: Some(1) },
+            ],
+            failure: vec![put("failed", "1")],
+        };
+        let answer = run(&store, 5, txn.clone()).await;
+        assert!(answer.succeeded);
+        assert_eq!(answer.revision, 5, "three writes, one revision");
+        let b = KeyRevisions { create_revision: 5, mod_revision: 5, version: 1, lease: 0 };
+        let expected = vec![
+            TxnResult::Put { key: "a".into() },
+            TxnResult::Put { key: "b".into() },
+            TxnResult::Delete { deleted: 2 },
+            TxnResult::Get {
+                key: "b".into(),
+                found: Some(KeyValue { key: "b".into(), value: Bytes::from("3"), revisions: b }),
+            },
+            TxnResult::Scan {
+                pairs: vec![KeyValue {
+                    key: "a".into(),
+                    value: Bytes::from("7"),
+                    revisions: KeyRevisions { create_revision: 2, mod_revision: 5, version: 2, lease: 0 },
+                }],
+                more: true,
+                count: 2,
+            },
+        ];
+        assert_eq!(answer.results, expected);
+
+        // The same again: a's mod revision is 5 now, so the failure list runs.
+        let answer = run(&store, 6, txn).await;
+        assert!(!answer.succeeded);
+        assert_eq!((answer.revision, answer.results), (6, vec![TxnResult::Put { key: "failed".into() }]));
+
+        // Only reads, or deletes of nothing: no revision.
+        let reads = Txn {
+            success: vec![TxnOp::Get { key: "nothing".into() }, TxnOp::Delete { key: "nothing".into() }],
+            ..Txn::default()
+        };
+        let answer = run(&store, 7, reads).await;
+        assert_eq!(answer.revision, 6);
+        assert_eq!(answer.results[0], TxnResult::Get { key: "nothing".into(), found: None });
+        assert_eq!(store.send(StoreRevision).await.unwrap().unwrap(), Some(6));
+    }
+
+    #[actix::test]
+    async fn without_revisions_a_transaction_is_not_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreActor::open(&dir.path().join("store.redb")).unwrap().start();
+        let txn = Txn { success: vec![put("a", "1")], ..Txn::default() };
+        let answer = store.send(ApplyEntries(vec![entry(1, Command::Txn(txn))])).await.unwrap().unwrap();
+        assert_eq!(answer, vec![CommandResponse::Refused { mod_revision: 0 }]);
+        assert_eq!(store.send(ReadKey("a".into())).await.unwrap().unwrap().found, None);
     }
 }

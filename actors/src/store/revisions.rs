@@ -18,35 +18,14 @@
 //! - with: `[u64 LE create_revision][u64 LE mod_revision][u64 LE version][u64 LE lease]`,
 //!   then the same.
 
-use serde::{Deserialize, Serialize};
-
-/// The revision the stamping makes: every key there was then created (and last changed) at it.
-pub const FIRST_REVISION: u64 = 1;
+pub use crate::command::FIRST_REVISION;
 
 const HEADER: usize = 4 * 8;
 
-/// A key's place in the store's history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct KeyRevisions {
-    pub create_revision: u64,
-    pub mod_revision: u64,
-    pub version: u64,
-    pub lease: u64,
-}
+pub use crate::command::KeyRevisions;
 
+/// How a key's revisions head its record ([`crate::store::StoredValue`]).
 impl KeyRevisions {
-    /// A key as the stamping leaves it.
-    pub const STAMPED: KeyRevisions =
-        KeyRevisions { create_revision: FIRST_REVISION, mod_revision: FIRST_REVISION, version: 1, lease: 0 };
-
-    /// The revisions of a key written at `revision` that held `before` (None: it was absent).
-    pub fn written_at(revision: u64, before: Option<&KeyRevisions>) -> Self {
-        match before {
-            Some(before) => KeyRevisions { mod_revision: revision, version: before.version + 1, ..*before },
-            None => KeyRevisions { create_revision: revision, mod_revision: revision, version: 1, lease: 0 },
-        }
-    }
-
     pub(crate) fn encode_into(&self, record: &mut Vec<u8>) {
         for word in [self.create_revision, self.mod_revision, self.version, self.lease] {
             record.extend_from_slice(&word.to_le_bytes());

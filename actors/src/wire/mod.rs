@@ -6,4 +6,5 @@
 
 pub mod address;
 pub mod tls;
+pub mod txn_json;
 pub mod value_json;
