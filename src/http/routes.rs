@@ -10,7 +10,7 @@ use cete_actors::command::Condition;
 use cete_actors::connection::*;
 use cete_actors::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use cete_actors::store::ScanRange;
-use cete_actors::wire::value_json;
+use cete_actors::wire::txn_json;
 use cete_actors::CeteError;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -47,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(web::resource("/v1/scan").get(scan).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/txn").post(txn).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/watch").get(watch).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/metrics").get(metrics).default_service(web::to(method_not_allowed)))
         .default_service(web::to(not_found));
@@ -300,20 +301,7 @@ async fn scan(req: HttpRequest) -> Answer {
     let pairs: Vec<_> = page
         .pairs
         .iter()
-        .map(|item| {
-            let mut pair = serde_json::Map::new();
-            pair.insert("key".into(), item.key.clone().into());
-            if !keys_only {
-                value_json::insert_value(&mut pair, &item.value);
-            }
-            if let Some(key) = item.revisions {
-                pair.insert("create_revision".into(), key.create_revision.into());
-                pair.insert("mod_revision".into(), key.mod_revision.into());
-                pair.insert("version".into(), key.version.into());
-                pair.insert("lease".into(), key.lease.into());
-            }
-            serde_json::Value::Object(pair)
-        })
+        .map(|item| txn_json::pair(&item.key, (!keys_only).then_some(&item.value[..]), item.revisions.as_ref()))
         .collect();
     let mut body = serde_json::json!({ "pairs": pairs, "more": page.more, "count": page.count });
     let mut answer = HttpResponse::Ok();
@@ -322,6 +310,18 @@ async fn scan(req: HttpRequest) -> Answer {
         answer.insert_header((REVISION_HEADER, revision.to_string()));
     }
     Ok(answer.json(body))
+}
+
+/// `POST /v1/txn`: a transaction as JSON ([`txn_json`]), answered
+/// `{"succeeded","revision","results"}` with 200 whether its compares held or not.
+async fn txn(req: HttpRequest, payload: web::Payload, limits: web::Data<Limits>) -> Answer {
+    check_query(req.query_string())?;
+    // Its values may be as large as one value, and travel in base64 when they are not text.
+    let limit = limits.max_value_bytes.saturating_mul(4) / 3 + MAX_JSON_BYTES;
+    let body = read_body(payload, &req, limit, "the transaction").await?;
+    let txn = txn_json::parse(&body).map_err(CeteError::InvalidArgument)?;
+    let answer = connection(&req)?.send(KvTxn(txn)).await??;
+    Ok(HttpResponse::Ok().insert_header((REVISION_HEADER, answer.revision.to_string())).json(txn_json::answer(&answer)))
 }
 
 /// The query of `GET /v1/scan`.

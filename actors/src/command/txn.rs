@@ -157,7 +157,8 @@ impl Txn {
     /// Why this transaction is not one to apply, if it is not: too many compares or
     /// operations, an empty key, a key too long or a value too large to store, or a key that
     /// one list writes twice (a put and another put or a delete of it: which would win is
-    /// not for a client to guess; etcd refuses it too).
+    /// not for a client to guess; etcd refuses it too). The values of one list together may
+    /// be as large as one value: the transaction is one log entry, as a write is.
     pub fn check(&self, max_key_bytes: usize, max_value_bytes: usize) -> Result<(), String> {
         if self.compare.len() > MAX_TXN_OPS {
             return Err(format!("{} compares, over the limit of {MAX_TXN_OPS}", self.compare.len()));
@@ -170,6 +171,12 @@ impl Txn {
         for (name, ops) in [("success", &self.success), ("failure", &self.failure)] {
             if ops.len() > MAX_TXN_OPS {
                 return Err(format!("{} operations on {name}, over the limit of {MAX_TXN_OPS}", ops.len()));
+            }
+            let values: usize = ops.iter().map(|op| if let TxnOp::Put { value, .. } = op { value.len() } else { 0 }).sum();
+            if values > max_value_bytes {
+                return Err(format!(
+                    "the values {name} puts are {values} bytes together, over the limit of {max_value_bytes} bytes"
+                ));
             }
             for (at, op) in ops.iter().enumerate() {
                 match op {
