@@ -7,6 +7,7 @@
 //! the rest of the binary receives; nothing else reads the environment.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use clap::builder::{BoolishValueParser, OsStringValueParser, TypedValueParser};
@@ -23,6 +24,9 @@ const DEFAULT_LOG_MAX_BACKUPS: usize = 3;
 const DEFAULT_LOG_MAX_AGE_DAYS: u64 = 30;
 const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
 const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+/// As long as Kubernetes' API server keeps etcd's history (it compacts every 5 minutes): long
+/// enough for a watcher to reconnect after a restart, short enough to bound the disk.
+const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(5 * 60);
 
 const LOG_LEVELS: [&str; 5] = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
 
@@ -112,6 +116,29 @@ pub struct StartArgs {
     /// Take a Raft snapshot after this many applied log entries [default: 10000]
     #[arg(long, env = "CETE_SNAPSHOT_EVERY", value_name = "ENTRIES")]
     pub snapshot_every: Option<u64>,
+
+    /// How long the change history is kept for watches that resume from a revision, before
+    /// it is compacted (e.g. 90s, 10m, 2h; 0 keeps it forever) [default: 5m]
+    #[arg(long, env = "CETE_HISTORY_RETENTION", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_in_file")]
+    pub history_retention: Option<Duration>,
+}
+
+/// A duration as people write it: `90s`, `10m`, `1h 30m`, `0`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match text.trim() {
+        "0" => Ok(Duration::ZERO),
+        text => humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 90s or 10m: {e}")),
+    }
+}
+
+fn duration_as_text<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_duration(*duration))
+}
+
+fn duration_in_file<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
 }
 
 /// The resolved configuration of a node, every default applied and every value checked.
@@ -135,6 +162,8 @@ pub struct Config {
     pub log_compress: bool,
     pub max_value_bytes: usize,
     pub snapshot_every: u64,
+    #[serde(serialize_with = "duration_as_text")]
+    pub history_retention: Duration,
 }
 
 impl StartArgs {
@@ -180,6 +209,7 @@ impl StartArgs {
             log_compress: self.log_compress.or(lower.log_compress),
             max_value_bytes: self.max_value_bytes.or(lower.max_value_bytes),
             snapshot_every: self.snapshot_every.or(lower.snapshot_every),
+            history_retention: self.history_retention.or(lower.history_retention),
         }
     }
 
@@ -202,6 +232,7 @@ impl StartArgs {
             log_compress: self.log_compress.unwrap_or(false),
             max_value_bytes: self.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES),
             snapshot_every: self.snapshot_every.unwrap_or(DEFAULT_SNAPSHOT_EVERY),
+            history_retention: self.history_retention.unwrap_or(DEFAULT_HISTORY_RETENTION),
         }
     }
 }
@@ -318,6 +349,7 @@ log_max_age: 4
 log_compress: true
 max_value_bytes: 1024
 snapshot_every: 5
+history_retention: 90s
 ";
 
     fn full_yaml_config() -> Config {
@@ -339,6 +371,7 @@ snapshot_every: 5
             log_compress: true,
             max_value_bytes: 1024,
             snapshot_every: 5,
+            history_retention: Duration::from_secs(90),
         }
     }
 
@@ -365,6 +398,7 @@ snapshot_every: 5
                 log_compress: false,
                 max_value_bytes: 67_108_864,
                 snapshot_every: 10_000,
+                history_retention: DEFAULT_HISTORY_RETENTION,
             }
         );
     }
@@ -406,6 +440,7 @@ snapshot_every: 5
             "--log-compress=false",
             "--max-value-bytes=2048",
             "--snapshot-every=50",
+            "--history-retention=2h",
         ])
         .expect("flags resolve");
         assert_eq!(
@@ -428,6 +463,7 @@ snapshot_every: 5
                 log_compress: false,
                 max_value_bytes: 2048,
                 snapshot_every: 50,
+                history_retention: Duration::from_secs(2 * 3600),
             }
         );
     }

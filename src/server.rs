@@ -43,6 +43,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         me: me.clone(),
         data_directory: config.data_directory.clone(),
         snapshot_every: config.snapshot_every,
+        history_retention: config.history_retention,
         max_value_bytes: config.max_value_bytes,
         peer_tls: tls.as_ref().map(|t| t.peers.clone()),
     };

@@ -41,6 +41,9 @@ pub enum Command {
     /// A transaction ([`txn`]): compares, then one list of operations or the other, applied
     /// at one revision; answered by [`CommandResponse::Txn`].
     Txn(Txn),
+    /// Forget the change history below this revision ([`crate::store::history`]): proposed by
+    /// the leader once the revision is older than the history's retention.
+    Compact { revision: u64 },
 }
 
 /// When a [`Command::Guarded`] write applies, judged against its key as the log has it.
@@ -79,6 +82,7 @@ impl Command {
             Command::StartRevisions => 0,
             Command::Guarded { command, .. } => command.payload_bytes(),
             Command::Txn(txn) => txn.payload_bytes(),
+            Command::Compact { .. } => 8,
         }
     }
 }
@@ -93,6 +97,7 @@ impl fmt::Display for Command {
             Command::StartRevisions => write!(f, "start revisions"),
             Command::Guarded { condition, command } => write!(f, "{command} if {condition:?}"),
             Command::Txn(txn) => write!(f, "{txn}"),
+            Command::Compact { revision } => write!(f, "compact the history below revision {revision}"),
         }
     }
 }

@@ -28,6 +28,10 @@ pub enum CeteError {
     /// revision (0: it does not exist): HTTP 412.
     #[error("the condition did not hold: the key's mod revision is {mod_revision}{}", if *.mod_revision == 0 { " (it does not exist)" } else { "" })]
     ConditionFailed { mod_revision: u64 },
+    /// A watch from a revision older than the history keeps ([`crate::store::history`]): HTTP
+    /// 410, gRPC OUT_OF_RANGE. The oldest revision kept.
+    #[error("revision {asked} is compacted: the history starts at revision {compact_revision}")]
+    Compacted { asked: u64, compact_revision: u64 },
 }
 
 impl CeteError {

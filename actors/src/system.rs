@@ -32,6 +32,8 @@ pub struct NodeSettings {
     pub data_directory: PathBuf,
     /// Build a snapshot (and purge the log behind it) every this many applied entries.
     pub snapshot_every: u64,
+    /// How long the change history is kept before the leader compacts it (zero: forever).
+    pub history_retention: Duration,
     pub max_value_bytes: usize,
     /// TLS for node-to-node connections, when the node runs with a certificate.
     pub peer_tls: Option<ClientTls>,
@@ -138,6 +140,9 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         batcher.recipient(),
     ));
     start_revisions(store.clone(), cluster.clone(), router.clone());
+    if !settings.history_retention.is_zero() {
+        compact_history(store.clone(), cluster.clone(), router.clone(), settings.history_retention);
+    }
     let handles = NodeHandles {
         me: settings.me.name.clone(),
         raft,
@@ -172,6 +177,62 @@ fn start_revisions(store: Addr<StoreActor>, cluster: Addr<ClusterActor>, router:
                 }
             }
             tokio::time::sleep(CHECK_EVERY).await;
+        }
+    });
+}
+
+/// How often the compactor notes the store's revision, and how often at most it proposes a
+/// compaction.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+const COMPACT_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the change history to `retention` ([`crate::store::history`]): notes when this node
+/// had applied which revision, and, while it leads, proposes [`Command::Compact`] up to the
+/// newest revision it had applied `retention` ago. So a compaction point is a log entry that
+/// every node applies alike, chosen by one clock, and never by a follower's. A node that has
+/// just become leader has only its own notes (taken while it followed, of revisions it had
+/// applied, so committed at least that long ago): it never compacts earlier than the old leader
+/// would have. Proposed only once every member reads the entry.
+fn compact_history(store: Addr<StoreActor>, cluster: Addr<ClusterActor>, router: Addr<RouterActor>, retention: Duration) {
+    actix::spawn(async move {
+        let mut notes: std::collections::VecDeque<(std::time::Instant, u64)> = Default::default();
+        let mut last_proposal = std::time::Instant::now();
+        let mut proposed = 0;
+        loop {
+            tokio::time::sleep(SAMPLE_EVERY).await;
+            let revision = match store.send(StoreRevision).await {
+                Ok(Ok(Some(revision))) => revision,
+                Ok(Ok(None)) => continue,
+                Ok(Err(_)) | Err(_) => return,
+            };
+            let now = std::time::Instant::now();
+            if notes.back().is_none_or(|(_, noted)| *noted != revision) {
+                notes.push_back((now, revision));
+            }
+            // The newest revision applied `retention` ago: everything up to it is older.
+            let old_enough = |note: Option<&(std::time::Instant, u64)>| {
+                note.is_some_and(|(at, _)| now.duration_since(*at) >= retention)
+            };
+            while old_enough(notes.get(1)) {
+                notes.pop_front();
+            }
+            let due = notes.front().filter(|note| old_enough(Some(note))).map(|(_, revision)| *revision);
+            let Some(floor) = due.map(|due| due + 1).filter(|floor| *floor > proposed) else { continue };
+            if now.duration_since(last_proposal) < COMPACT_EVERY {
+                continue;
+            }
+            last_proposal = now;
+            if !cluster.send(MembersRead(features::HISTORY)).await.unwrap_or(false) {
+                continue;
+            }
+            match router.send(routing::Write(Command::Compact { revision: floor })).await {
+                Ok(Ok(_)) => {
+                    log::debug!("compacted the change history below revision {floor}");
+                    proposed = floor;
+                }
+                Ok(Err(e)) => log::warn!("could not compact the change history: {e}"),
+                Err(_) => return,
+            }
         }
     });
 }

@@ -30,6 +30,10 @@ pub const CONSISTENCY_METADATA: &str = "cete-consistency";
 /// gRPC request metadata restricting a Watch to keys under a prefix.
 pub const WATCH_PREFIX_METADATA: &str = "cete-watch-prefix";
 
+/// gRPC request metadata starting a Watch at a past revision: every change from it on is
+/// replayed from the history, then live ones follow.
+pub const WATCH_START_REVISION_METADATA: &str = "cete-watch-start-revision";
+
 /// Response metadata of `Set` and `Delete`: the store's revision after the write (once the
 /// cluster counts revisions).
 pub const REVISION_METADATA: &str = "cete-revision";

@@ -13,13 +13,17 @@ use serde_json::{json, Value};
 
 use super::dial::status_error;
 use super::{emit, ClientArgs};
-use cete_proto::WATCH_PREFIX_METADATA as WATCH_PREFIX_KEY;
+use cete_proto::{WATCH_PREFIX_METADATA as WATCH_PREFIX_KEY, WATCH_START_REVISION_METADATA};
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
     /// Only changes to keys under this prefix (membership changes are then left out)
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
+    /// Replay every change from this revision on first, then follow live ones (resuming a
+    /// watch: the revision after the last one seen)
+    #[arg(long, value_name = "REVISION")]
+    pub start_revision: Option<u64>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -30,6 +34,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     if let Some(prefix) = args.prefix.filter(|p| !p.is_empty()) {
         let value = prefix.parse().map_err(|_| anyhow!("the prefix {prefix:?} cannot travel as gRPC metadata"))?;
         request.metadata_mut().insert(WATCH_PREFIX_KEY, value);
+    }
+    if let Some(revision) = args.start_revision {
+        request.metadata_mut().insert(WATCH_START_REVISION_METADATA, revision.into());
     }
     let mut stream = client.watch(request).await.map_err(status_error)?.into_inner();
     // Interrupting a watch is how it normally ends. One listener for the whole loop, so an
@@ -45,10 +52,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         let Some(response) = next? else {
             return Ok(ExitCode::SUCCESS);
         };
-        let Some(event) = response.event else {
+        let Some(event) = response.event.clone() else {
             continue;
         };
-        let mut line = serde_json::to_string(&event_line(event))
+        let mut line = serde_json::to_string(&event_line(event).with_revisions(&response))
             .map_err(|err| anyhow!("cannot encode an event as JSON: {err}"))?;
         line.push('\n');
         if !emit(line.as_bytes())? {
@@ -57,18 +64,45 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// One line of output; a struct so that `type` comes before `data`.
+/// One line of output; a struct so that `type` comes before `data`, and the revisions after
+/// them (as `GET /v1/watch` has them), for a key's change once revisions have started.
 #[derive(Serialize)]
 struct WatchLine {
     r#type: &'static str,
     data: Value,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    revisions: Option<LineRevisions>,
+}
+
+#[derive(Serialize)]
+struct LineRevisions {
+    revision: i64,
+    create_revision: i64,
+    mod_revision: i64,
+    version: i64,
+    lease: i64,
+}
+
+impl WatchLine {
+    fn with_revisions(mut self, response: &cete_proto::kvs::WatchResponse) -> Self {
+        if response.revision != 0 {
+            self.revisions = Some(LineRevisions {
+                revision: response.revision,
+                create_revision: response.create_revision,
+                mod_revision: response.mod_revision,
+                version: response.version,
+                lease: response.lease,
+            });
+        }
+        self
+    }
 }
 
 /// `data` is decoded by its type URL, and is `null` when absent.
 fn event_line(event: Event) -> WatchLine {
     let kind = event::Type::try_from(event.r#type).unwrap_or(event::Type::Unknown);
     let data = event.data.map_or(Value::Null, |any| data_json(&any.type_url, &any.value));
-    WatchLine { r#type: kind.as_str_name(), data }
+    WatchLine { r#type: kind.as_str_name(), data, revisions: None }
 }
 
 fn data_json(type_url: &str, bytes: &[u8]) -> Value {

@@ -20,7 +20,7 @@ use crate::stopping::Stopping;
 use cete_actors::command::Condition;
 use cete_proto::{
     CONSISTENCY_METADATA as CONSISTENCY_KEY, IF_ABSENT_METADATA, IF_EXISTS_METADATA, IF_MOD_REVISION_METADATA,
-    WATCH_PREFIX_METADATA as WATCH_PREFIX_KEY,
+    WATCH_PREFIX_METADATA as WATCH_PREFIX_KEY, WATCH_START_REVISION_METADATA,
 };
 
 pub struct KvsService {
@@ -269,7 +269,13 @@ impl Kvs for KvsService {
                     .map_err(|_| Status::invalid_argument(format!("{WATCH_PREFIX_KEY} must be visible ASCII")))?
                     .to_string(),
             };
-            let changes = conn.send(OpenWatch { prefix }).await.map_err(mailbox)?;
+            let start_revision = match request.metadata().get(WATCH_START_REVISION_METADATA) {
+                None => None,
+                Some(value) => Some(value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
+                    Status::invalid_argument(format!("{WATCH_START_REVISION_METADATA} must be a revision"))
+                })?),
+            };
+            let changes = conn.send(OpenWatch { prefix, start_revision }).await.map_err(mailbox)?.map_err(status)?;
             let stream = ReceiverStream::new(changes).map(|change| change.map(|c| c.to_proto()).map_err(status));
             let stream = self.stopping.cut_off(stream, Err(Status::unavailable("the node is stopping")));
             Ok(Response::new(Box::pin(stream) as WatchStream))

@@ -41,6 +41,7 @@ pub fn status(err: CeteError) -> Status {
         CeteError::Unavailable(_) => Status::unavailable(message),
         CeteError::Internal(_) => Status::internal(message),
         CeteError::ConditionFailed { .. } => Status::failed_precondition(message),
+        CeteError::Compacted { .. } => Status::out_of_range(message),
     }
 }
 

@@ -35,13 +35,16 @@ impl ResponseError for HttpError {
             CeteError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             CeteError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             CeteError::ConditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            CeteError::Compacted { .. } => StatusCode::GONE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut body = serde_json::json!({ "error": self.0.to_string() });
-        if let CeteError::ConditionFailed { mod_revision } = self.0 {
-            body["mod_revision"] = mod_revision.into();
+        match self.0 {
+            CeteError::ConditionFailed { mod_revision } => body["mod_revision"] = mod_revision.into(),
+            CeteError::Compacted { compact_revision, .. } => body["compact_revision"] = compact_revision.into(),
+            _ => {}
         }
         HttpResponse::build(self.status_code()).json(body)
     }

@@ -344,11 +344,28 @@ fn flag(name: &str, value: Option<&str>) -> Result<bool, CeteError> {
     }
 }
 
-/// `GET /v1/watch?prefix=P`: one JSON object per change, one per line, until the client
-/// leaves; a client that falls behind gets a final `{"error":..}` line.
+/// `GET /v1/watch?prefix=P&start_revision=R`: one JSON object per change, one per line, until
+/// the client leaves; a client that falls behind gets a final `{"error":..}` line. With
+/// `start_revision`, the changes since R come first; R older than the history is 410.
 async fn watch(req: HttpRequest, stopping: web::Data<Stopping>) -> Answer {
-    let (_, prefix) = read_query(&req)?;
-    let changes = connection(&req)?.send(OpenWatch { prefix }).await?;
+    #[derive(Deserialize)]
+    struct WatchQuery {
+        prefix: Option<String>,
+        start_revision: Option<String>,
+    }
+    check_query(req.query_string())?;
+    let query = web::Query::<WatchQuery>::from_query(req.query_string())
+        .map_err(|e| CeteError::InvalidArgument(format!("bad query string: {e}")))?
+        .into_inner();
+    let start_revision = match query.start_revision.as_deref() {
+        None => None,
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| CeteError::InvalidArgument(format!("start_revision must be a revision, not {text:?}")))?,
+        ),
+    };
+    let prefix = query.prefix.unwrap_or_default();
+    let changes = connection(&req)?.send(OpenWatch { prefix, start_revision }).await??;
     let json_line = |json: serde_json::Value| {
         let mut line = json.to_string();
         line.push('\n');

@@ -4,7 +4,7 @@
 //! build reads ([`crate::cluster::peer::Forwarded::Features`]; a node of an earlier build does
 //! not know the question, which counts as no) and proposes the entry only when all of them do.
 //!
-//! One feature today: revisions ([`crate::store::revisions`]), turned on by the first
+//! Revisions ([`crate::store::revisions`]), turned on by the first
 //! [`crate::command::Command::StartRevisions`] in the log, which the node's start-up has
 //! proposed once [`crate::cluster::MembersRead`] says every member reads it
 //! ([`crate::system`]).
@@ -12,8 +12,11 @@
 /// The store counts revisions ([`crate::store::revisions`]).
 pub const REVISIONS: &str = "revisions";
 
+/// The change history's compaction entries ([`crate::store::history`]).
+pub const HISTORY: &str = "history";
+
 /// Every feature this build reads: its answer to `Forwarded::Features`.
-pub const READ_BY_THIS_BUILD: &[&str] = &[REVISIONS];
+pub const READ_BY_THIS_BUILD: &[&str] = &[REVISIONS, HISTORY];
 
 /// Whether a feature list a peer gave names `feature`.
 pub fn names(features: &[String], feature: &str) -> bool {

@@ -570,16 +570,18 @@ async fn prepare_to_join(handles: &NodeHandles) -> CeteResult<()> {
 
 /// Open a watch stream of every change applied on this node under `prefix`.
 #[derive(Message)]
-#[rtype(result = "mpsc::Receiver<CeteResult<Change>>")]
+#[rtype(result = "CeteResult<mpsc::Receiver<CeteResult<Change>>>")]
 pub struct OpenWatch {
     pub prefix: String,
+    /// Replay every change from this revision on first (None: only live changes).
+    pub start_revision: Option<u64>,
 }
 
 impl Handler<OpenWatch> for ConnectionActor {
-    type Result = MessageResult<OpenWatch>;
+    type Result = ResponseFuture<CeteResult<mpsc::Receiver<CeteResult<Change>>>>;
 
     fn handle(&mut self, msg: OpenWatch, _: &mut Self::Context) -> Self::Result {
-        MessageResult(WatchActor::spawn(&self.handles.store, msg.prefix))
+        Box::pin(WatchActor::open(self.handles.store.clone(), msg.prefix, msg.start_revision))
     }
 }
 

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::command::{Metadata, StoredMembership};
+use crate::command::{KeyRevisions, Metadata, StoredMembership};
 
-/// One applied change, as watchers see it.
+/// One applied change, as watchers see it: with the revision it was made at, once the store
+/// counts them ([`crate::store::revisions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Set { key: String, value: Bytes },
-    Delete { key: String },
+    /// The key's revisions after the write (its mod revision is the change's).
+    Set { key: String, value: Bytes, revisions: Option<KeyRevisions> },
+    Delete { key: String, revision: Option<u64> },
     Join { id: String, metadata: Metadata },
     Leave { id: String },
 }
@@ -30,9 +32,19 @@ impl Change {
         joined.chain(left).collect()
     }
 
+    /// The revision the change was made at (None: a membership change, or a store without
+    /// revisions).
+    pub fn revision(&self) -> Option<u64> {
+        match self {
+            Change::Set { revisions, .. } => revisions.map(|r| r.mod_revision),
+            Change::Delete { revision, .. } => *revision,
+            Change::Join { .. } | Change::Leave { .. } => None,
+        }
+    }
+
     pub(crate) fn matches(&self, prefix: &str) -> bool {
         match self {
-            Change::Set { key, .. } | Change::Delete { key } => key.starts_with(prefix),
+            Change::Set { key, .. } | Change::Delete { key, .. } => key.starts_with(prefix),
             // Membership changes are not keys; a key filter lets them through only when empty.
             Change::Join { .. } | Change::Leave { .. } => prefix.is_empty(),
         }

@@ -27,6 +27,7 @@
 //! from state that lost applied entries; a restart re-applies them from the log.
 
 pub mod changes;
+pub mod history;
 pub mod revisions;
 pub mod sessions;
 pub mod snapshot_file;
@@ -49,6 +50,7 @@ use crate::command::{decode, encode, Command, CommandResponse, Entry, LogId, Sto
 use crate::error::{CeteError, CeteResult};
 use crate::failpoints;
 use crate::store::changes::{Change, WatchEvent};
+use crate::store::history::HISTORY;
 use crate::store::revisions::{KeyRevisions, FIRST_REVISION};
 use crate::store::sessions::SessionTable;
 use crate::store::writeback::Writeback;
@@ -132,6 +134,10 @@ pub struct StoreActor {
     failed: Option<String>,
     /// The store's revision as of the open transaction (None: it has none yet).
     revision: Option<u64>,
+    /// The oldest revision the change history holds ([`history`]; None: no history yet).
+    floor: Option<u64>,
+    /// Changes below the floor are left to delete.
+    compacting: bool,
     watchers: Vec<Recipient<WatchEvent>>,
     /// Keeps the file's dirty pages written back between durable commits.
     _writeback: Writeback,
@@ -147,9 +153,13 @@ impl StoreActor {
         let txn = db.begin_write().map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(KV).map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
+        txn.open_table(HISTORY).map_err(|e| CeteError::internal("store", e))?;
         crate::store::sessions::upgrade(&txn).map_err(|e| CeteError::internal("store upgrade", e))?;
         txn.commit().map_err(|e| CeteError::internal("store", e))?;
-        let revision = read_revision(&db.begin_read().map_err(|e| CeteError::internal("store", e))?)?;
+        let view = db.begin_read().map_err(|e| CeteError::internal("store", e))?;
+        let revision = read_revision(&view)?;
+        let (floor, compacting) = read_floor(&view)?;
+        drop(view);
         Ok(StoreActor {
             db: Arc::new(db),
             open: None,
@@ -157,6 +167,8 @@ impl StoreActor {
             dirty: false,
             failed: None,
             revision,
+            floor,
+            compacting,
             watchers: Vec::new(),
             _writeback: writeback,
         })
@@ -236,9 +248,14 @@ impl StoreActor {
         let mut changes = Vec::new();
         let before = self.revision;
         let mut revision = before;
+        let floor_before = self.floor;
+        // A store that counted revisions before it kept history keeps it from the next one.
+        let mut floor = self.floor.or(before.map(|r| r + 1));
+        let mut compacting = self.compacting;
         let txn = self.txn()?;
         let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
         let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
+        let mut history = txn.open_table(HISTORY).map_err(|e| fail(&e))?;
         let mut sessions = SessionTable::open(txn).map_err(|e| fail(&e))?;
         let mut last_applied = None;
         let mut previous_membership: Option<StoredMembership> = None;
@@ -255,6 +272,7 @@ impl StoreActor {
                         sessions: &mut sessions,
                         index: entry.log_id.index,
                         revision: &mut revision,
+                        floor: &mut floor,
                     };
                     responses.push(applying.apply(command, &mut changes).map_err(|e| fail(&e))?);
                 }
@@ -279,8 +297,21 @@ impl StoreActor {
             let bytes = revision.unwrap_or_default().to_le_bytes();
             meta.insert(REVISION, bytes.as_slice()).map_err(|e| fail(&e))?;
         }
-        drop((kv, meta, sessions));
+        // Revisions started in these entries: what follows the start is history.
+        let floor = floor.or(revision.map(|_| FIRST_REVISION + 1));
+        history::record(&mut history, &changes).map_err(|e| fail(&e))?;
+        if floor != floor_before {
+            let bytes = floor.unwrap_or_default().to_le_bytes();
+            meta.insert(history::FLOOR, bytes.as_slice()).map_err(|e| fail(&e))?;
+            compacting = true;
+        }
+        if let (true, Some(floor)) = (compacting, floor) {
+            compacting = history::delete_below(&mut history, floor).map_err(|e| fail(&e))?;
+        }
+        drop((kv, meta, sessions, history));
         self.revision = revision;
+        self.floor = floor;
+        self.compacting = compacting;
         Ok((responses, changes))
     }
 
@@ -313,6 +344,8 @@ struct Applying<'a, 'txn> {
     sessions: &'a mut SessionTable<'txn>,
     index: u64,
     revision: &'a mut Option<u64>,
+    /// The oldest revision the history keeps.
+    floor: &'a mut Option<u64>,
 }
 
 impl Applying<'_, '_> {
@@ -332,15 +365,26 @@ impl Applying<'_, '_> {
                 };
                 let record = StoredValue::encode(&value, content_type.as_deref(), revisions.as_ref());
                 self.kv.insert(key.as_str(), record.as_slice())?;
-                changes.push(Change::Set { key, value });
+                changes.push(Change::Set { key, value, revisions });
             }
             Command::Delete { key } => {
                 let removed = self.kv.remove(key.as_str())?.is_some();
-                // Deleting a missing key changes nothing: no revision.
-                if let (true, Some(current)) = (removed, *self.revision) {
-                    *self.revision = Some(current + 1);
+                match (removed, *self.revision) {
+                    (true, Some(current)) => {
+                        *self.revision = Some(current + 1);
+                        changes.push(Change::Delete { key, revision: Some(current + 1) });
+                    }
+                    // Deleting a missing key changes nothing: no revision, and no change to
+                    // watch (which a watch resumed from the history could not see either).
+                    (false, Some(_)) => {}
+                    // Without revisions watchers are told of every delete, as always.
+                    (_, None) => changes.push(Change::Delete { key, revision: None }),
                 }
-                changes.push(Change::Delete { key });
+            }
+            Command::Compact { revision } => {
+                if let (Some(floor), Some(current)) = (self.floor.as_mut(), *self.revision) {
+                    *floor = (*floor).max(revision.min(current + 1));
+                }
             }
             Command::StartRevisions => {
                 if self.revision.is_none() {
@@ -421,14 +465,14 @@ impl Applying<'_, '_> {
                     let record = StoredValue::encode(&value, None, Some(&revisions));
                     self.kv.insert(key.as_str(), record.as_slice())?;
                     wrote = true;
-                    changes.push(Change::Set { key: key.clone(), value });
+                    changes.push(Change::Set { key: key.clone(), value, revisions: Some(revisions) });
                     TxnResult::Put { key }
                 }
                 TxnOp::Delete { key } => {
                     let removed = self.kv.remove(key.as_str())?.is_some();
                     if removed {
                         wrote = true;
-                        changes.push(Change::Delete { key });
+                        changes.push(Change::Delete { key, revision: Some(next) });
                     }
                     TxnResult::Delete { deleted: removed as u64 }
                 }
@@ -446,7 +490,7 @@ impl Applying<'_, '_> {
                     }
                     wrote |= !keys.is_empty();
                     let deleted = keys.len() as u64;
-                    changes.extend(keys.into_iter().map(|key| Change::Delete { key }));
+                    changes.extend(keys.into_iter().map(|key| Change::Delete { key, revision: Some(next) }));
                     TxnResult::Delete { deleted }
                 }
                 TxnOp::Get { key } => {
@@ -500,6 +544,19 @@ pub(crate) fn read_revision(txn: &ReadTransaction) -> CeteResult<Option<u64>> {
         Err(e) => return Err(CeteError::internal("store", e)),
     };
     revision_in(&meta)
+}
+
+/// The history's floor in a view of the store, and whether changes below it are left.
+fn read_floor(txn: &ReadTransaction) -> CeteResult<(Option<u64>, bool)> {
+    let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("store history: {e}"));
+    let meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
+    let floor = match meta.get(history::FLOOR).map_err(|e| fail(&e))? {
+        Some(bytes) => Some(u64::from_le_bytes(bytes.value().try_into().map_err(|_| fail(&"a corrupt floor"))?)),
+        None => None,
+    };
+    let history = txn.open_table(HISTORY).map_err(|e| fail(&e))?;
+    let first = history.first().map_err(|e| fail(&e))?.map(|(at, _)| at.value().0);
+    Ok((floor, matches!((first, floor), (Some(first), Some(floor)) if first < floor)))
 }
 
 fn revision_in(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> CeteResult<Option<u64>> {
@@ -610,7 +667,9 @@ impl Handler<StoreRevision> for StoreActor {
     type Result = CeteResult<Option<u64>>;
 
     fn handle(&mut self, _: StoreRevision, _: &mut Self::Context) -> Self::Result {
-        self.txn()?;
+        if let Some(why) = &self.failed {
+            return Err(CeteError::Unavailable(format!("the store stopped after a failed apply: {why}")));
+        }
         Ok(self.revision)
     }
 }
@@ -774,6 +833,9 @@ impl StoreActor {
             kv.retain(|_, _| false).map_err(|e| fail(&e))?;
             let mut sessions = SessionTable::open(&txn).map_err(|e| fail(&e))?;
             sessions.clear().map_err(|e| fail(&e))?;
+            // The snapshot carries no history: this node keeps it from the snapshot on.
+            txn.delete_table(HISTORY).map_err(|e| fail(&e))?;
+            txn.open_table(HISTORY).map_err(|e| fail(&e))?;
             if let Some(path) = &msg.source {
                 let mut pairs = crate::store::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))?;
                 revision = pairs.revision();
@@ -803,9 +865,16 @@ impl StoreActor {
                 None => meta.remove(REVISION).map(drop),
             }
             .map_err(|e| fail(&e))?;
+            match revision {
+                Some(revision) => meta.insert(history::FLOOR, (revision + 1).to_le_bytes().as_slice()).map(drop),
+                None => meta.remove(history::FLOOR).map(drop),
+            }
+            .map_err(|e| fail(&e))?;
         }
         txn.commit().map_err(|e| fail(&e))?;
         self.revision = revision;
+        self.floor = revision.map(|r| r + 1);
+        self.compacting = false;
         self.failed = None;
         Ok(keys)
     }
@@ -837,16 +906,68 @@ impl Handler<Stats> for StoreActor {
     }
 }
 
-/// Start telling `watcher` about every applied change.
+/// Start telling `watcher` about every change applied from now on. With `from`, only if the
+/// history still holds every change since that revision (else [`CeteError::Compacted`], and
+/// nothing is subscribed). Answers the store's revision now: the changes after it come live,
+/// the ones up to it are in the history ([`ReadHistory`]).
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct Subscribe(pub Recipient<WatchEvent>);
+#[rtype(result = "CeteResult<Option<u64>>")]
+pub struct Subscribe {
+    pub watcher: Recipient<WatchEvent>,
+    pub from: Option<u64>,
+}
 
 impl Handler<Subscribe> for StoreActor {
-    type Result = ();
+    type Result = CeteResult<Option<u64>>;
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
-        self.watchers.push(msg.0);
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
+        if let Some(from) = msg.from {
+            self.check_history(from)?;
+        }
+        self.watchers.push(msg.watcher);
+        Ok(self.revision)
+    }
+}
+
+impl StoreActor {
+    /// Whether the history holds every change from revision `from` on.
+    fn check_history(&self, from: u64) -> CeteResult<()> {
+        match self.floor {
+            None => Err(CeteError::Unavailable(
+                "watching from a revision needs revisions, which this cluster has not started yet".into(),
+            )),
+            Some(floor) if from < floor => Err(CeteError::Compacted { asked: from, compact_revision: floor }),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// Changes from the history ([`history`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub changes: Vec<Change>,
+    /// The revision the next page starts at (None: this one reached the newest change).
+    pub next: Option<u64>,
+}
+
+/// The changes under `prefix` from revision `from` on, a page of about `limit` of them.
+#[derive(Message)]
+#[rtype(result = "CeteResult<HistoryPage>")]
+pub struct ReadHistory {
+    pub from: u64,
+    pub prefix: String,
+    pub limit: usize,
+}
+
+impl Handler<ReadHistory> for StoreActor {
+    type Result = CeteResult<HistoryPage>;
+
+    fn handle(&mut self, msg: ReadHistory, _: &mut Self::Context) -> Self::Result {
+        self.check_history(msg.from)?;
+        let history = self.txn()?.open_table(HISTORY).map_err(|e| CeteError::internal("history", e))?;
+        let (changes, next) =
+            history::read(&history, msg.from, &msg.prefix, msg.limit).map_err(|e| CeteError::internal("history", e))?;
+        Ok(HistoryPage { changes, next })
     }
 }
 
