@@ -1,11 +1,13 @@
 //! A transaction in kvs.proto's messages (`TxnRequest`, `TxnResponse`) and in the model
-//! ([`cete_actors::command::txn`]): the Txn rpc reads a request and writes an answer. Every
-//! conversion between the two is here, so the rpc handler stays free of them.
+//! ([`cete_actors::command::txn`]), both ways: the Txn rpc reads a request and writes an
+//! answer, `cete txn` writes a request and reads the answer. Every conversion between the two
+//! is here, so the rpc handler and the CLI stay free of them.
 //!
 //! Numbers are int64 on the wire, as everywhere in kvs.proto, and u64 in the model: a request
-//! with a negative one is refused.
+//! with a negative one is refused, and one that does not fit int64 is not sent.
 
 use cete_actors::command::txn::{Compare, CompareOp, KeyValue, Target, Txn, TxnOp, TxnResponse, TxnResult};
+use cete_actors::command::KeyRevisions;
 use cete_proto::kvs::{self, compare, txn_delete, txn_op, txn_result};
 use tonic::Status;
 
@@ -85,6 +87,57 @@ fn unsigned(number: i64, what: &str) -> Result<u64, String> {
     u64::try_from(number).map_err(|_| format!("the {what} must not be negative, not {number}"))
 }
 
+/// The request that sends `txn`, or why it cannot go over gRPC: a number past int64, or a
+/// scan limit of 0 (which kvs.proto reads as "no limit", where the model refuses it).
+pub fn to_request(txn: Txn) -> Result<kvs::TxnRequest, String> {
+    let ops = |ops: Vec<TxnOp>| ops.into_iter().map(to_op).collect::<Result<Vec<_>, _>>();
+    Ok(kvs::TxnRequest {
+        compare: txn.compare.into_iter().map(to_compare).collect::<Result<_, _>>()?,
+        success: ops(txn.success)?,
+        failure: ops(txn.failure)?,
+    })
+}
+
+fn to_compare(compare: Compare) -> Result<kvs::Compare, String> {
+    let op = match compare.op {
+        CompareOp::Equal => compare::Op::Equal,
+        CompareOp::NotEqual => compare::Op::NotEqual,
+        CompareOp::Less => compare::Op::Less,
+        CompareOp::Greater => compare::Op::Greater,
+    };
+    let (target, value, number) = match compare.target {
+        Target::Value(value) => (compare::Target::Value, value, 0),
+        Target::Version(n) => (compare::Target::Version, Default::default(), signed(n, "version")?),
+        Target::CreateRevision(n) => {
+            (compare::Target::CreateRevision, Default::default(), signed(n, "create revision")?)
+        }
+        Target::ModRevision(n) => (compare::Target::ModRevision, Default::default(), signed(n, "mod revision")?),
+        Target::Lease(n) => (compare::Target::Lease, Default::default(), signed(n, "lease")?),
+    };
+    Ok(kvs::Compare { key: compare.key, target: target.into(), op: op.into(), value, number })
+}
+
+fn to_op(op: TxnOp) -> Result<kvs::TxnOp, String> {
+    let delete = |range| txn_op::Op::Delete(kvs::TxnDelete { range: Some(range) });
+    let op = match op {
+        TxnOp::Put { key, value, lease } => txn_op::Op::Put(kvs::TxnPut { key, value, lease: signed(lease, "lease")? }),
+        TxnOp::Delete { key } => delete(txn_delete::Range::Key(key)),
+        TxnOp::DeletePrefix { prefix } => delete(txn_delete::Range::Prefix(prefix)),
+        TxnOp::Get { key } => txn_op::Op::Get(kvs::TxnGet { key }),
+        TxnOp::Scan { limit: Some(0), .. } => {
+            return Err("a scan's limit must be at least 1 (leave it out for every key)".into())
+        }
+        TxnOp::Scan { prefix, limit } => {
+            txn_op::Op::Scan(kvs::TxnScan { prefix, limit: limit.map_or(Ok(0), |n| signed(n, "limit"))? })
+        }
+    };
+    Ok(kvs::TxnOp { op: Some(op) })
+}
+
+fn signed(number: u64, what: &str) -> Result<i64, String> {
+    i64::try_from(number).map_err(|_| format!("the {what} {number} is too large for the gRPC API (int64)"))
+}
+
 /// The answer to send for what a transaction did.
 pub fn to_response(answer: TxnResponse) -> kvs::TxnResponse {
     let results = answer
@@ -125,9 +178,58 @@ fn to_pair(kv: KeyValue) -> kvs::KeyValuePair {
 
 /// A number of an answer as int64, which is what kvs.proto has (as the Get and Scan answers
 /// do). Revisions and counts are far below i64::MAX; a lease id past it (one given over HTTP
-/// could be) goes as its two's complement, which a client can read back as a u64.
+/// could be) goes as its two's complement, and [`from_wire`] makes it whole again.
 fn to_wire(number: u64) -> i64 {
     number as i64
+}
+
+fn from_wire(number: i64) -> u64 {
+    number as u64
+}
+
+/// What a transaction did, from the answer a node sent, or what about the answer makes no
+/// sense (a result of no kind, a key found without its value).
+pub fn from_response(response: kvs::TxnResponse) -> Result<TxnResponse, String> {
+    let results = response
+        .results
+        .into_iter()
+        .map(|result| {
+            Ok(match result.result {
+                Some(txn_result::Result::Put(put)) => TxnResult::Put { key: put.key },
+                Some(txn_result::Result::Delete(delete)) => TxnResult::Delete { deleted: from_wire(delete.deleted) },
+                Some(txn_result::Result::Get(get)) => {
+                    let found = match (get.found, get.kv) {
+                        (true, Some(pair)) => Some(from_pair(pair)),
+                        (true, None) => return Err(format!("the node found {:?} but did not send it", get.key)),
+                        (false, _) => None,
+                    };
+                    TxnResult::Get { key: get.key, found }
+                }
+                Some(txn_result::Result::Scan(scan)) => TxnResult::Scan {
+                    pairs: scan.pairs.into_iter().map(from_pair).collect(),
+                    more: scan.more,
+                    count: from_wire(scan.count),
+                },
+                None => {
+                    return Err("the node answered a result of a kind this cete does not know (a newer node?)".into())
+                }
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(TxnResponse { succeeded: response.succeeded, revision: from_wire(response.revision), results })
+}
+
+fn from_pair(pair: kvs::KeyValuePair) -> KeyValue {
+    KeyValue {
+        key: pair.key,
+        value: pair.value,
+        revisions: KeyRevisions {
+            create_revision: from_wire(pair.create_revision),
+            mod_revision: from_wire(pair.mod_revision),
+            version: from_wire(pair.version),
+            lease: from_wire(pair.lease),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +237,54 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+
+    fn every_kind() -> Txn {
+        let compare = |op, target| Compare { key: "k".into(), op, target };
+        Txn {
+            compare: vec![
+                compare(CompareOp::Equal, Target::Value(Bytes::from_static(b"\xff\x00"))),
+                compare(CompareOp::NotEqual, Target::Version(3)),
+                compare(CompareOp::Less, Target::CreateRevision(4)),
+                compare(CompareOp::Greater, Target::ModRevision(5)),
+                compare(CompareOp::Equal, Target::Lease(0)),
+            ],
+            success: vec![
+                TxnOp::Put { key: "a".into(), value: Bytes::from_static(b"1"), lease: 7 },
+                TxnOp::Delete { key: "b".into() },
+                TxnOp::DeletePrefix { prefix: String::new() },
+                TxnOp::Get { key: "a".into() },
+            ],
+            failure: vec![
+                TxnOp::Scan { prefix: "p/".into(), limit: Some(2) },
+                TxnOp::Scan { prefix: "q/".into(), limit: None },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_transaction_comes_back_whole_from_the_wire() {
+        let txn = every_kind();
+        let request = to_request(txn.clone()).expect("it fits the wire");
+        assert_eq!(from_request(request).expect("a valid request"), txn);
+    }
+
+    #[test]
+    fn an_answer_comes_back_whole_from_the_wire() {
+        let revisions = KeyRevisions { create_revision: 2, mod_revision: 9, version: 3, lease: u64::MAX };
+        let kv = |key: &str| KeyValue { key: key.into(), value: Bytes::from_static(b"\xfe"), revisions };
+        let answer = TxnResponse {
+            succeeded: false,
+            revision: 9,
+            results: vec![
+                TxnResult::Put { key: "a".into() },
+                TxnResult::Delete { deleted: 3 },
+                TxnResult::Get { key: "a".into(), found: Some(kv("a")) },
+                TxnResult::Get { key: "gone".into(), found: None },
+                TxnResult::Scan { pairs: vec![kv("p/1"), kv("p/2")], more: true, count: 5 },
+            ],
+        };
+        assert_eq!(from_response(to_response(answer.clone())), Ok(answer));
+    }
 
     fn refused(request: kvs::TxnRequest) -> String {
         let status = from_request(request).expect_err("refused");
@@ -186,5 +336,29 @@ mod tests {
         let mut unknown = compare(compare::Target::Value, b"v", 0);
         unknown.compare[0].target = 12;
         assert!(refused(unknown).contains("target 12 is not one of Compare.Target"));
+    }
+
+    #[test]
+    fn what_the_wire_cannot_carry_is_not_sent() {
+        let scan = Txn { success: vec![TxnOp::Scan { prefix: String::new(), limit: Some(0) }], ..Txn::default() };
+        assert!(to_request(scan).unwrap_err().contains("at least 1"));
+        let lease = Txn {
+            success: vec![TxnOp::Put { key: "a".into(), value: Bytes::new(), lease: u64::MAX }],
+            ..Txn::default()
+        };
+        assert!(to_request(lease).unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn an_answer_that_makes_no_sense_is_told() {
+        let found_nothing = kvs::TxnResponse {
+            results: vec![kvs::TxnResult {
+                result: Some(txn_result::Result::Get(kvs::TxnGetResult { key: "a".into(), found: true, kv: None })),
+            }],
+            ..Default::default()
+        };
+        assert!(from_response(found_nothing).unwrap_err().contains("did not send it"));
+        let no_kind = kvs::TxnResponse { results: vec![kvs::TxnResult { result: None }], ..Default::default() };
+        assert!(from_response(no_kind).is_err());
     }
 }
