@@ -25,6 +25,7 @@ mod node;
 mod scan;
 mod set;
 mod snapshot;
+mod txn;
 mod version;
 mod watch;
 
@@ -56,6 +57,19 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// List keys and values under a prefix, one JSON object per line
     Scan(scan::ScanArgs),
+    /// Run a transaction read as JSON from FILE or stdin, and print its answer as JSON
+    ///
+    /// The transaction is {"compare":[..],"success":[..],"failure":[..]}, each compare
+    /// {"key","target","op","value"} (target value, version, create_revision, mod_revision
+    /// or lease; op =, !=, <, >), each operation {"put":{"key","value"}}, {"delete":{"key"}},
+    /// {"delete":{"prefix"}}, {"get":{"key"}} or {"scan":{"prefix","limit"}}; a value that is
+    /// not text goes as "value_base64". The success list runs if every compare holds, else the
+    /// failure list.
+    ///
+    /// It exits 0 once the transaction ran, whichever list ran: "succeeded" in the answer says
+    /// which (`cete txn t.json | jq -e .succeeded` tests it). A transaction the node refuses,
+    /// or one that cannot be read, exits 1.
+    Txn(txn::TxnArgs),
     /// Add the node listening on GRPC_ADDRESS to the cluster, under the name ID
     Join(join::JoinArgs),
     /// Remove a node from the cluster
@@ -108,6 +122,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Get(args) => get::run(args).await,
         Command::Delete(args) => delete::run(args).await,
         Command::Scan(args) => scan::run(args).await,
+        Command::Txn(args) => txn::run(args).await,
         Command::Join(args) => join::run(args).await,
         Command::Leave(args) => leave::run(args).await,
         Command::Leader(args) => leader::run(args).await,
@@ -198,5 +213,17 @@ mod tests {
             panic!("not scan");
         };
         assert_eq!(args.prefix, "");
+    }
+
+    #[test]
+    fn txn_reads_a_file_or_stdin() {
+        let Command::Txn(args) = Cli::parse_from(["cete", "txn", "t.json", "--grpc-address", ":9001"]).command else {
+            panic!("not txn");
+        };
+        assert_eq!((args.file.as_deref(), args.client.grpc_address.as_str()), (Some("t.json".as_ref()), ":9001"));
+        let Command::Txn(args) = Cli::parse_from(["cete", "txn"]).command else {
+            panic!("not txn");
+        };
+        assert!(args.file.is_none());
     }
 }

@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::{connection_of, status};
+use super::{connection_of, status, txn};
 use crate::stopping::Stopping;
 
 use cete_actors::command::Condition;
@@ -252,6 +252,18 @@ impl Kvs for KvsService {
             let key = request.into_inner().key;
             let revision = conn.send(KvDelete { key, condition }).await.map_err(mailbox)?.map_err(status)?;
             Ok(with_revision(Response::new(()), revision))
+        })
+        .await
+    }
+
+    async fn txn(&self, request: Request<kvs::TxnRequest>) -> Result<Response<kvs::TxnResponse>, Status> {
+        observed("Txn", async {
+            let conn = connection_of(&request)?;
+            let asked = txn::from_request(request.into_inner())?;
+            let answer = conn.send(KvTxn(asked)).await.map_err(mailbox)?.map_err(status)?;
+            // In the answer too, but a client of Set and Delete looks for it in the metadata.
+            let revision = Some(answer.revision);
+            Ok(with_revision(Response::new(txn::to_response(answer)), revision))
         })
         .await
     }

@@ -9,6 +9,7 @@
 mod kvs;
 mod limit;
 mod raft;
+pub mod txn;
 
 use std::future::Future;
 use std::net::SocketAddr;

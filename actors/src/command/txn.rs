@@ -88,13 +88,26 @@ impl Compare {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOp {
     /// Store `value` under `key`, attached to `lease` (0: none).
-    Put { key: String, value: Bytes, lease: u64 },
-    Delete { key: String },
+    Put {
+        key: String,
+        value: Bytes,
+        lease: u64,
+    },
+    Delete {
+        key: String,
+    },
     /// Delete every key under `prefix`.
-    DeletePrefix { prefix: String },
-    Get { key: String },
+    DeletePrefix {
+        prefix: String,
+    },
+    Get {
+        key: String,
+    },
     /// The keys under `prefix` in key order, at most `limit` of them (and [`MAX_TXN_SCAN`]).
-    Scan { prefix: String, limit: Option<u64> },
+    Scan {
+        prefix: String,
+        limit: Option<u64>,
+    },
 }
 
 /// A key, its value and its revisions, as a transaction read them.
@@ -108,11 +121,22 @@ pub struct KeyValue {
 /// What one operation did or found, in the order of its list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnResult {
-    Put { key: String },
+    Put {
+        key: String,
+    },
     /// How many keys a delete (of a key or a prefix) removed.
-    Delete { deleted: u64 },
-    Get { key: String, found: Option<KeyValue> },
-    Scan { pairs: Vec<KeyValue>, more: bool, count: u64 },
+    Delete {
+        deleted: u64,
+    },
+    Get {
+        key: String,
+        found: Option<KeyValue>,
+    },
+    Scan {
+        pairs: Vec<KeyValue>,
+        more: bool,
+        count: u64,
+    },
 }
 
 /// What a transaction answers.
@@ -146,11 +170,8 @@ impl TxnOp {
 
 impl Txn {
     pub(crate) fn payload_bytes(&self) -> usize {
-        let compares: usize = self
-            .compare
-            .iter()
-            .map(|c| c.key.len() + if let Target::Value(v) = &c.target { v.len() } else { 8 })
-            .sum();
+        let compares: usize =
+            self.compare.iter().map(|c| c.key.len() + if let Target::Value(v) = &c.target { v.len() } else { 8 }).sum();
         compares + self.success.iter().chain(&self.failure).map(TxnOp::payload_bytes).sum::<usize>()
     }
 
@@ -260,17 +281,11 @@ mod tests {
         let put = |key: &str| TxnOp::Put { key: key.into(), value: Bytes::from("v"), lease: 0 };
         let twice = Txn { success: vec![put("a"), put("a")], ..Txn::default() };
         assert!(twice.check(4096, 1024).unwrap_err().contains("twice"));
-        let deleted = Txn {
-            failure: vec![TxnOp::DeletePrefix { prefix: "a/".into() }, put("a/1")],
-            ..Txn::default()
-        };
+        let deleted = Txn { failure: vec![TxnOp::DeletePrefix { prefix: "a/".into() }, put("a/1")], ..Txn::default() };
         assert!(deleted.check(4096, 1024).is_err());
         // One list each, or a read beside a write, is fine.
-        let fine = Txn {
-            success: vec![put("a"), TxnOp::Get { key: "a".into() }],
-            failure: vec![put("a")],
-            ..Txn::default()
-        };
+        let fine =
+            Txn { success: vec![put("a"), TxnOp::Get { key: "a".into() }], failure: vec![put("a")], ..Txn::default() };
         assert_eq!(fine.check(4096, 1024), Ok(()));
         let many = Txn { success: (0..=MAX_TXN_OPS).map(|i| put(&i.to_string())).collect(), ..Txn::default() };
         assert!(many.check(4096, 1024).unwrap_err().contains("limit"));

@@ -451,7 +451,8 @@ impl Applying<'_, '_> {
         let mut succeeded = true;
         for compare in &txn.compare {
             let found = self.read(&compare.key)?;
-            succeeded &= compare.holds(found.as_ref().map(|f| (f.revisions.as_ref().expect("revisions"), &f.value[..])));
+            succeeded &=
+                compare.holds(found.as_ref().map(|f| (f.revisions.as_ref().expect("revisions"), &f.value[..])));
         }
         let ops = if succeeded { txn.success } else { txn.failure };
         let next = current + 1;

@@ -79,7 +79,8 @@ struct ScanJson {
 
 /// The transaction a JSON body describes, or what is wrong with it (for a 400).
 pub fn parse(body: &[u8]) -> Result<Txn, String> {
-    let json: TxnJson = serde_json::from_slice(body).map_err(|e| format!("the body must be a transaction as JSON: {e}"))?;
+    let json: TxnJson =
+        serde_json::from_slice(body).map_err(|e| format!("the body must be a transaction as JSON: {e}"))?;
     let ops = |ops: Vec<OpJson>| ops.into_iter().map(op).collect::<Result<Vec<_>, _>>();
     Ok(Txn {
         compare: json.compare.into_iter().map(compare).collect::<Result<_, _>>()?,
