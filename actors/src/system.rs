@@ -193,7 +193,12 @@ const COMPACT_EVERY: Duration = Duration::from_secs(5);
 /// just become leader has only its own notes (taken while it followed, of revisions it had
 /// applied, so committed at least that long ago): it never compacts earlier than the old leader
 /// would have. Proposed only once every member reads the entry.
-fn compact_history(store: Addr<StoreActor>, cluster: Addr<ClusterActor>, router: Addr<RouterActor>, retention: Duration) {
+fn compact_history(
+    store: Addr<StoreActor>,
+    cluster: Addr<ClusterActor>,
+    router: Addr<RouterActor>,
+    retention: Duration,
+) {
     actix::spawn(async move {
         let mut notes: std::collections::VecDeque<(std::time::Instant, u64)> = Default::default();
         let mut last_proposal = std::time::Instant::now();

@@ -193,7 +193,8 @@ impl Txn {
             if ops.len() > MAX_TXN_OPS {
                 return Err(format!("{} operations on {name}, over the limit of {MAX_TXN_OPS}", ops.len()));
             }
-            let values: usize = ops.iter().map(|op| if let TxnOp::Put { value, .. } = op { value.len() } else { 0 }).sum();
+            let values: usize =
+                ops.iter().map(|op| if let TxnOp::Put { value, .. } = op { value.len() } else { 0 }).sum();
             if values > max_value_bytes {
                 return Err(format!(
                     "the values {name} puts are {values} bytes together, over the limit of {max_value_bytes} bytes"

@@ -13,10 +13,22 @@ use crate::command::{KeyRevisions, Metadata, StoredMembership};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// The key's revisions after the write (its mod revision is the change's).
-    Set { key: String, value: Bytes, revisions: Option<KeyRevisions> },
-    Delete { key: String, revision: Option<u64> },
-    Join { id: String, metadata: Metadata },
-    Leave { id: String },
+    Set {
+        key: String,
+        value: Bytes,
+        revisions: Option<KeyRevisions>,
+    },
+    Delete {
+        key: String,
+        revision: Option<u64>,
+    },
+    Join {
+        id: String,
+        metadata: Metadata,
+    },
+    Leave {
+        id: String,
+    },
 }
 
 impl Change {

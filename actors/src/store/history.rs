@@ -40,7 +40,10 @@ enum Recorded {
 }
 
 /// Appends the changes that carry a revision, in order, to the history.
-pub(crate) fn record(history: &mut Table<'_, (u64, u32), &'static [u8]>, changes: &[Change]) -> Result<(), redb::Error> {
+pub(crate) fn record(
+    history: &mut Table<'_, (u64, u32), &'static [u8]>,
+    changes: &[Change],
+) -> Result<(), redb::Error> {
     let mut last: Option<(u64, u32)> = None;
     for change in changes {
         let (revision, recorded) = match change {
@@ -86,14 +89,15 @@ pub(crate) fn read(
             return Ok((changes, Some(revision)));
         }
         scanned += 1;
-        let change = match decode::<Recorded>(bytes.value()).map_err(|e| redb::Error::Corrupted(format!("history: {e}")))? {
-            Recorded::Set { key, value, create_revision, version, lease } => Change::Set {
-                key,
-                value,
-                revisions: Some(KeyRevisions { create_revision, mod_revision: revision, version, lease }),
-            },
-            Recorded::Delete { key } => Change::Delete { key, revision: Some(revision) },
-        };
+        let change =
+            match decode::<Recorded>(bytes.value()).map_err(|e| redb::Error::Corrupted(format!("history: {e}")))? {
+                Recorded::Set { key, value, create_revision, version, lease } => Change::Set {
+                    key,
+                    value,
+                    revisions: Some(KeyRevisions { create_revision, mod_revision: revision, version, lease }),
+                },
+                Recorded::Delete { key } => Change::Delete { key, revision: Some(revision) },
+            };
         if change.matches(prefix) {
             changes.push(change);
         }
@@ -102,7 +106,10 @@ pub(crate) fn read(
 }
 
 /// Deletes up to [`DELETE_PER_APPLY`] changes below `floor`; whether any are left.
-pub(crate) fn delete_below(history: &mut Table<'_, (u64, u32), &'static [u8]>, floor: u64) -> Result<bool, redb::Error> {
+pub(crate) fn delete_below(
+    history: &mut Table<'_, (u64, u32), &'static [u8]>,
+    floor: u64,
+) -> Result<bool, redb::Error> {
     for extracted in history.extract_from_if(..(floor, 0), |_, _| true)?.take(DELETE_PER_APPLY) {
         extracted?;
     }
@@ -135,7 +142,11 @@ mod tests {
             ];
             record(&mut history, &changes).unwrap();
             let (page, next) = read(&history, 0, "", 2).unwrap();
-            assert_eq!(page.iter().map(|c| c.revision().unwrap()).collect::<Vec<_>>(), vec![2, 3, 3], "whole revisions");
+            assert_eq!(
+                page.iter().map(|c| c.revision().unwrap()).collect::<Vec<_>>(),
+                vec![2, 3, 3],
+                "whole revisions"
+            );
             assert_eq!(next, Some(4));
             let (page, next) = read(&history, 3, "b/", 100).unwrap();
             assert_eq!(page.len(), 3);

@@ -158,8 +158,18 @@ impl StoreActor {
         txn.commit().map_err(|e| CeteError::internal("store", e))?;
         let view = db.begin_read().map_err(|e| CeteError::internal("store", e))?;
         let revision = read_revision(&view)?;
-        let (floor, compacting) = read_floor(&view)?;
+        let (mut floor, compacting) = read_floor(&view)?;
         drop(view);
+        if let (Some(revision), None) = (revision, floor) {
+            // A store that counted revisions before it kept history keeps it from the next one.
+            floor = Some(revision + 1);
+            let txn = db.begin_write().map_err(|e| CeteError::internal("store", e))?;
+            let mut meta = txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
+            meta.insert(history::FLOOR, (revision + 1).to_le_bytes().as_slice())
+                .map_err(|e| CeteError::internal("store", e))?;
+            drop(meta);
+            txn.commit().map_err(|e| CeteError::internal("store", e))?;
+        }
         Ok(StoreActor {
             db: Arc::new(db),
             open: None,
@@ -249,8 +259,7 @@ impl StoreActor {
         let before = self.revision;
         let mut revision = before;
         let floor_before = self.floor;
-        // A store that counted revisions before it kept history keeps it from the next one.
-        let mut floor = self.floor.or(before.map(|r| r + 1));
+        let mut floor = self.floor;
         let mut compacting = self.compacting;
         let txn = self.txn()?;
         let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
