@@ -80,15 +80,16 @@ pub(crate) fn read(
     limit: usize,
 ) -> Result<(Vec<Change>, Option<u64>), redb::Error> {
     let mut changes = Vec::new();
-    let mut scanned = 0;
-    for row in history.range((from, 0)..)? {
+    let mut last = None;
+    for (scanned, row) in history.range((from, 0)..)?.enumerate() {
         let (at, bytes) = row?;
         let (revision, _) = at.value();
-        // Stop between revisions once the page is full.
-        if scanned >= limit && changes.last().and_then(Change::revision) != Some(revision) {
+        // Stop between revisions once the page is full (a page counts the changes read, not
+        // only those under the prefix, so that a narrow prefix does not read all at once).
+        if scanned >= limit && last != Some(revision) {
             return Ok((changes, Some(revision)));
         }
-        scanned += 1;
+        last = Some(revision);
         let change =
             match decode::<Recorded>(bytes.value()).map_err(|e| redb::Error::Corrupted(format!("history: {e}")))? {
                 Recorded::Set { key, value, create_revision, version, lease } => Change::Set {
