@@ -67,6 +67,8 @@ fn grpc_watch_on_a_follower_sees_writes_made_through_the_leader() {
 fn http_watch_on_a_follower_streams_ndjson_with_a_prefix_filter() {
     let cluster = Cluster::start(3);
     let (leader, follower) = (&cluster.nodes[cluster.leader()], &cluster.nodes[cluster.followers()[0]]);
+    // Events have revisions from then on (the old shape with fields added).
+    common::wait_for_revisions(leader);
     let everything = NdjsonWatch::open(follower, "");
     let users = NdjsonWatch::open(follower, "prefix=user/");
 
@@ -80,17 +82,25 @@ fn http_watch_on_a_follower_streams_ndjson_with_a_prefix_filter() {
         json!({"type": "Delete", "data": {"key": "user/a"}}),
     ];
     for line in &expected {
-        assert_eq!(&everything.next_change(WATCH_TIMEOUT), line);
+        assert_eq!(&old_shape_with_revision(&everything.next_change(WATCH_TIMEOUT)), line);
     }
     for line in &expected[1..] {
-        assert_eq!(&users.next(WATCH_TIMEOUT).expect("a line under user/"), line);
+        assert_eq!(&old_shape_with_revision(&users.next(WATCH_TIMEOUT).expect("a line under user/")), line);
     }
+}
+
+/// A watch line as the Go server gave it (`type` and `data`), after checking that it carries
+/// the revision Cete adds.
+fn old_shape_with_revision(line: &Value) -> Value {
+    assert!(line["revision"].as_u64().is_some_and(|r| r > 0), "no revision in {line}");
+    common::old_shape(line)
 }
 
 #[test]
 fn cete_watch_on_a_follower_prints_the_leaders_writes() {
     let cluster = Cluster::start(3);
     let (leader, follower) = (&cluster.nodes[cluster.leader()], &cluster.nodes[cluster.followers()[0]]);
+    common::wait_for_revisions(leader);
     let watch = BackgroundCli::spawn(&["watch", "--grpc-address", &follower.addresses.grpc]);
     let printed = |kind: &str| {
         let lines: Vec<Value> = watch.stdout().lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
@@ -103,10 +113,15 @@ fn cete_watch_on_a_follower_prints_the_leaders_writes() {
         cli_ok(&["set", "watched", "value1", "--grpc-address", leader_grpc]);
         printed("Set")
     });
-    assert_eq!(set, json!({"type": "Set", "data": {"key": "watched", "value": "value1"}}));
+    assert_eq!(old_shape_with_revision(&set), json!({"type": "Set", "data": {"key": "watched", "value": "value1"}}));
     cli_ok(&["delete", "watched", "--grpc-address", leader_grpc]);
     let delete = eventually("Delete line from `cete watch` on a follower", WATCH_TIMEOUT, || printed("Delete"));
-    assert_eq!(delete, json!({"type": "Delete", "data": {"key": "watched"}}), "stderr: {}", watch.stderr());
+    assert_eq!(
+        old_shape_with_revision(&delete),
+        json!({"type": "Delete", "data": {"key": "watched"}}),
+        "stderr: {}",
+        watch.stderr()
+    );
 }
 
 #[test]
@@ -124,7 +139,7 @@ fn cete_watch_takes_a_prefix_filter() {
         (!printed().is_empty()).then_some(())
     });
     for line in printed() {
-        assert_eq!(line, json!({"type": "Set", "data": {"key": "user/a", "value": "2"}}));
+        assert_eq!(common::old_shape(&line), json!({"type": "Set", "data": {"key": "user/a", "value": "2"}}));
     }
 }
 
@@ -159,7 +174,7 @@ fn join_and_leave_are_watched_as_events() {
 
     cluster.nodes[0].put("/v1/data/key", "v").assert_success();
     let first = keys_only.next(WATCH_TIMEOUT).expect("a line under k");
-    assert_eq!(first, json!({"type": "Set", "data": {"key": "key", "value": "v"}}));
+    assert_eq!(common::old_shape(&first), json!({"type": "Set", "data": {"key": "key", "value": "v"}}));
 }
 
 /// Writes `count` keys with 4 KB values from [`WRITERS`] threads, each write acknowledged.

@@ -36,7 +36,7 @@ pub use http::{
 };
 pub use metrics::{applied_index, assert_snapshot_covers, metric, metric_value, node_metric};
 pub use node::{address_args, node_json, Node};
-pub use watch::{grpc_watch, is_membership, next_event, unpack, NdjsonWatch, WATCH_PREFIX_KEY};
+pub use watch::{grpc_watch, is_membership, next_event, old_shape, unpack, NdjsonWatch, WATCH_PREFIX_KEY};
 
 /// How long a node may take from spawn to `/v1/readiness_check` answering 200.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -58,6 +58,13 @@ pub fn unpack<M: Message + Default>(event: &kvs::Event, message: &str) -> M {
     M::decode(data.value.as_slice()).expect("decode the event data")
 }
 
+/// A watch line as the Go server gave it, `type` and `data`: without the revisions Cete adds
+/// once the cluster has started them (whether it has when the line comes is a race the tests
+/// that check only the old shape do not wait for).
+pub fn old_shape(line: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"type": line["type"], "data": line["data"]})
+}
+
 /// `GET /v1/watch?...` on a node, read line by line on a thread of its own.
 pub struct NdjsonWatch {
     lines: mpsc::Receiver<serde_json::Value>,
