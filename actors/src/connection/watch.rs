@@ -68,6 +68,30 @@ impl WatchActor {
         }
     }
 
+    /// Sends the live changes held during the replay, paced by the client as the replay was
+    /// (it may still be reading the replay's last changes), holding those that come meanwhile;
+    /// once none are held, live changes go straight to the client.
+    fn send_held(&mut self, ctx: &mut Context<Self>) {
+        let held = self.held.as_mut().map(std::mem::take).unwrap_or_default();
+        if held.is_empty() {
+            self.held = None;
+            return;
+        }
+        let client = self.client.clone();
+        let send = async move {
+            for change in held {
+                if client.send(Ok(change)).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        ctx.spawn(send.into_actor(self).map(|sent, watcher, ctx| match sent {
+            true => watcher.send_held(ctx),
+            false => ctx.stop(),
+        }));
+    }
+
     /// Whether a live change is one for this stream.
     fn wants(&self, change: &Change) -> bool {
         change.matches(&self.prefix) && !matches!((change.revision(), self.from), (Some(r), Some(from)) if r < from)
@@ -141,10 +165,7 @@ impl Handler<Replay> for WatchActor {
             Ok(true)
         };
         ctx.spawn(replay.into_actor(self).map(|replayed, watcher, ctx| match replayed {
-            Ok(true) => {
-                let held = watcher.held.take().unwrap_or_default();
-                watcher.forward(held.iter(), ctx);
-            }
+            Ok(true) => watcher.send_held(ctx),
             Ok(false) => ctx.stop(),
             Err(e) => {
                 let _ = watcher.client.try_send(Err(e));
