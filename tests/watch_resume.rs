@@ -162,6 +162,11 @@ fn a_revision_older_than_the_history_is_gone_and_says_the_oldest_kept() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("compacted"), "{stderr}");
+    // What an operator sees of it.
+    let floor = common::node_metric(node, "cete_history_compact_revision") as u64;
+    assert!(floor >= oldest, "the floor metric {floor} is below the oldest kept {oldest}");
+    assert!(common::node_metric(node, "cete_history_changes") >= 1.0);
+    assert!(common::node_metric(node, "cete_store_revision") as u64 >= floor - 1);
     // The compaction is in the log: the count of keys and their values are untouched.
     assert_eq!(cli_ok(&["get", "old", "--grpc-address", &node.addresses.grpc]).trim(), "1");
 }

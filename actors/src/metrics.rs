@@ -89,6 +89,13 @@ static SESSIONS: LazyLock<IntGauge> =
 static SESSION_SEQUENCES: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge("cete_store_session_sequences", "Applied write sequences the sessions keep (about those in flight)")
 });
+static REVISION: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("cete_store_revision", "The store's revision (0 until revisions have started)"));
+static HISTORY_CHANGES: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("cete_history_changes", "Changes the watch history holds, below its floor or not"));
+static HISTORY_FLOOR: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge("cete_history_compact_revision", "The oldest revision a watch can start from (0: no history yet)")
+});
 static WATCHERS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_watch_subscribers", "Open watch streams"));
 
 /// Fills the gauges from the current state and renders the text exposition format.
@@ -113,6 +120,9 @@ pub fn render(raft: &RaftMetrics, store: StoreStats, watchers: usize) -> String 
     SNAPSHOT_INDEX.set(raft.snapshot.map_or(0, |l| l.index as i64));
     MEMBERS.set(raft.membership_config.nodes().count() as i64);
     KEYS.set(store.keys as i64);
+    REVISION.set(store.revision as i64);
+    HISTORY_CHANGES.set(store.history_changes as i64);
+    HISTORY_FLOOR.set(store.history_floor as i64);
     SESSIONS.set(store.sessions as i64);
     SESSION_SEQUENCES.set(store.session_sequences as i64);
     WATCHERS.set(watchers as i64);

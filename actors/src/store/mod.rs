@@ -901,6 +901,11 @@ pub struct StoreStats {
     pub sessions: u64,
     /// Applied write sequences the sessions keep.
     pub session_sequences: u64,
+    /// The store's revision (0: none yet).
+    pub revision: u64,
+    /// Rows of the change history, and the oldest revision it serves (0: none yet).
+    pub history_changes: u64,
+    pub history_floor: u64,
 }
 
 impl Handler<Stats> for StoreActor {
@@ -912,7 +917,15 @@ impl Handler<Stats> for StoreActor {
         let keys = txn.open_table(KV).map_err(|e| fail(&e))?.len().map_err(|e| fail(&e))?;
         let (sessions, session_sequences) =
             SessionTable::open(txn).and_then(|table| table.rows()).map_err(|e| fail(&e))?;
-        Ok(StoreStats { keys, sessions, session_sequences })
+        let history_changes = txn.open_table(HISTORY).map_err(|e| fail(&e))?.len().map_err(|e| fail(&e))?;
+        Ok(StoreStats {
+            keys,
+            sessions,
+            session_sequences,
+            revision: self.revision.unwrap_or(0),
+            history_changes,
+            history_floor: self.floor.unwrap_or(0),
+        })
     }
 }
 
