@@ -9,14 +9,32 @@
 //! proposed once [`crate::cluster::MembersRead`] says every member reads it
 //! ([`crate::system`]).
 
+use crate::command::Command;
+
 /// The store counts revisions ([`crate::store::revisions`]).
 pub const REVISIONS: &str = "revisions";
 
 /// The change history's compaction entries ([`crate::store::history`]).
 pub const HISTORY: &str = "history";
 
+/// Transactions ([`crate::command::txn`]).
+pub const TRANSACTIONS: &str = "transactions";
+
 /// Every feature this build reads: its answer to `Forwarded::Features`.
-pub const READ_BY_THIS_BUILD: &[&str] = &[REVISIONS, HISTORY];
+pub const READ_BY_THIS_BUILD: &[&str] = &[REVISIONS, HISTORY, TRANSACTIONS];
+
+/// The feature a command's entry needs every member to read, if any: the leader proposes it
+/// only once they all do (`routing`'s `serve_here`).
+pub fn needed_by(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Set { .. } | Command::Delete { .. } | Command::Guarded { .. } => None,
+        Command::StartRevisions => Some(REVISIONS),
+        Command::Compact { .. } => Some(HISTORY),
+        Command::Txn(_) => Some(TRANSACTIONS),
+        Command::Request { command, .. } => needed_by(command),
+        Command::Batch(commands) => commands.iter().find_map(needed_by),
+    }
+}
 
 /// Whether a feature list a peer gave names `feature`.
 pub fn names(features: &[String], feature: &str) -> bool {

@@ -26,7 +26,7 @@ use crate::cluster::peer::{
     call_peer, Ask, CloseLink, Forward, ForwardReply, Forwarded, PeerLinkActor, PeerState, PeerView,
 };
 use crate::cluster::removal::{PeerNews, Standing};
-use crate::command::{node_id, Member, NodeId, RaftMetrics, StoredMembership};
+use crate::command::{node_id, LogId, Member, NodeId, RaftMetrics, StoredMembership};
 use crate::deadlines::PREPARE_JOINER;
 use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
@@ -59,6 +59,9 @@ pub struct ClusterActor {
     links: HashMap<String, (Member, Addr<PeerLinkActor>)>,
     /// Each peer's state as its link last polled it.
     peer_states: HashMap<String, String>,
+    /// The features every member was found to read, and the membership they were asked in
+    /// (asked again once it changes).
+    features_read: Option<(Option<LogId>, Vec<&'static str>)>,
 }
 
 impl ClusterActor {
@@ -73,6 +76,7 @@ impl ClusterActor {
             tls,
             links: HashMap::new(),
             peer_states: HashMap::new(),
+            features_read: None,
         }
     }
 
@@ -479,11 +483,17 @@ impl Handler<PrepareJoiner> for ClusterActor {
 pub struct MembersRead(pub &'static str);
 
 impl Handler<MembersRead> for ClusterActor {
-    type Result = ResponseFuture<bool>;
+    type Result = ResponseActFuture<Self, bool>;
 
     fn handle(&mut self, msg: MembersRead, _: &mut Self::Context) -> Self::Result {
         if self.latest.state != ServerState::Leader || self.standing.removed().is_some() {
-            return Box::pin(std::future::ready(false));
+            return Box::pin(actix::fut::ready(false));
+        }
+        let membership = *self.membership().log_id();
+        if let Some((asked_in, read)) = &self.features_read {
+            if *asked_in == membership && read.contains(&msg.0) {
+                return Box::pin(actix::fut::ready(true));
+            }
         }
         let others: Vec<String> = self
             .membership()
@@ -494,8 +504,8 @@ impl Handler<MembersRead> for ClusterActor {
             .collect();
         let links: Option<Vec<Addr<PeerLinkActor>>> =
             others.iter().map(|name| self.links.get(name).map(|(_, link)| link.clone())).collect();
-        let Some(links) = links else { return Box::pin(std::future::ready(false)) };
-        Box::pin(async move {
+        let Some(links) = links else { return Box::pin(actix::fut::ready(false)) };
+        let asked = async move {
             for link in links {
                 match link.send(Ask(Forwarded::Features)).await {
                     Ok(Ok(ForwardReply::Features(read))) if features::names(&read, msg.0) => {}
@@ -503,6 +513,17 @@ impl Handler<MembersRead> for ClusterActor {
                 }
             }
             true
-        })
+        };
+        // Remembered for this membership: a member's build changes only by a restart, and
+        // one restarted into an earlier build is an operator's step back, not a race.
+        Box::pin(asked.into_actor(self).map(move |read, cluster, _| {
+            if read {
+                match &mut cluster.features_read {
+                    Some((asked_in, features)) if *asked_in == membership => features.push(msg.0),
+                    other => *other = Some((membership, vec![msg.0])),
+                }
+            }
+            read
+        }))
     }
 }

@@ -3,7 +3,7 @@
 
 use super::msg::{LeaderRequest, RouteError, Served};
 use super::ports::{ClusterPorts, RaftPorts};
-use crate::cluster::PrepareJoiner;
+use crate::cluster::{features, MembersRead, PrepareJoiner};
 use crate::command::{Command, Member};
 use crate::deadlines::{CATCH_UP, TRANSFER};
 use crate::error::CeteError;
@@ -17,9 +17,11 @@ pub(super) async fn serve_here(
 ) -> Result<Served, RouteError> {
     match request {
         LeaderRequest::Write(command) => {
+            read_by_every_member(cluster, std::slice::from_ref(command)).await?;
             Ok(Served::Applied(raft.client_write.send(ClientWrite(command.clone())).await??))
         }
         LeaderRequest::WriteBatch(commands) => {
+            read_by_every_member(cluster, commands).await?;
             Ok(Served::Applied(raft.client_write.send(ClientWrite(Command::Batch(commands.clone()))).await??))
         }
         LeaderRequest::ReadIndex => Ok(Served::ReadIndex(raft.read_index.send(ReadIndex).await??)),
@@ -32,6 +34,20 @@ pub(super) async fn serve_here(
             let transfer = TransferLeader { to: to.clone(), within: TRANSFER };
             Ok(Served::Leader(raft.transfer_leader.send(transfer).await??))
         }
+    }
+}
+
+/// Refuses commands whose entry a member's build could not decode ([`features`]): proposed,
+/// it would stop that member following the log in the middle of a rolling upgrade. Plain
+/// writes need nothing, and ask nothing.
+async fn read_by_every_member(cluster: &ClusterPorts, commands: &[Command]) -> Result<(), RouteError> {
+    let Some(feature) = commands.iter().find_map(features::needed_by) else { return Ok(()) };
+    match cluster.members_read.send(MembersRead(feature)).await? {
+        true => Ok(()),
+        false => Err(RouteError::Failed(CeteError::Unavailable(format!(
+            "{feature} wait for every member of the cluster to run a build that reads them (or for a leader \
+             that can ask them all)"
+        )))),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use crate::cluster::{PrepareJoiner, WasRemoved};
+use crate::cluster::{MembersRead, PrepareJoiner, WasRemoved};
 use crate::raft::{
     AddMember, AwaitApplied, AwaitLeader, AwaitNewLeader, ClientWrite, PlanJoin, PromoteMember, ReadIndex,
     RemoveMember, TransferLeader,
@@ -60,19 +60,25 @@ impl RaftPorts {
     }
 }
 
-/// The ClusterActor: whether this node was removed, and a joiner to prepare.
+/// The ClusterActor: whether this node was removed, a joiner to prepare, and whether every
+/// member reads an entry.
 #[derive(Clone)]
 pub struct ClusterPorts {
     pub was_removed: Recipient<WasRemoved>,
     pub prepare_joiner: Recipient<PrepareJoiner>,
+    pub members_read: Recipient<MembersRead>,
 }
 
 impl ClusterPorts {
     /// The doors of `cluster`: the ClusterActor, or an actor a test puts in its place.
     pub fn of<A>(cluster: &Addr<A>) -> Self
     where
-        A: Actor<Context = Context<A>> + Handler<WasRemoved> + Handler<PrepareJoiner>,
+        A: Actor<Context = Context<A>> + Handler<WasRemoved> + Handler<PrepareJoiner> + Handler<MembersRead>,
     {
-        ClusterPorts { was_removed: cluster.clone().recipient(), prepare_joiner: cluster.clone().recipient() }
+        ClusterPorts {
+            was_removed: cluster.clone().recipient(),
+            prepare_joiner: cluster.clone().recipient(),
+            members_read: cluster.clone().recipient(),
+        }
     }
 }

@@ -14,7 +14,7 @@ use openraft::vote::RaftLeaderId as _;
 use super::ports::{ClusterPorts, RaftPorts};
 use super::*;
 use crate::cluster::peer::{Forward, ForwardReply, Forwarded};
-use crate::cluster::{refusal, ForwardTo, PrepareJoiner, WasRemoved};
+use crate::cluster::{refusal, ForwardTo, MembersRead, PrepareJoiner, WasRemoved};
 use crate::command::{Command, CommandResponse, LeaderId, LogId, Member};
 use crate::error::{CeteError, CeteResult};
 use crate::raft::{
@@ -60,6 +60,8 @@ struct World {
     elections: VecDeque<Member>,
     peers: HashMap<String, Peer>,
     removed: Option<String>,
+    /// Features some member's build does not read.
+    unread: Vec<&'static str>,
     /// Every request that went over a link, with the peer it went to.
     sent: Vec<(String, Forwarded)>,
     /// How often this node's Raft was asked to write or give a read index.
@@ -84,6 +86,7 @@ impl World {
             elections: VecDeque::new(),
             peers: HashMap::new(),
             removed: None,
+            unread: Vec::new(),
             sent: Vec::new(),
             local_attempts: 0,
             awaited: Vec::new(),
@@ -270,6 +273,14 @@ impl Handler<WasRemoved> for FakeCluster {
     }
 }
 
+impl Handler<MembersRead> for FakeCluster {
+    type Result = bool;
+
+    fn handle(&mut self, msg: MembersRead, _: &mut Self::Context) -> Self::Result {
+        !self.0.lock().unwrap().unread.contains(&msg.0)
+    }
+}
+
 impl Handler<PrepareJoiner> for FakeCluster {
     type Result = CeteResult<()>;
 
@@ -368,6 +379,20 @@ async fn the_leader_here_serves_writes_and_read_indexes_itself() {
     assert!(world.sent.is_empty(), "nothing went over a link");
     assert_eq!(world.applied, vec![set("a")], "applied here, as it came: no request id needed");
     assert_eq!(world.awaited, vec![log_id(5)]);
+}
+
+#[actix::test]
+async fn the_leader_proposes_a_transaction_only_once_every_member_reads_it() {
+    let world = World::new(ME);
+    world.lock().unwrap().unread.push(crate::cluster::features::TRANSACTIONS);
+    let router = router(&world);
+    let txn = Command::Txn(crate::command::Txn::default());
+    let refused = router.send(Write(txn.clone())).await.unwrap().expect_err("an older member cannot read it");
+    assert!(matches!(refused, crate::CeteError::Unavailable(_)), "{refused:?}");
+    router.send(Write(set("a"))).await.unwrap().expect("plain writes need nothing");
+    world.lock().unwrap().unread.clear();
+    router.send(Write(txn.clone())).await.unwrap().expect("every member reads it now");
+    assert_eq!(world.lock().unwrap().applied, vec![set("a"), txn]);
 }
 
 #[actix::test]
