@@ -244,8 +244,11 @@ fn writes_on_followers_succeed_over_http_and_grpc() {
             let node = &cluster.nodes[f];
             let mut kvs = node.grpc_client().await;
             for i in 0..WRITES {
-                let request =
-                    SetRequest { key: format!("grpc/{}/{i}", node.id()), value: Bytes::from(format!("v{i}")) };
+                let request = SetRequest {
+                    key: format!("grpc/{}/{i}", node.id()),
+                    value: Bytes::from(format!("v{i}")),
+                    ..Default::default()
+                };
                 if let Err(status) = kvs.set(request).await {
                     panic!("gRPC Set on follower {}: {status:?}", node.id());
                 }
@@ -295,7 +298,7 @@ fn a_write_acknowledged_on_one_node_is_read_at_once_on_another() {
         }
         for round in 0..50 {
             let value = Bytes::from(round.to_string());
-            let set = SetRequest { key: "grpc-read-your-writes".into(), value: value.clone() };
+            let set = SetRequest { key: "grpc-read-your-writes".into(), value: value.clone(), ..Default::default() };
             clients[round % 3].set(set).await.expect("gRPC Set");
             let get = GetRequest { key: "grpc-read-your-writes".into() };
             let got = clients[(round + 2) % 3].get(get).await.expect("gRPC Get").into_inner().value;

@@ -52,7 +52,9 @@ fn serializable_reads_answer_from_the_node_s_own_copy_and_linearizable_ones_neve
     let (reader, other) = (cluster.followers()[0], cluster.followers()[1]);
     block_on(async {
         let mut kvs = cluster.nodes[leader].grpc_client().await;
-        kvs.set(SetRequest { key: "key".into(), value: Bytes::from_static(b"old") }).await.expect("Set old");
+        kvs.set(SetRequest { key: "key".into(), value: Bytes::from_static(b"old"), ..Default::default() })
+            .await
+            .expect("Set old");
     });
     let copied = || serializable_get(&cluster.nodes[reader], "key").filter(|value| value == "old");
     eventually("the old value in the reader's own copy", CATCH_UP_TIMEOUT, copied);
@@ -60,7 +62,9 @@ fn serializable_reads_answer_from_the_node_s_own_copy_and_linearizable_ones_neve
     cluster.nodes[reader].stop();
     block_on(async {
         let mut kvs = cluster.nodes[leader].grpc_client().await;
-        kvs.set(SetRequest { key: "key".into(), value: Bytes::from_static(b"new") }).await.expect("Set new");
+        kvs.set(SetRequest { key: "key".into(), value: Bytes::from_static(b"new"), ..Default::default() })
+            .await
+            .expect("Set new");
     });
     cluster.nodes[leader].pause();
     cluster.nodes[other].pause();

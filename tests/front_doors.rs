@@ -134,7 +134,7 @@ fn keys_over_4_kib_are_refused_on_both_front_doors() {
     block_on(async {
         let mut kvs = node.grpc_client().await;
         for key in [too_long.clone(), "k".repeat(16 * 1024 * 1024)] {
-            let set = SetRequest { key, value: Bytes::from_static(b"too long") };
+            let set = SetRequest { key, value: Bytes::from_static(b"too long"), ..Default::default() };
             let refused = kvs.set(set).await.expect_err("a key over 4 KiB");
             assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
         }
@@ -148,10 +148,12 @@ fn grpc_messages_over_the_value_limit_are_resource_exhausted_at_every_size() {
     let node = Node::start_with("node1", &["--max-value-bytes=1024"]);
     block_on(async {
         let mut kvs = node.grpc_client().await;
-        kvs.set(SetRequest { key: "fits".into(), value: vec![b'x'; 1024].into() }).await.expect("1024 bytes fit");
+        kvs.set(SetRequest { key: "fits".into(), value: vec![b'x'; 1024].into(), ..Default::default() })
+            .await
+            .expect("1024 bytes fit");
         // Before, past the limit plus tonic's slack (1 MiB) the code was OUT_OF_RANGE.
         for size in [1025, 64 * 1024, (1 << 20) + 1024, 2 << 20, 8 << 20] {
-            let set = SetRequest { key: format!("big{size}"), value: vec![b'x'; size].into() };
+            let set = SetRequest { key: format!("big{size}"), value: vec![b'x'; size].into(), ..Default::default() };
             let refused = kvs.set(set).await.expect_err("over the limit");
             assert_eq!(refused.code(), Code::ResourceExhausted, "a {size}-byte value: {refused:?}");
         }

@@ -23,7 +23,8 @@ fn node_message(addresses: &Addresses, state: &str) -> kvs::Node {
 }
 
 async fn set(kvs: &mut KvsClient<Channel>, key: &str, value: &'static str) {
-    let request = SetRequest { key: key.to_string(), value: Bytes::from_static(value.as_bytes()) };
+    let request =
+        SetRequest { key: key.to_string(), value: Bytes::from_static(value.as_bytes()), ..Default::default() };
     kvs.set(request).await.expect("Set");
 }
 
@@ -91,7 +92,7 @@ fn oversized_set_is_refused_and_the_node_keeps_serving() {
     let node = Node::start_with("node1", &["--max-value-bytes=1024"]);
     block_on(async {
         let mut kvs = node.grpc_client().await;
-        let request = SetRequest { key: "big".to_string(), value: Bytes::from(vec![b'x'; 1025]) };
+        let request = SetRequest { key: "big".to_string(), value: Bytes::from(vec![b'x'; 1025]), ..Default::default() };
 
         let refused = kvs.set(request).await.expect_err("Set over --max-value-bytes");
         assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
@@ -183,7 +184,8 @@ fn watch_streams_sets_and_deletes() {
 
         set(&mut kvs, "watched", "value1").await;
         let event = next_event(&mut events, event::Type::Set).await;
-        let expected = SetRequest { key: "watched".to_string(), value: Bytes::from_static(b"value1") };
+        let expected =
+            SetRequest { key: "watched".to_string(), value: Bytes::from_static(b"value1"), ..Default::default() };
         assert_eq!(unpack::<SetRequest>(&event, "SetRequest"), expected);
 
         let request = DeleteRequest { key: "watched".to_string() };

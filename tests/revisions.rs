@@ -120,7 +120,7 @@ fn a_grpc_set_and_delete_answer_their_revision_in_metadata() {
     };
     common::block_on(async {
         let mut kvs = node.grpc_client().await;
-        let set = SetRequest { key: "g".into(), value: bytes::Bytes::from_static(b"1") };
+        let set = SetRequest { key: "g".into(), value: bytes::Bytes::from_static(b"1"), ..Default::default() };
         let first = revision(kvs.set(set.clone()).await.expect("Set").metadata());
         let second = revision(kvs.set(set).await.expect("Set").metadata());
         assert_eq!(second, first + 1);

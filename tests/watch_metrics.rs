@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 const WATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn set_request(key: &str, value: &str) -> SetRequest {
-    SetRequest { key: key.to_string(), value: Bytes::copy_from_slice(value.as_bytes()) }
+    SetRequest { key: key.to_string(), value: Bytes::copy_from_slice(value.as_bytes()), ..Default::default() }
 }
 
 fn metrics_of(node: &Node) -> String {

@@ -4,6 +4,7 @@
 //! The command type is an open enum on purpose: compare-and-swap, transactions and leases
 //! become new variants applied in the same place ([`crate::store::StoreActor`]).
 
+pub mod lease;
 pub mod txn;
 
 use std::fmt;
@@ -44,6 +45,14 @@ pub enum Command {
     /// Forget the change history below this revision ([`crate::store::history`]): proposed by
     /// the leader once the revision is older than the history's retention.
     Compact { revision: u64 },
+    /// Grant lease `id` ([`crate::lease`]) of `ttl_seconds`; refused when the id is taken.
+    /// The id is chosen before proposing (by the client or at random), so it is in the log.
+    LeaseGrant { id: u64, ttl_seconds: u64 },
+    /// Revoke lease `id`: it and every key attached to it are deleted, at one revision. A
+    /// client's revoke, or the leader's decision that the lease expired.
+    LeaseRevoke { id: u64 },
+    /// A `Set` that attaches the key to `lease`, refused when the lease does not exist.
+    SetLeased { key: String, value: Bytes, content_type: Option<String>, lease: u64 },
 }
 
 /// When a [`Command::Guarded`] write applies, judged against its key as the log has it.
@@ -82,7 +91,11 @@ impl Command {
             Command::StartRevisions => 0,
             Command::Guarded { command, .. } => command.payload_bytes(),
             Command::Txn(txn) => txn.payload_bytes(),
-            Command::Compact { .. } => 8,
+            Command::Compact { .. } | Command::LeaseRevoke { .. } => 8,
+            Command::LeaseGrant { .. } => 16,
+            Command::SetLeased { key, value, content_type, .. } => {
+                8 + key.len() + value.len() + content_type.as_ref().map_or(0, String::len)
+            }
         }
     }
 }
@@ -98,6 +111,11 @@ impl fmt::Display for Command {
             Command::Guarded { condition, command } => write!(f, "{command} if {condition:?}"),
             Command::Txn(txn) => write!(f, "{txn}"),
             Command::Compact { revision } => write!(f, "compact the history below revision {revision}"),
+            Command::LeaseGrant { id, ttl_seconds } => write!(f, "grant lease {id} of {ttl_seconds} s"),
+            Command::LeaseRevoke { id } => write!(f, "revoke lease {id}"),
+            Command::SetLeased { key, value, lease, .. } => {
+                write!(f, "set {key:?} ({} bytes) with lease {lease}", value.len())
+            }
         }
     }
 }
@@ -119,6 +137,11 @@ pub enum CommandResponse {
     Batch(Vec<CommandResponse>),
     /// What a transaction found and did.
     Txn(TxnResponse),
+    /// A write naming a lease that does not exist (never granted, expired or revoked):
+    /// nothing changed.
+    NoSuchLease { lease: u64 },
+    /// A grant of a lease id that is taken: nothing changed.
+    LeaseExists { lease: u64 },
 }
 
 impl CommandResponse {
@@ -134,7 +157,11 @@ impl CommandResponse {
     /// Whether this says more than "done" (then a peer of this build needs it whole).
     pub fn has_revisions(&self) -> bool {
         match self {
-            CommandResponse::Written { .. } | CommandResponse::Refused { .. } | CommandResponse::Txn(_) => true,
+            CommandResponse::Written { .. }
+            | CommandResponse::Refused { .. }
+            | CommandResponse::Txn(_)
+            | CommandResponse::NoSuchLease { .. }
+            | CommandResponse::LeaseExists { .. } => true,
             CommandResponse::Batch(responses) => responses.iter().any(CommandResponse::has_revisions),
             CommandResponse::Nothing | CommandResponse::Applied => false,
         }
@@ -159,10 +186,11 @@ impl KeyRevisions {
     pub const STAMPED: KeyRevisions =
         KeyRevisions { create_revision: FIRST_REVISION, mod_revision: FIRST_REVISION, version: 1, lease: 0 };
 
-    /// The revisions of a key written at `revision` that held `before` (None: it was absent).
+    /// The revisions of a key written at `revision` that held `before` (None: it was absent),
+    /// attached to no lease: as in etcd, a write that names no lease detaches the key.
     pub fn written_at(revision: u64, before: Option<&KeyRevisions>) -> Self {
         match before {
-            Some(before) => KeyRevisions { mod_revision: revision, version: before.version + 1, ..*before },
+            Some(before) => KeyRevisions { mod_revision: revision, version: before.version + 1, lease: 0, ..*before },
             None => KeyRevisions { create_revision: revision, mod_revision: revision, version: 1, lease: 0 },
         }
     }

@@ -12,6 +12,8 @@
 //! - [`cluster`]: the [`cluster::ClusterActor`] knows the nodes ([`cluster::node`]), their
 //!   live states and the leader, whether this node is still one of them
 //!   ([`cluster::removal`]), and keeps the peer links ([`cluster::peer`]);
+//! - [`lease`]: the [`lease::LeaseActor`] counts down what each lease has left while this
+//!   node leads, and proposes the revoke of those that run out;
 //! - [`connection`]: one [`connection::ConnectionActor`] per client connection on a front
 //!   door, and one [`connection::watch::WatchActor`] per watch stream;
 //! - [`wire`]: addresses, TLS and the JSON of values, which the front doors, the peer links
@@ -26,6 +28,7 @@ pub mod connection;
 pub mod deadlines;
 pub mod error;
 pub mod failpoints;
+pub mod lease;
 pub mod metrics;
 pub mod raft;
 pub mod routing;

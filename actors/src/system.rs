@@ -1,6 +1,6 @@
 //! Starting a node's actor system: open the Raft log and the store, build openraft on top of
-//! the storage adapters, and start the StoreActor, RaftActor, ClusterActor and the routing
-//! wing (RouterActor and LeaderBatcher).
+//! the storage adapters, and start the StoreActor, RaftActor, ClusterActor, the routing
+//! wing (RouterActor and LeaderBatcher) and the lease countdowns (LeaseActor).
 //!
 //! Data directory layout: `raft-log/` (the Raft log and vote, a chunked write-ahead log),
 //! `store.redb` (the applied state), `snapshots/`, and `removed` once the node was removed
@@ -17,6 +17,7 @@ use crate::cluster::{features, ClusterActor, MembersRead};
 use crate::command::{node_id, Command, Member};
 use crate::connection::NodeHandles;
 use crate::error::{CeteError, CeteResult};
+use crate::lease::LeaseActor;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::{RaftActor, RaftObservers, RaftParts};
@@ -106,6 +107,8 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     let cluster_context = Context::<ClusterActor>::new();
     let cluster = cluster_context.address();
     let router_context = Context::<RouterActor>::new();
+    let lease_context = Context::<LeaseActor>::new();
+    let lessor = lease_context.address();
     // What goes to a leader elsewhere leaves through the ClusterActor's links.
     let batcher = LeaderBatcher::new(cluster.clone().recipient()).start();
     let parts = RaftParts {
@@ -124,6 +127,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         reset: cluster.clone().recipient(),
         appending: batcher.clone().recipient(),
         leader: router_context.address().recipient(),
+        leading: lessor.clone().recipient(),
         applied,
     };
     let raft = RaftActor::new(raft, parts, observers).start();
@@ -135,10 +139,11 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     ));
     let router = router_context.run(RouterActor::new(
         settings.me.name.clone(),
-        RaftPorts::of(&raft, applied_index),
+        RaftPorts::of(&raft, applied_index).with_lessor(lessor.recipient()),
         ClusterPorts::of(&cluster),
         batcher.recipient(),
     ));
+    lease_context.run(LeaseActor::new(store.clone(), router.clone().recipient()));
     start_revisions(store.clone(), cluster.clone(), router.clone());
     if !settings.history_retention.is_zero() {
         compact_history(store.clone(), cluster.clone(), router.clone(), settings.history_retention);

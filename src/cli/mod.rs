@@ -19,6 +19,7 @@ mod get;
 mod healthcheck;
 mod join;
 mod leader;
+mod lease;
 mod leave;
 mod metrics;
 mod node;
@@ -78,6 +79,8 @@ pub enum Command {
     Leader(leader::LeaderArgs),
     /// Make the node take a Raft snapshot now
     Snapshot(ClientArgs),
+    /// Leases: grant, revoke, keepalive, get, list
+    Lease(lease::LeaseArgs),
     /// Stream every change (set, delete, join, leave) as JSON lines
     Watch(watch::WatchArgs),
     /// Print the Prometheus metrics text
@@ -127,6 +130,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Leave(args) => leave::run(args).await,
         Command::Leader(args) => leader::run(args).await,
         Command::Snapshot(args) => snapshot::run(args).await,
+        Command::Lease(args) => lease::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::Metrics(args) => metrics::run(args).await,
         Command::Version => version::run(),

@@ -2,6 +2,7 @@
 //! bytes can be stored (`cete set photo < photo.jpg`). `--if-revision R`, `--if-absent` and
 //! `--if-exists` make it conditional (compare-and-swap): when the key does not meet the
 //! condition nothing is stored and it exits non-zero, saying the key's mod revision.
+//! `--lease ID` attaches the key to a lease.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -29,6 +30,9 @@ pub struct SetArgs {
     /// Store it only if the key exists
     #[arg(long, group = "condition")]
     pub if_exists: bool,
+    /// Attach the key to this lease (it is deleted when the lease expires or is revoked)
+    #[arg(long, value_name = "ID")]
+    pub lease: Option<i64>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -39,7 +43,8 @@ pub async fn run(args: SetArgs) -> anyhow::Result<ExitCode> {
         None => read_stdin()?,
     };
     let mut client = args.client.connect().await?;
-    let mut request = tonic::Request::new(SetRequest { key: args.key, value: value.into() });
+    let mut request =
+        tonic::Request::new(SetRequest { key: args.key, value: value.into(), lease: args.lease.unwrap_or(0) });
     let condition = match (args.if_revision, args.if_absent, args.if_exists) {
         (Some(revision), ..) => Some((IF_MOD_REVISION_METADATA, revision.to_string())),
         (None, true, _) => Some((IF_ABSENT_METADATA, "true".to_string())),

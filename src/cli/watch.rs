@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn a_set_event_is_one_json_line() {
-        let set = SetRequest { key: "1".into(), value: "value1".into() };
+        let set = SetRequest { key: "1".into(), value: "value1".into(), ..Default::default() };
         let event = Event { r#type: event::Type::Set as i32, data: packed("SetRequest", set.encode_to_vec()) };
         let line = serde_json::to_string(&event_line(event)).expect("encodes");
         assert_eq!(line, r#"{"type":"Set","data":{"key":"1","value":"value1"}}"#);

@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::{connection_of, status, txn};
+use super::{connection_of, lease, status, txn};
 use crate::stopping::Stopping;
 
 use cete_actors::command::Condition;
@@ -238,7 +238,9 @@ impl Kvs for KvsService {
             let conn = connection_of(&request)?;
             let condition = condition(request.metadata())?;
             let req = request.into_inner();
-            let put = KvPut { key: req.key, value: req.value, content_type: None, condition };
+            let lease = u64::try_from(req.lease)
+                .map_err(|_| Status::invalid_argument(format!("no lease has id {}", req.lease)))?;
+            let put = KvPut { key: req.key, value: req.value, content_type: None, condition, lease: Some(lease) };
             let revision = conn.send(put).await.map_err(mailbox)?.map_err(status)?;
             Ok(with_revision(Response::new(()), revision))
         })
@@ -266,6 +268,40 @@ impl Kvs for KvsService {
             Ok(with_revision(Response::new(txn::to_response(answer)), revision))
         })
         .await
+    }
+
+    async fn lease_grant(
+        &self,
+        request: Request<kvs::LeaseGrantRequest>,
+    ) -> Result<Response<kvs::LeaseGrantResponse>, Status> {
+        observed("LeaseGrant", lease::grant(request)).await
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<kvs::LeaseRevokeRequest>,
+    ) -> Result<Response<kvs::LeaseRevokeResponse>, Status> {
+        observed("LeaseRevoke", lease::revoke(request)).await
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<kvs::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<kvs::LeaseStatus>, Status> {
+        observed("LeaseTimeToLive", lease::time_to_live(request)).await
+    }
+
+    async fn lease_list(&self, request: Request<()>) -> Result<Response<kvs::LeaseListResponse>, Status> {
+        observed("LeaseList", lease::list(request)).await
+    }
+
+    type LeaseKeepAliveStream = lease::KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<tonic::Streaming<kvs::LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        observed("LeaseKeepAlive", lease::keep_alive(request)).await
     }
 
     type WatchStream = WatchStream;

@@ -7,6 +7,7 @@
 //! connection — stops the actor.
 
 mod kvs;
+mod lease;
 mod limit;
 mod raft;
 pub mod txn;

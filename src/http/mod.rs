@@ -8,6 +8,7 @@
 mod error;
 #[cfg(feature = "failpoints")]
 mod failpoints;
+mod leases;
 mod routes;
 mod target;
 

@@ -27,7 +27,7 @@ pub struct Limits {
     pub max_value_bytes: usize,
 }
 
-type Answer = Result<HttpResponse, HttpError>;
+pub(super) type Answer = Result<HttpResponse, HttpError>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/liveness_check").get(liveness).default_service(web::to(method_not_allowed)))
@@ -50,10 +50,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/txn").post(txn).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/watch").get(watch).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/metrics").get(metrics).default_service(web::to(method_not_allowed)))
+        .configure(super::leases::configure)
         .default_service(web::to(not_found));
 }
 
-fn connection(req: &HttpRequest) -> Result<Addr<ConnectionActor>, HttpError> {
+pub(super) fn connection(req: &HttpRequest) -> Result<Addr<ConnectionActor>, HttpError> {
     req.conn_data::<HttpConnection>()
         .map(|c| c.actor.clone())
         .ok_or_else(|| HttpError(CeteError::Internal("request without a connection".into())))
@@ -78,7 +79,12 @@ fn read_query(req: &HttpRequest) -> Result<(Consistency, String), HttpError> {
 }
 
 /// Reads the body, refusing it as soon as it is over `limit` bytes.
-async fn read_body(mut payload: web::Payload, req: &HttpRequest, limit: usize, what: &str) -> Result<Bytes, HttpError> {
+pub(super) async fn read_body(
+    mut payload: web::Payload,
+    req: &HttpRequest,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, HttpError> {
     let too_large = |size| HttpError(CeteError::TooLarge { what: what.to_string(), size, limit });
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
@@ -179,7 +185,7 @@ fn detect_content_type(value: &[u8]) -> &'static str {
 }
 
 /// The store's revision, on every answer that read or wrote at one.
-const REVISION_HEADER: &str = "X-Cete-Revision";
+pub(super) const REVISION_HEADER: &str = "X-Cete-Revision";
 
 async fn get_value(req: HttpRequest, PathTail(key): PathTail) -> Answer {
     let (consistency, _) = read_query(&req)?;
@@ -219,13 +225,27 @@ async fn put_value(
         .filter(|ct| !ct.is_empty() && !ct.starts_with("application/x-www-form-urlencoded"))
         .map(str::to_string);
     let condition = condition(&req)?;
-    let revision = connection(&req)?.send(KvPut { key, value, content_type, condition }).await??;
+    let lease = put_query(&req)?;
+    let revision = connection(&req)?.send(KvPut { key, value, content_type, condition, lease }).await??;
     let mut answer = HttpResponse::Ok();
     if let Some(revision) = revision {
         // The key's mod revision is the revision of this write.
         answer.insert_header((REVISION_HEADER, revision.to_string())).insert_header((header::ETAG, etag(revision)));
     }
     Ok(answer.finish())
+}
+
+/// `?lease=<id>` of a PUT: the lease to attach the key to.
+fn put_query(req: &HttpRequest) -> Result<Option<u64>, CeteError> {
+    #[derive(Deserialize)]
+    struct PutQuery {
+        lease: Option<String>,
+    }
+    check_query(req.query_string())?;
+    let query = web::Query::<PutQuery>::from_query(req.query_string())
+        .map_err(|e| CeteError::InvalidArgument(format!("bad query string: {e}")))?
+        .into_inner();
+    query.lease.as_deref().map(super::leases::parse_id).transpose()
 }
 
 /// The condition of a conditional write: `If-Match: "<mod_revision>"` (the ETag a GET
@@ -393,7 +413,7 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
         .json(serde_json::json!({ "error": format!("no such endpoint: {} {}", req.method(), req.path()) }))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+pub(super) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .json(serde_json::json!({ "error": format!("{} is not allowed on {}", req.method(), req.path()) }))
 }

@@ -20,8 +20,11 @@ pub const HISTORY: &str = "history";
 /// Transactions ([`crate::command::txn`]).
 pub const TRANSACTIONS: &str = "transactions";
 
+/// Leases ([`crate::lease`]): their grants, revokes, and writes that attach keys to them.
+pub const LEASES: &str = "leases";
+
 /// Every feature this build reads: its answer to `Forwarded::Features`.
-pub const READ_BY_THIS_BUILD: &[&str] = &[REVISIONS, HISTORY, TRANSACTIONS];
+pub const READ_BY_THIS_BUILD: &[&str] = &[REVISIONS, HISTORY, TRANSACTIONS, LEASES];
 
 /// The feature a command's entry needs every member to read, if any: the leader proposes it
 /// only once they all do (`routing`'s `serve_here`).
@@ -30,7 +33,11 @@ pub fn needed_by(command: &Command) -> Option<&'static str> {
         Command::Set { .. } | Command::Delete { .. } | Command::Guarded { .. } => None,
         Command::StartRevisions => Some(REVISIONS),
         Command::Compact { .. } => Some(HISTORY),
+        // A transaction that attaches a key to a lease needs both; an earlier build with
+        // transactions would apply the put without checking or indexing its lease.
+        Command::Txn(txn) if txn.attaches_leases() => Some(LEASES),
         Command::Txn(_) => Some(TRANSACTIONS),
+        Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } | Command::SetLeased { .. } => Some(LEASES),
         Command::Request { command, .. } => needed_by(command),
         Command::Batch(commands) => commands.iter().find_map(needed_by),
     }

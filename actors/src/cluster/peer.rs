@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::cluster::node::NodeInfo;
+use crate::command::lease::{LeaseAnswer, LeaseAsk};
 use crate::command::{decode, encode, Command, CommandResponse, LogId, Member, StoredMembership};
 use crate::deadlines::{LONGEST_FORWARD, POLL_ANSWER, POLL_EVERY};
 use crate::error::{CeteError, CeteResult};
@@ -59,6 +60,8 @@ pub enum Forwarded {
     /// [`ForwardReply::Features`]. Only sent by itself, never on the link's stream: a node of
     /// an earlier build refuses it as undecodable.
     Features,
+    /// A lease request only the leader answers ([`crate::command::lease`]).
+    Lease(LeaseAsk),
 }
 
 /// The answer to a [`Forwarded`] request.
@@ -81,6 +84,8 @@ pub enum ForwardReply {
     /// What applying a forwarded write (or batch) answered, from a leader whose store has
     /// revisions (otherwise it answers `Done`, as earlier builds do).
     Applied(CommandResponse),
+    /// The answer to a [`Forwarded::Lease`].
+    Lease(LeaseAnswer),
 }
 
 /// What a peer says when polled.

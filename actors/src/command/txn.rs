@@ -169,6 +169,11 @@ impl TxnOp {
 }
 
 impl Txn {
+    /// Whether a put of either list attaches its key to a lease.
+    pub fn attaches_leases(&self) -> bool {
+        self.success.iter().chain(&self.failure).any(|op| matches!(op, TxnOp::Put { lease, .. } if *lease != 0))
+    }
+
     pub(crate) fn payload_bytes(&self) -> usize {
         let compares: usize =
             self.compare.iter().map(|c| c.key.len() + if let Target::Value(v) = &c.target { v.len() } else { 8 }).sum();

@@ -4,6 +4,7 @@
 //! consistency, which actor serves it — happens here. What only the leader serves goes to the
 //! router ([`crate::routing`]), which finds the leader.
 
+pub mod lease;
 pub mod watch;
 
 use std::future::Future;
@@ -201,6 +202,7 @@ fn check_new_key(key: &str) -> CeteResult<()> {
 async fn write(handles: NodeHandles, command: Command) -> CeteResult<Option<u64>> {
     match propose(&handles, command).await? {
         CommandResponse::Refused { mod_revision } => Err(CeteError::ConditionFailed { mod_revision }),
+        CommandResponse::NoSuchLease { lease } => Err(lease::lease_not_found(lease)),
         response => Ok(response.revision()),
     }
 }
@@ -316,6 +318,7 @@ impl Handler<KvTxn> for ConnectionActor {
             needs_revisions(&handles, "transactions").await?;
             match propose(&handles, Command::Txn(msg.0)).await? {
                 CommandResponse::Txn(answer) => Ok(answer),
+                CommandResponse::NoSuchLease { lease } => Err(lease::lease_not_found(lease)),
                 // A resend that found its first sending applied: what it answered is gone.
                 CommandResponse::Applied => Err(CeteError::Unavailable(
                     "the transaction was applied, but its answer was lost in a leader change; read the keys to \
@@ -338,6 +341,9 @@ pub struct KvPut {
     pub content_type: Option<String>,
     /// Store it only if the key meets this (compare-and-swap).
     pub condition: Option<Condition>,
+    /// Attach the key to this lease (None or 0: to none; a write detaches the key from the
+    /// lease it had).
+    pub lease: Option<u64>,
 }
 
 impl Handler<KvPut> for ConnectionActor {
@@ -354,7 +360,14 @@ impl Handler<KvPut> for ConnectionActor {
                     limit: handles.max_value_bytes,
                 });
             }
-            let set = Command::Set { key: msg.key, value: msg.value, content_type: msg.content_type };
+            let (key, value, content_type) = (msg.key, msg.value, msg.content_type);
+            let set = match msg.lease.filter(|lease| *lease != 0) {
+                Some(lease) => {
+                    needs_revisions(&handles, "leases").await?;
+                    Command::SetLeased { key, value, content_type, lease }
+                }
+                None => Command::Set { key, value, content_type },
+            };
             let command = guarded(&handles, set, msg.condition).await?;
             write(handles, command).await
         })

@@ -186,8 +186,10 @@ impl Change {
             prost_types::Any { type_url: cete_proto::type_url(name), value: message.encode_to_vec() }
         }
         let (kind, data) = match self {
-            Change::Set { key, value, .. } => {
-                (event::Type::Set, pack("SetRequest", SetRequest { key: key.clone(), value: value.clone() }))
+            Change::Set { key, value, revisions } => {
+                // The lease as the write set it (0, not encoded, when none: the Go shape).
+                let lease = revisions.map_or(0, |r| r.lease) as i64;
+                (event::Type::Set, pack("SetRequest", SetRequest { key: key.clone(), value: value.clone(), lease }))
             }
             Change::Delete { key, .. } => {
                 (event::Type::Delete, pack("DeleteRequest", DeleteRequest { key: key.clone() }))

@@ -111,6 +111,8 @@ pub struct RaftActor {
     pending: client::Pending,
     /// What [`LeaderElsewhere`] last told.
     told_elsewhere: Option<Member>,
+    /// What [`Leading`] last told.
+    told_leading: Option<u64>,
 }
 
 /// Who hears what the RaftActor has to tell.
@@ -123,6 +125,9 @@ pub struct RaftObservers {
     pub appending: Recipient<LeaderAppending>,
     /// Where the leader is, each time that changes (the router).
     pub leader: Recipient<LeaderElsewhere>,
+    /// Whether this node leads, and in which term, each time that changes (the lease
+    /// countdowns, [`crate::lease`]).
+    pub leading: Recipient<Leading>,
     /// The index this node has applied up to (the router: a linearizable read whose index is
     /// applied already is answered without another message).
     pub applied: tokio::sync::watch::Sender<u64>,
@@ -132,6 +137,11 @@ pub struct RaftObservers {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct MetricsUpdate(pub RaftMetrics);
+
+/// The term this node leads in (None: it does not lead). As of the metrics last fed.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct Leading(pub Option<u64>);
 
 /// This node's Raft state was replaced by an empty one, to join another cluster.
 #[derive(Message)]
@@ -160,6 +170,7 @@ impl RaftActor {
             instance: 0,
             pending: client::Pending::default(),
             told_elsewhere: None,
+            told_leading: None,
         }
     }
 
@@ -223,6 +234,11 @@ impl StreamHandler<(u64, RaftMetrics)> for RaftActor {
         if elsewhere != self.told_elsewhere.as_ref() {
             self.told_elsewhere = elsewhere.cloned();
             self.observers.leader.do_send(LeaderElsewhere(self.told_elsewhere.clone()));
+        }
+        let leading = (metrics.state == openraft::ServerState::Leader).then_some(metrics.current_term);
+        if leading != self.told_leading {
+            self.told_leading = leading;
+            self.observers.leading.do_send(Leading(leading));
         }
         let applied = metrics.last_applied.map_or(0, |id| id.index);
         self.observers.applied.send_if_modified(|known| std::mem::replace(known, applied) != applied);

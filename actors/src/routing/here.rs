@@ -1,13 +1,15 @@
 //! Serving a leader-only request with this node's own Raft: the "here" of "here or at the
 //! leader". Raft turns it away with [`RouteError::NotLeader`] when the leader is elsewhere.
 
-use super::msg::{LeaderRequest, RouteError, Served};
+use super::msg::{LeaderRequest, RouteError, ServeLease, Served};
 use super::ports::{ClusterPorts, RaftPorts};
 use crate::cluster::{features, MembersRead, PrepareJoiner};
 use crate::command::{Command, Member};
 use crate::deadlines::{CATCH_UP, TRANSFER};
 use crate::error::CeteError;
-use crate::raft::{AddMember, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember, TransferLeader};
+use crate::raft::{
+    AddMember, AwaitApplied, ClientWrite, JoinPlan, PlanJoin, PromoteMember, ReadIndex, RemoveMember, TransferLeader,
+};
 
 /// Serves `request` with this node's Raft.
 pub(super) async fn serve_here(
@@ -33,6 +35,16 @@ pub(super) async fn serve_here(
         LeaderRequest::TransferLeader(to) => {
             let transfer = TransferLeader { to: to.clone(), within: TRANSFER };
             Ok(Served::Leader(raft.transfer_leader.send(transfer).await??))
+        }
+        LeaderRequest::Lease(ask) => {
+            let lessor =
+                raft.lessor.as_ref().ok_or_else(|| CeteError::Unavailable("leases are not served here".into()))?;
+            // As etcd's leader does before a renewal: a quorum confirms this node still leads
+            // (a deposed leader must not renew a lease that its successor counts down), and
+            // what it committed is applied (so the countdowns know every lease granted).
+            let index = raft.read_index.send(ReadIndex).await??;
+            raft.await_applied.send(AwaitApplied(index)).await??;
+            Ok(Served::Lease(lessor.send(ServeLease(ask.clone())).await??))
         }
     }
 }

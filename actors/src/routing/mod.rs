@@ -46,6 +46,7 @@ pub use self::msg::*;
 use self::ports::{ClusterPorts, RaftPorts};
 use self::route::Route;
 pub use self::wire::to_wire;
+use crate::command::lease::LeaseAnswer;
 use crate::command::{CommandResponse, Member};
 use crate::error::CeteResult;
 use crate::raft::{AwaitApplied, LeaderElsewhere};
@@ -70,9 +71,10 @@ impl RouterActor {
     /// leader a moment ago), the node asked names this one, and the request is served here.
     fn skip_here(&self, request: &LeaderRequest) -> Option<Member> {
         match request {
-            LeaderRequest::Write(_) | LeaderRequest::WriteBatch(_) | LeaderRequest::ReadIndex => {
-                self.leader_elsewhere.clone()
-            }
+            LeaderRequest::Write(_)
+            | LeaderRequest::WriteBatch(_)
+            | LeaderRequest::ReadIndex
+            | LeaderRequest::Lease(_) => self.leader_elsewhere.clone(),
             _ => None,
         }
     }
@@ -163,6 +165,20 @@ impl Handler<TransferLeadership> for RouterActor {
             match served.await? {
                 Served::Leader(name) => Ok(name),
                 other => Err(msg::unexpected("a leader transfer", other)),
+            }
+        })
+    }
+}
+
+impl Handler<Lease> for RouterActor {
+    type Result = ResponseFuture<CeteResult<LeaseAnswer>>;
+
+    fn handle(&mut self, msg: Lease, _: &mut Self::Context) -> Self::Result {
+        let served = self.on_the_leader(LeaderRequest::Lease(msg.0));
+        Box::pin(async move {
+            match served.await? {
+                Served::Lease(answer) => Ok(answer),
+                other => Err(msg::unexpected("a lease request", other)),
             }
         })
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::command::lease::{LeaseAnswer, LeaseAsk};
 use crate::command::{Command, CommandResponse, LogId, Member};
 use crate::deadlines;
 use crate::error::{CeteError, CeteResult};
@@ -26,6 +27,8 @@ pub enum LeaderRequest {
     Leave(String),
     /// Hand the leadership to this voter (None: the follower replicated furthest).
     TransferLeader(Option<String>),
+    /// Renew a lease, or tell what leases have left: the leader's countdowns know.
+    Lease(LeaseAsk),
 }
 
 /// What the leader answered a [`LeaderRequest`] that it served.
@@ -39,6 +42,8 @@ pub enum Served {
     ReadIndex(Option<LogId>),
     /// The leader after a [`LeaderRequest::TransferLeader`].
     Leader(String),
+    /// The leader's countdowns' answer to a [`LeaderRequest::Lease`].
+    Lease(LeaseAnswer),
 }
 
 /// Why a [`LeaderRequest`] was not served where it was sent. The router follows the first two
@@ -87,6 +92,7 @@ impl LeaderRequest {
             LeaderRequest::Write(_)
             | LeaderRequest::WriteBatch(_)
             | LeaderRequest::ReadIndex
+            | LeaderRequest::Lease(_)
             | LeaderRequest::TransferLeader(_) => deadlines::FORWARDED_REQUEST,
             LeaderRequest::Join(_) => deadlines::FORWARDED_JOIN,
             LeaderRequest::Leave(_) => deadlines::FORWARDED_LEAVE,
@@ -125,7 +131,8 @@ impl LeaderRequest {
     pub fn safe_to_resend(&self) -> bool {
         let once = |c: &Command| matches!(c, Command::Request { .. });
         match self {
-            LeaderRequest::ReadIndex | LeaderRequest::Leave(_) => true,
+            // A renewal sent twice restarts the countdown twice: as once, a moment later.
+            LeaderRequest::ReadIndex | LeaderRequest::Leave(_) | LeaderRequest::Lease(_) => true,
             LeaderRequest::Write(command) => once(command),
             LeaderRequest::WriteBatch(commands) => commands.iter().all(once),
             // Sent again to the new leader, "to the best follower" would move it once more.
@@ -166,6 +173,11 @@ pub struct Leave(pub String);
 #[rtype(result = "CeteResult<String>")]
 pub struct TransferLeadership(pub Option<String>);
 
+/// A lease request only the leader answers: renewals, what leases have left.
+#[derive(Message)]
+#[rtype(result = "CeteResult<LeaseAnswer>")]
+pub struct Lease(pub LeaseAsk);
+
 // ---- What a peer's connection actor sends the RouterActor ----
 
 /// A leader-only request a peer sent here (this node being, as far as the peer knew, the
@@ -174,6 +186,14 @@ pub struct TransferLeadership(pub Option<String>);
 #[derive(Message)]
 #[rtype(result = "Result<Served, RouteError>")]
 pub struct ServeHere(pub LeaderRequest);
+
+// ---- What the RouterActor sends the leader's lease countdowns ----
+
+/// On the leader, once it has confirmed its leadership and applied what it committed: answer
+/// this from the countdowns ([`crate::lease`]); `NotLeader` where they do not run.
+#[derive(Message)]
+#[rtype(result = "Result<LeaseAnswer, RouteError>")]
+pub struct ServeLease(pub LeaseAsk);
 
 // ---- What the RouterActor sends the LeaderBatcher ----
 

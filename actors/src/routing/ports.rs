@@ -4,6 +4,8 @@
 
 use actix::prelude::*;
 
+use super::msg::ServeLease;
+
 use crate::cluster::{MembersRead, PrepareJoiner, WasRemoved};
 use crate::raft::{
     AddMember, AwaitApplied, AwaitLeader, AwaitNewLeader, ClientWrite, PlanJoin, PromoteMember, ReadIndex,
@@ -26,6 +28,9 @@ pub struct RaftPorts {
     pub remove_member: Recipient<RemoveMember>,
     /// The index this node has applied up to, as the RaftActor last saw it.
     pub applied: tokio::sync::watch::Receiver<u64>,
+    /// The lease countdowns that run beside Raft while this node leads ([`ServeLease`]; none
+    /// in tests that do not serve leases).
+    pub lessor: Option<Recipient<ServeLease>>,
 }
 
 impl RaftPorts {
@@ -56,7 +61,13 @@ impl RaftPorts {
             promote_member: raft.clone().recipient(),
             remove_member: raft.clone().recipient(),
             applied,
+            lessor: None,
         }
+    }
+
+    /// These ports, with the lease countdowns to serve lease requests.
+    pub fn with_lessor(self, lessor: Recipient<ServeLease>) -> Self {
+        RaftPorts { lessor: Some(lessor), ..self }
     }
 }
 

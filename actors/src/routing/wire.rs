@@ -15,6 +15,7 @@ impl From<LeaderRequest> for Forwarded {
             LeaderRequest::Join(member) => Forwarded::Join(member),
             LeaderRequest::Leave(name) => Forwarded::Leave(name),
             LeaderRequest::TransferLeader(to) => Forwarded::TransferLeader(to),
+            LeaderRequest::Lease(ask) => Forwarded::Lease(ask),
         }
     }
 }
@@ -31,6 +32,7 @@ impl TryFrom<Forwarded> for LeaderRequest {
             Forwarded::Join(member) => LeaderRequest::Join(member),
             Forwarded::Leave(name) => LeaderRequest::Leave(name),
             Forwarded::TransferLeader(to) => LeaderRequest::TransferLeader(to),
+            Forwarded::Lease(ask) => LeaderRequest::Lease(ask),
             other @ (Forwarded::Status
             | Forwarded::Poll
             | Forwarded::PrepareToJoin
@@ -50,6 +52,7 @@ pub fn to_wire(answer: Result<Served, RouteError>) -> ForwardReply {
         Ok(Served::Applied(_)) => ForwardReply::Done,
         Ok(Served::ReadIndex(index)) => ForwardReply::ReadIndex(index),
         Ok(Served::Leader(name)) => ForwardReply::Leader(name),
+        Ok(Served::Lease(answer)) => ForwardReply::Lease(answer),
         Err(RouteError::NotLeader(leader)) => ForwardReply::NotLeader(leader),
         Err(RouteError::NotSent(why)) => ForwardReply::NotSent(why),
         Err(RouteError::Failed(e)) => ForwardReply::Failed(e),
@@ -64,6 +67,7 @@ pub fn from_wire(reply: CeteResult<ForwardReply>) -> Result<Served, RouteError> 
         ForwardReply::Applied(response) => Ok(Served::Applied(response)),
         ForwardReply::ReadIndex(index) => Ok(Served::ReadIndex(index)),
         ForwardReply::Leader(name) => Ok(Served::Leader(name)),
+        ForwardReply::Lease(answer) => Ok(Served::Lease(answer)),
         ForwardReply::NotLeader(leader) => Err(RouteError::NotLeader(leader)),
         ForwardReply::NotSent(why) => Err(RouteError::NotSent(why)),
         ForwardReply::Failed(e) => Err(RouteError::Failed(e)),

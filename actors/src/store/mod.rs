@@ -28,6 +28,7 @@
 
 pub mod changes;
 pub mod history;
+pub mod leases;
 pub mod revisions;
 pub mod sessions;
 pub mod snapshot_file;
@@ -51,8 +52,10 @@ use crate::error::{CeteError, CeteResult};
 use crate::failpoints;
 use crate::store::changes::{Change, WatchEvent};
 use crate::store::history::HISTORY;
+use crate::store::leases::{LeaseEvent, LeaseEvents, LeaseTables, LEASES, LEASE_KEYS};
 use crate::store::revisions::{KeyRevisions, FIRST_REVISION};
 use crate::store::sessions::SessionTable;
+use crate::store::snapshot_file::Part;
 use crate::store::writeback::Writeback;
 
 /// Keys to stored records (see [`StoredValue::encode`]).
@@ -139,6 +142,8 @@ pub struct StoreActor {
     /// Changes below the floor are left to delete.
     compacting: bool,
     watchers: Vec<Recipient<WatchEvent>>,
+    /// The leader's lease countdowns ([`crate::lease`]), told of every grant and revoke.
+    lessor: Option<Recipient<LeaseEvents>>,
     /// Keeps the file's dirty pages written back between durable commits.
     _writeback: Writeback,
 }
@@ -154,6 +159,8 @@ impl StoreActor {
         txn.open_table(KV).map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
         txn.open_table(HISTORY).map_err(|e| CeteError::internal("store", e))?;
+        txn.open_table(LEASES).map_err(|e| CeteError::internal("store", e))?;
+        txn.open_table(LEASE_KEYS).map_err(|e| CeteError::internal("store", e))?;
         crate::store::sessions::upgrade(&txn).map_err(|e| CeteError::internal("store upgrade", e))?;
         txn.commit().map_err(|e| CeteError::internal("store", e))?;
         let view = db.begin_read().map_err(|e| CeteError::internal("store", e))?;
@@ -180,6 +187,7 @@ impl StoreActor {
             floor,
             compacting,
             watchers: Vec::new(),
+            lessor: None,
             _writeback: writeback,
         })
     }
@@ -238,24 +246,25 @@ impl StoreActor {
         CeteError::Internal(why)
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) -> CeteResult<(Vec<CommandResponse>, Vec<Change>)> {
+    fn apply(&mut self, entries: Vec<Entry>) -> CeteResult<Applied> {
         let result = self.apply_in_open(entries);
         match result {
-            Ok((responses, changes)) => {
-                self.uncommitted += changes.len().max(1);
+            Ok(applied) => {
+                self.uncommitted += applied.changes.len().max(1);
                 if self.uncommitted >= COMMIT_AFTER_WRITES {
                     self.commit(Durability::None)?;
                 }
-                Ok((responses, changes))
+                Ok(applied)
             }
             Err(e) => Err(self.fail(e.to_string())),
         }
     }
 
-    fn apply_in_open(&mut self, entries: Vec<Entry>) -> CeteResult<(Vec<CommandResponse>, Vec<Change>)> {
+    fn apply_in_open(&mut self, entries: Vec<Entry>) -> CeteResult<Applied> {
         let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("apply: {e}"));
         let mut responses = Vec::with_capacity(entries.len());
         let mut changes = Vec::new();
+        let mut lease_events = Vec::new();
         let before = self.revision;
         let mut revision = before;
         let floor_before = self.floor;
@@ -266,6 +275,7 @@ impl StoreActor {
         let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
         let mut history = txn.open_table(HISTORY).map_err(|e| fail(&e))?;
         let mut sessions = SessionTable::open(txn).map_err(|e| fail(&e))?;
+        let mut leases = LeaseTables::open(txn).map_err(|e| fail(&e))?;
         let mut last_applied = None;
         let mut previous_membership: Option<StoredMembership> = None;
         for entry in entries {
@@ -279,6 +289,8 @@ impl StoreActor {
                     let mut applying = Applying {
                         kv: &mut kv,
                         sessions: &mut sessions,
+                        leases: &mut leases,
+                        lease_events: &mut lease_events,
                         index: entry.log_id.index,
                         revision: &mut revision,
                         floor: &mut floor,
@@ -317,16 +329,23 @@ impl StoreActor {
         if let (true, Some(floor)) = (compacting, floor) {
             compacting = history::delete_below(&mut history, floor).map_err(|e| fail(&e))?;
         }
-        drop((kv, meta, sessions, history));
+        drop((kv, meta, sessions, history, leases));
         self.revision = revision;
         self.floor = floor;
         self.compacting = compacting;
-        Ok((responses, changes))
+        Ok(Applied { responses, changes, lease_events })
     }
 
     fn applied_state(&mut self) -> CeteResult<(Option<LogId>, StoredMembership)> {
         let meta = self.txn()?.open_table(SM_META).map_err(|e| CeteError::internal("store", e))?;
         Ok((read_meta(&meta, LAST_APPLIED)?, read_meta(&meta, LAST_MEMBERSHIP)?.unwrap_or_default()))
+    }
+
+    fn tell_lessor(&mut self, events: Vec<LeaseEvent>) {
+        if let (Some(lessor), false) = (&self.lessor, events.is_empty()) {
+            // Never dropped: a grant the countdowns missed would never expire.
+            lessor.do_send(LeaseEvents(events));
+        }
     }
 
     fn publish(&mut self, changes: Vec<Change>) {
@@ -347,10 +366,19 @@ impl StoreActor {
     }
 }
 
+/// What applying entries answered and changed.
+struct Applied {
+    responses: Vec<CommandResponse>,
+    changes: Vec<Change>,
+    lease_events: Vec<LeaseEvent>,
+}
+
 /// The tables one applied entry writes to, and the store's revision as it goes.
 struct Applying<'a, 'txn> {
     kv: &'a mut redb::Table<'txn, &'static str, &'static [u8]>,
     sessions: &'a mut SessionTable<'txn>,
+    leases: &'a mut LeaseTables<'txn>,
+    lease_events: &'a mut Vec<LeaseEvent>,
     index: u64,
     revision: &'a mut Option<u64>,
     /// The oldest revision the history keeps.
@@ -362,22 +390,34 @@ impl Applying<'_, '_> {
     /// changed for watchers.
     fn apply(&mut self, command: Command, changes: &mut Vec<Change>) -> Result<CommandResponse, redb::Error> {
         match command {
-            Command::Set { key, value, content_type } => {
-                let revisions = match *self.revision {
-                    Some(current) => {
-                        let before =
-                            self.kv.get(key.as_str())?.map(|r| StoredValue::revisions_of(r.value())).transpose()?;
-                        *self.revision = Some(current + 1);
-                        Some(KeyRevisions::written_at(current + 1, before.as_ref()))
+            Command::Set { key, value, content_type } => self.set(key, value, content_type, 0, changes)?,
+            Command::SetLeased { key, value, content_type, lease } => {
+                if self.revision.is_none() || !self.leases.exists(lease)? {
+                    return Ok(CommandResponse::NoSuchLease { lease });
+                }
+                self.set(key, value, content_type, lease, changes)?;
+            }
+            Command::LeaseGrant { id, ttl_seconds } => {
+                if !self.leases.grant(id, ttl_seconds)? {
+                    return Ok(CommandResponse::LeaseExists { lease: id });
+                }
+                self.lease_events.push(LeaseEvent::Granted { id, ttl_seconds });
+            }
+            Command::LeaseRevoke { id } => {
+                let Some(keys) = self.leases.revoke(id)? else { return Ok(CommandResponse::NoSuchLease { lease: id }) };
+                self.lease_events.push(LeaseEvent::Revoked { id });
+                // Every key of the lease goes at one revision (keys are only attached once
+                // revisions have started).
+                if let (Some(current), false) = (*self.revision, keys.is_empty()) {
+                    for key in &keys {
+                        self.kv.remove(key.as_str())?;
                     }
-                    None => None,
-                };
-                let record = StoredValue::encode(&value, content_type.as_deref(), revisions.as_ref());
-                self.kv.insert(key.as_str(), record.as_slice())?;
-                changes.push(Change::Set { key, value, revisions });
+                    *self.revision = Some(current + 1);
+                    changes.extend(keys.into_iter().map(|key| Change::Delete { key, revision: Some(current + 1) }));
+                }
             }
             Command::Delete { key } => {
-                let removed = self.kv.remove(key.as_str())?.is_some();
+                let removed = self.remove(&key)?;
                 match (removed, *self.revision) {
                     (true, Some(current)) => {
                         *self.revision = Some(current + 1);
@@ -407,7 +447,7 @@ impl Applying<'_, '_> {
             }
             Command::Guarded { condition, command } => {
                 let key = match command.as_ref() {
-                    Command::Set { key, .. } | Command::Delete { key } => key.as_str(),
+                    Command::Set { key, .. } | Command::SetLeased { key, .. } | Command::Delete { key } => key.as_str(),
                     // Only a key's own write can be guarded by it.
                     _ => return Ok(CommandResponse::Refused { mod_revision: 0 }),
                 };
@@ -445,6 +485,42 @@ impl Applying<'_, '_> {
 }
 
 impl Applying<'_, '_> {
+    /// Stores `value` under `key`, attached to `lease` (0: none), at the next revision when the
+    /// store counts them.
+    fn set(
+        &mut self,
+        key: String,
+        value: Bytes,
+        content_type: Option<String>,
+        lease: u64,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), redb::Error> {
+        let revisions = match *self.revision {
+            Some(current) => {
+                let before = self.kv.get(key.as_str())?.map(|r| StoredValue::revisions_of(r.value())).transpose()?;
+                self.leases.reattach(&key, before.map_or(0, |b| b.lease), lease)?;
+                *self.revision = Some(current + 1);
+                Some(KeyRevisions { lease, ..KeyRevisions::written_at(current + 1, before.as_ref()) })
+            }
+            None => None,
+        };
+        let record = StoredValue::encode(&value, content_type.as_deref(), revisions.as_ref());
+        self.kv.insert(key.as_str(), record.as_slice())?;
+        changes.push(Change::Set { key, value, revisions });
+        Ok(())
+    }
+
+    /// Removes `key`, and it from its lease's keys; whether it was there.
+    fn remove(&mut self, key: &str) -> Result<bool, redb::Error> {
+        let lease = match self.kv.remove(key)? {
+            None => return Ok(false),
+            Some(record) if self.revision.is_some() => StoredValue::revisions_of(record.value())?.lease,
+            Some(_) => 0,
+        };
+        self.leases.reattach(key, lease, 0)?;
+        Ok(true)
+    }
+
     /// A key's record as stored (None: absent), in a store with revisions.
     fn read(&self, key: &str) -> Result<Option<StoredValue>, redb::Error> {
         let record = self.kv.get(key)?;
@@ -464,13 +540,23 @@ impl Applying<'_, '_> {
                 compare.holds(found.as_ref().map(|f| (f.revisions.as_ref().expect("revisions"), &f.value[..])));
         }
         let ops = if succeeded { txn.success } else { txn.failure };
+        // A put naming a lease that is gone fails the whole transaction, before it writes.
+        for op in &ops {
+            if let TxnOp::Put { lease, .. } = op {
+                if *lease != 0 && !self.leases.exists(*lease)? {
+                    return Ok(CommandResponse::NoSuchLease { lease: *lease });
+                }
+            }
+        }
         let next = current + 1;
         let mut wrote = false;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             results.push(match op {
                 TxnOp::Put { key, value, lease } => {
-                    let before = self.read(&key)?.and_then(|f| f.revisions);
+                    let before =
+                        self.kv.get(key.as_str())?.map(|r| StoredValue::revisions_of(r.value())).transpose()?;
+                    self.leases.reattach(&key, before.map_or(0, |b| b.lease), lease)?;
                     let revisions = KeyRevisions { lease, ..KeyRevisions::written_at(next, before.as_ref()) };
                     let record = StoredValue::encode(&value, None, Some(&revisions));
                     self.kv.insert(key.as_str(), record.as_slice())?;
@@ -479,7 +565,7 @@ impl Applying<'_, '_> {
                     TxnResult::Put { key }
                 }
                 TxnOp::Delete { key } => {
-                    let removed = self.kv.remove(key.as_str())?.is_some();
+                    let removed = self.remove(&key)?;
                     if removed {
                         wrote = true;
                         changes.push(Change::Delete { key, revision: Some(next) });
@@ -496,7 +582,7 @@ impl Applying<'_, '_> {
                         keys.push(key.value().to_string());
                     }
                     for key in &keys {
-                        self.kv.remove(key.as_str())?;
+                        self.remove(key)?;
                     }
                     wrote |= !keys.is_empty();
                     let deleted = keys.len() as u64;
@@ -641,9 +727,10 @@ impl Handler<ApplyEntries> for StoreActor {
     type Result = CeteResult<Vec<CommandResponse>>;
 
     fn handle(&mut self, msg: ApplyEntries, _: &mut Self::Context) -> Self::Result {
-        let (responses, changes) = self.apply(msg.0)?;
-        self.publish(changes);
-        Ok(responses)
+        let applied = self.apply(msg.0)?;
+        self.tell_lessor(applied.lease_events);
+        self.publish(applied.changes);
+        Ok(applied.responses)
     }
 }
 
@@ -846,16 +933,32 @@ impl StoreActor {
             // The snapshot carries no history: this node keeps it from the snapshot on.
             txn.delete_table(HISTORY).map_err(|e| fail(&e))?;
             txn.open_table(HISTORY).map_err(|e| fail(&e))?;
+            let mut leases = txn.open_table(LEASES).map_err(|e| fail(&e))?;
+            leases.retain(|_, _| false).map_err(|e| fail(&e))?;
+            let mut lease_keys = txn.open_table(LEASE_KEYS).map_err(|e| fail(&e))?;
+            lease_keys.retain(|_, _| false).map_err(|e| fail(&e))?;
             if let Some(path) = &msg.source {
                 let mut pairs = crate::store::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))?;
                 revision = pairs.revision();
                 for pair in pairs.by_ref() {
                     let (key, record) = pair.map_err(|e| fail(&e))?;
                     kv.insert(key.as_str(), record.as_slice()).map_err(|e| fail(&e))?;
+                    // The lease index is rebuilt from the records that name a lease.
+                    if revision.is_some() {
+                        let lease = StoredValue::revisions_of(&record).map_err(|e| fail(&e))?.lease;
+                        if lease != 0 {
+                            lease_keys.insert((lease, key.as_str()), ()).map_err(|e| fail(&e))?;
+                        }
+                    }
                     keys += 1;
                 }
-                for part in pairs.sessions() {
-                    sessions.restore(part.map_err(|e| fail(&e))?).map_err(|e| fail(&e))?;
+                for part in pairs.parts() {
+                    match part.map_err(|e| fail(&e))? {
+                        Part::Session(part) => sessions.restore(part).map_err(|e| fail(&e))?,
+                        Part::Lease { id, ttl_seconds } => {
+                            leases.insert(id, ttl_seconds).map_err(|e| fail(&e))?;
+                        }
+                    }
                 }
             }
             let mut meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
@@ -886,6 +989,7 @@ impl StoreActor {
         self.floor = revision.map(|r| r + 1);
         self.compacting = false;
         self.failed = None;
+        self.tell_lessor(vec![LeaseEvent::Reset]);
         Ok(keys)
     }
 }

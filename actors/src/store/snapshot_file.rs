@@ -1,9 +1,12 @@
-//! The snapshot file format: `CETESNAP4`, the store's revision (u64 LE; a store without
+//! The snapshot file format: `CETESNAP5` when the store holds leases (else `CETESNAP4`, the
+//! same without lease frames, which builds before leases read), the store's revision (u64 LE; a store without
 //! revisions, [`crate::store::revisions`], is written as `CETESNAP3`, without it), then `[u32 LE key length][key][u32 LE record
 //! length][record]` per key, in key order (records as the store keeps them); then, after an
 //! empty key (keys are never empty), the client sessions record (see [`crate::store::sessions`]) as
 //! frames, each a session (`[1][session][low-water mark][last index]`, u64 LE) or a run of the
-//! sequences applied in the session before it (`[2][session][sequence]...`); then an empty
+//! sequences applied in the session before it (`[2][session][sequence]...`), or (only in
+//! `CETESNAP5`) a lease (`[3][id][granted TTL in seconds]`; which keys it holds is in their
+//! records); then an empty
 //! frame and the xxh3-64 (LE) of every byte before it. Written from a redb read view and read
 //! back as a stream, so neither end holds a snapshot whole.
 //!
@@ -20,9 +23,19 @@ use std::path::Path;
 use redb::ReadableTable;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::store::leases::LEASES;
 use crate::store::sessions::{RequestId, SessionPart};
 use crate::store::{SnapshotView, KV};
 
+/// What follows the pairs: the client sessions, and the leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Session(SessionPart),
+    Lease { id: u64, ttl_seconds: u64 },
+}
+
+/// The format of a store that holds leases.
+const MAGIC_V5: &[u8] = b"CETESNAP5";
 const MAGIC: &[u8] = b"CETESNAP4";
 /// The format before revisions.
 const MAGIC_V3: &[u8] = b"CETESNAP3";
@@ -32,6 +45,7 @@ const MAGIC_V2: &[u8] = b"CETESNAP2";
 const MAGIC_V1: &[u8] = b"CETESNAP1";
 const SESSION_TAG: u8 = 1;
 const SEQUENCES_TAG: u8 = 2;
+const LEASE_TAG: u8 = 3;
 const BUFFER_BYTES: usize = 1 << 20;
 
 fn corrupt(why: String) -> std::io::Error {
@@ -62,9 +76,11 @@ pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
     let mut out = Hashed { out: file, hash: Xxh3::new() };
     // A store without revisions is written as the earlier builds wrote it, so that they can
     // still read it while a cluster is upgraded (its revisions start only after that).
+    let leases = crate::store::leases::all(&view.txn.open_table(LEASES).map_err(std::io::Error::other)?)
+        .map_err(std::io::Error::other)?;
     match crate::store::read_revision(&view.txn).map_err(std::io::Error::other)? {
         Some(revision) => {
-            out.write_all(MAGIC)?;
+            out.write_all(if leases.is_empty() { MAGIC } else { MAGIC_V5 })?;
             out.write_all(&revision.to_le_bytes())?;
         }
         None => out.write_all(MAGIC_V3)?,
@@ -80,6 +96,12 @@ pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
     write_frame(&mut out, b"")?;
     for part in crate::store::sessions::all(&view.txn).map_err(std::io::Error::other)? {
         write_frame(&mut out, &session_frame(&part))?;
+    }
+    for (id, ttl_seconds) in leases {
+        let mut frame = vec![LEASE_TAG];
+        frame.extend_from_slice(&id.to_le_bytes());
+        frame.extend_from_slice(&ttl_seconds.to_le_bytes());
+        write_frame(&mut out, &frame)?;
     }
     write_frame(&mut out, b"")?;
     let checksum = out.hash.digest();
@@ -143,6 +165,7 @@ impl Pairs {
         let magic =
             pairs.read_exact_vec(MAGIC.len()).map_err(|_| corrupt(format!("{} is too short", path.display())))?;
         pairs.format = match magic.as_slice() {
+            MAGIC_V5 => 5,
             MAGIC => 4,
             MAGIC_V3 => 3,
             MAGIC_V2 => 2,
@@ -154,7 +177,7 @@ impl Pairs {
             hash.update(&magic);
             pairs.hash = Some(hash);
         }
-        if pairs.format == 4 {
+        if pairs.format >= 4 {
             let word =
                 pairs.read_exact_vec(8).map_err(|_| corrupt(format!("{} ends in its header", path.display())))?;
             let revision = u64::from_le_bytes(word.try_into().expect("8 bytes"));
@@ -206,9 +229,9 @@ impl Pairs {
 
 impl Pairs {
     /// After the pairs: the client sessions record, in parts (one file of the second format's
-    /// request ids becomes a session and a sequence per id).
-    pub fn sessions(mut self) -> impl Iterator<Item = std::io::Result<SessionPart>> {
-        let mut pending: Option<SessionPart> = None;
+    /// request ids becomes a session and a sequence per id), and the leases.
+    pub fn parts(mut self) -> impl Iterator<Item = std::io::Result<Part>> {
+        let mut pending: Option<Part> = None;
         std::iter::from_fn(move || {
             if let Some(part) = pending.take() {
                 return Some(Ok(part));
@@ -225,7 +248,7 @@ impl Pairs {
     }
 
     /// The next part, or two from a second-format request id.
-    fn next_session_parts(&mut self) -> std::io::Result<Option<(SessionPart, Option<SessionPart>)>> {
+    fn next_session_parts(&mut self) -> std::io::Result<Option<(Part, Option<Part>)>> {
         let Some(frame) = self.read_frame()? else { return Ok(None) };
         if frame.is_empty() {
             self.check_end()?;
@@ -239,7 +262,7 @@ impl Pairs {
             let (id, index) = (RequestId::from_bytes(id), u64::from_le_bytes(index));
             let session = SessionPart::Session { session: id.session, low_water: 0, last_index: index };
             let applied = SessionPart::Applied { session: id.session, sequences: vec![id.sequence] };
-            return Ok(Some((session, Some(applied))));
+            return Ok(Some((Part::Session(session), Some(Part::Session(applied)))));
         }
         let malformed = || corrupt("a malformed session record".into());
         let (tag, body) = frame.split_first().ok_or_else(malformed)?;
@@ -249,12 +272,15 @@ impl Pairs {
         let mut words = body.chunks_exact(8).map(|word| u64::from_le_bytes(word.try_into().expect("8 bytes")));
         let session = words.next().expect("not empty");
         let part = match (*tag, body.len()) {
-            (SESSION_TAG, 24) => SessionPart::Session {
+            (SESSION_TAG, 24) => Part::Session(SessionPart::Session {
                 session,
                 low_water: words.next().expect("3 words"),
                 last_index: words.next().expect("3 words"),
-            },
-            (SEQUENCES_TAG, _) => SessionPart::Applied { session, sequences: words.collect() },
+            }),
+            (SEQUENCES_TAG, _) => Part::Session(SessionPart::Applied { session, sequences: words.collect() }),
+            (LEASE_TAG, 16) if self.format >= 5 => {
+                Part::Lease { id: session, ttl_seconds: words.next().expect("2 words") }
+            }
             _ => return Err(malformed()),
         };
         Ok(Some((part, None)))
@@ -330,7 +356,14 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let mut pairs = Pairs::open(&path)?;
         let kv = pairs.by_ref().collect::<Result<Vec<_>, _>>()?;
-        let sessions = pairs.sessions().collect::<Result<Vec<_>, _>>()?;
+        let parts = pairs.parts().collect::<Result<Vec<_>, _>>()?;
+        let sessions = parts
+            .into_iter()
+            .map(|part| match part {
+                Part::Session(session) => session,
+                Part::Lease { .. } => panic!("a lease in a file without leases"),
+            })
+            .collect();
         Ok((kv, sessions))
     }
 

@@ -99,7 +99,7 @@ impl Connection {
     pub async fn put(&mut self, key: String, value: &Value) -> Result<(), String> {
         match self {
             Connection::CeteGrpc(client) => {
-                let request = SetRequest { key, value: value.raw.clone() };
+                let request = SetRequest { key, value: value.raw.clone(), lease: 0 };
                 client.set(request).await.map(drop).map_err(|status| status_error(status).to_string())
             }
             Connection::CeteHttp(http) => {

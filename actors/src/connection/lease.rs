@@ -1,0 +1,171 @@
+//! A connection's lease requests ([`crate::lease`]): grants and revokes go through the log as
+//! writes; renewals and what leases have left are the leader's countdowns' to answer, routed
+//! there.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix::prelude::*;
+
+use super::{needs_revisions, propose, ConnectionActor, NodeHandles};
+use crate::command::lease::{LeaseAnswer, LeaseAsk, LeaseStatus, MAX_LEASE_TTL_SECONDS};
+use crate::command::{Command, CommandResponse};
+use crate::deadlines::CLIENT_WRITE;
+use crate::error::{CeteError, CeteResult};
+use crate::routing;
+
+/// The shortest TTL granted, in seconds: a lease must outlive an election (1-2 s here), or
+/// a leader change alone would expire it. etcd's minimum likewise follows its election timeout.
+pub const MIN_LEASE_TTL_SECONDS: u64 = 2;
+
+/// What a grant answers: the lease's id and the TTL granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGranted {
+    pub id: u64,
+    pub ttl_seconds: u64,
+    /// The store's revision (a grant does not change it).
+    pub revision: Option<u64>,
+}
+
+/// Grant a lease of `ttl_seconds` (at least [`MIN_LEASE_TTL_SECONDS`]) under `id`, or under a
+/// random id when none is given.
+#[derive(Message)]
+#[rtype(result = "CeteResult<LeaseGranted>")]
+pub struct LeaseGrant {
+    pub id: Option<u64>,
+    pub ttl_seconds: i64,
+}
+
+impl Handler<LeaseGrant> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<LeaseGranted>>;
+
+    fn handle(&mut self, msg: LeaseGrant, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        self.serve(async move {
+            let ttl_seconds = match u64::try_from(msg.ttl_seconds) {
+                Ok(ttl) if (1..=MAX_LEASE_TTL_SECONDS).contains(&ttl) => ttl.max(MIN_LEASE_TTL_SECONDS),
+                _ => {
+                    return Err(CeteError::InvalidArgument(format!(
+                        "the ttl must be from 1 to {MAX_LEASE_TTL_SECONDS} seconds, not {}",
+                        msg.ttl_seconds
+                    )))
+                }
+            };
+            let id = match msg.id {
+                Some(0) | None => random_lease_id(),
+                Some(id) if id > i64::MAX as u64 => {
+                    return Err(CeteError::InvalidArgument(format!("a lease id is at most {}, not {id}", i64::MAX)))
+                }
+                Some(id) => id,
+            };
+            needs_revisions(&handles, "leases").await?;
+            match propose(&handles, Command::LeaseGrant { id, ttl_seconds }).await? {
+                CommandResponse::LeaseExists { lease } => Err(CeteError::Conflict(format!("lease {lease} exists"))),
+                response => Ok(LeaseGranted { id, ttl_seconds, revision: response.revision() }),
+            }
+        })
+    }
+}
+
+/// Revoke a lease: it and all its keys are deleted at one revision; answers the store's
+/// revision after it.
+#[derive(Message)]
+#[rtype(result = "CeteResult<Option<u64>>")]
+pub struct LeaseRevoke {
+    pub id: u64,
+}
+
+impl Handler<LeaseRevoke> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<Option<u64>>>;
+
+    fn handle(&mut self, msg: LeaseRevoke, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        self.serve(async move {
+            needs_revisions(&handles, "leases").await?;
+            match propose(&handles, Command::LeaseRevoke { id: msg.id }).await? {
+                CommandResponse::NoSuchLease { lease } => Err(lease_not_found(lease)),
+                response => Ok(response.revision()),
+            }
+        })
+    }
+}
+
+/// Restart a lease's countdown; answers its TTL. `NotFound` once it has expired.
+#[derive(Message)]
+#[rtype(result = "CeteResult<LeaseStatus>")]
+pub struct LeaseKeepAlive {
+    pub id: u64,
+}
+
+impl Handler<LeaseKeepAlive> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<LeaseStatus>>;
+
+    fn handle(&mut self, msg: LeaseKeepAlive, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        self.serve(async move { one_lease(&handles, LeaseAsk::KeepAlive { id: msg.id }).await })
+    }
+}
+
+/// A lease's granted TTL, what it has left, and its keys.
+#[derive(Message)]
+#[rtype(result = "CeteResult<LeaseStatus>")]
+pub struct LeaseTimeToLive {
+    pub id: u64,
+}
+
+impl Handler<LeaseTimeToLive> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<LeaseStatus>>;
+
+    fn handle(&mut self, msg: LeaseTimeToLive, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        self.serve(async move { one_lease(&handles, LeaseAsk::TimeToLive { id: msg.id }).await })
+    }
+}
+
+/// Every lease with its TTL and what it has left, by id.
+#[derive(Message)]
+#[rtype(result = "CeteResult<Vec<LeaseStatus>>")]
+pub struct LeaseList;
+
+impl Handler<LeaseList> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<Vec<LeaseStatus>>>;
+
+    fn handle(&mut self, _: LeaseList, _: &mut Self::Context) -> Self::Result {
+        let handles = self.handles.clone();
+        self.serve(async move {
+            match ask_leader(&handles, LeaseAsk::List).await? {
+                LeaseAnswer::List(leases) => Ok(leases),
+                other => Err(CeteError::Internal(format!("a lease list was answered {other:?}"))),
+            }
+        })
+    }
+}
+
+async fn one_lease(handles: &NodeHandles, ask: LeaseAsk) -> CeteResult<LeaseStatus> {
+    match ask_leader(handles, ask).await? {
+        LeaseAnswer::Lease(status) => Ok(status),
+        other => Err(CeteError::Internal(format!("a lease request was answered {other:?}"))),
+    }
+}
+
+/// Routes a lease request to the leader's countdowns.
+async fn ask_leader(handles: &NodeHandles, ask: LeaseAsk) -> CeteResult<LeaseAnswer> {
+    let routed = tokio::time::timeout(CLIENT_WRITE, handles.router.send(routing::Lease(ask)));
+    routed.await.map_err(|_| {
+        CeteError::Unavailable(format!("no leader answered within {CLIENT_WRITE:?} (no quorum reachable?)"))
+    })??
+}
+
+pub(super) fn lease_not_found(id: u64) -> CeteError {
+    CeteError::NotFound(format!("lease {id} not found (it expired, was revoked, or never was)"))
+}
+
+/// A fresh lease id: random, positive as an int64 (what etcd's and gRPC clients hold), never 0.
+fn random_lease_id() -> u64 {
+    static DRAWN: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u64(DRAWN.fetch_add(1, Ordering::Relaxed));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    (hasher.finish() & (i64::MAX as u64)).max(1)
+}
