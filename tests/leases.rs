@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    block_on, cli, cli_ok, data, eventually, wait_for_revisions, BackgroundCli, Cluster, NdjsonWatch, Node,
-    FORM_TIMEOUT,
+    block_on, cli, cli_ok, data, eventually, node_metric, wait_for_revisions, BackgroundCli, Cluster, NdjsonWatch,
+    Node, FORM_TIMEOUT,
 };
 
 /// How long a lease whose holder stopped renewing may take to go: its TTL, the leader's
@@ -75,6 +75,9 @@ fn a_revoke_deletes_every_key_of_the_lease_at_one_revision_and_watchers_see_it()
     let listed = cluster.nodes[0].get("/v1/leases").json();
     assert!(listed["leases"].as_array().unwrap().iter().any(|l| l["id"] == id.as_str()), "{listed}");
 
+    eventually("the lease counted on node3", FORM_TIMEOUT, || {
+        (node_metric(&cluster.nodes[2], "cete_leases") == 1.0).then_some(())
+    });
     let watch = NdjsonWatch::open(&cluster.nodes[2], "prefix=svc/");
     let revoked = follower.delete(&format!("/v1/leases/{id}"));
     revoked.assert_success();
@@ -137,6 +140,9 @@ fn a_lease_expires_once_its_holder_is_killed() {
     eventually("the lease to be gone", EXPIRY_DEADLINE, || {
         (second.get(&format!("/v1/leases/{id}")).status == 404).then_some(())
     });
+    let expiries: f64 = cluster.nodes.iter().map(|node| node_metric(node, "cete_lease_expiries_total")).sum();
+    assert_eq!(expiries, 1.0, "one leader revoked the lease as expired");
+    assert_eq!(node_metric(first, "cete_leases"), 0.0);
     let output = cli(&[&["lease", "keepalive", &id][..], &grpc_args(first)].concat());
     assert!(!output.status.success(), "keeping an expired lease alive must fail");
     assert!(String::from_utf8_lossy(&output.stderr).contains("expired"), "{output:?}");

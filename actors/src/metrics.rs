@@ -71,6 +71,13 @@ pub static LEADER_CHANGES: LazyLock<IntCounter> = LazyLock::new(|| {
     register(IntCounter::new("cete_raft_leader_changes_total", "Leader changes seen by this node").expect("valid"))
 });
 
+pub static LEASE_EXPIRIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new("cete_lease_expiries_total", "Leases this node revoked as their leader because they ran out")
+            .expect("valid"),
+    )
+});
+
 fn gauge(name: &str, help: &str) -> IntGauge {
     register(IntGauge::new(name, help).expect("valid metric"))
 }
@@ -96,6 +103,7 @@ static HISTORY_CHANGES: LazyLock<IntGauge> =
 static HISTORY_FLOOR: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge("cete_history_compact_revision", "The oldest revision a watch can start from (0: no history yet)")
 });
+static LEASES: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_leases", "Leases granted and not yet gone"));
 static WATCHERS: LazyLock<IntGauge> = LazyLock::new(|| gauge("cete_watch_subscribers", "Open watch streams"));
 
 /// Fills the gauges from the current state and renders the text exposition format.
@@ -105,6 +113,7 @@ pub fn render(raft: &RaftMetrics, store: StoreStats, watchers: usize) -> String 
     LazyLock::force(&LATENCY);
     LazyLock::force(&SNAPSHOTS);
     LazyLock::force(&LEADER_CHANGES);
+    LazyLock::force(&LEASE_EXPIRIES);
     for door in ["http", "grpc"] {
         IN_FLIGHT.with_label_values(&[door]);
     }
@@ -126,6 +135,7 @@ pub fn render(raft: &RaftMetrics, store: StoreStats, watchers: usize) -> String 
     SESSIONS.set(store.sessions as i64);
     SESSION_SEQUENCES.set(store.session_sequences as i64);
     WATCHERS.set(watchers as i64);
+    LEASES.set(store.leases as i64);
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&REGISTRY.gather(), &mut out) {
         log::error!("metrics encoding failed: {e}");

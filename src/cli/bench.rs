@@ -12,6 +12,7 @@
 
 mod driver;
 mod http;
+mod leases;
 mod progress;
 mod report;
 mod target;
@@ -106,6 +107,19 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Beside the load, keep this many leases alive (cete over gRPC only): granted before the
+    /// clock starts, renewed every --lease-keepalive-every over --lease-streams streams
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub leases: u64,
+
+    /// How often each lease of --leases is renewed
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub lease_keepalive_every: Duration,
+
+    /// Keep-alive streams the --leases are spread over (round-robin over the gRPC endpoints)
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub lease_streams: usize,
+
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -124,6 +138,8 @@ struct Plan {
     total: Option<u64>,
     /// Per request.
     timeout: Duration,
+    /// Leases kept alive beside the load.
+    leases: Option<leases::LeaseLoad>,
 }
 
 impl BenchArgs {
@@ -160,6 +176,16 @@ impl BenchArgs {
             endpoints: endpoints.iter().map(Endpoint::to_string).collect(),
             value_size: self.value_size,
         };
+        let leases = match (self.leases, self.target) {
+            (0, _) => None,
+            (_, System::Etcd) => bail!("--leases is for cete; etcd's own `benchmark lease-keepalive` loads its leases"),
+            (leases, System::Cete) => Some(leases::LeaseLoad {
+                leases,
+                every: self.lease_keepalive_every,
+                streams: self.lease_streams,
+                endpoints: split_list(std::slice::from_ref(&self.client.grpc_address)),
+            }),
+        };
         let duration = match (self.duration, self.total) {
             (None, None) => Some(Duration::from_secs(10)),
             (duration, _) => duration,
@@ -175,6 +201,7 @@ impl BenchArgs {
             duration,
             total: self.total,
             timeout: self.timeout,
+            leases,
         })
     }
 

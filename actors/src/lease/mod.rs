@@ -15,7 +15,8 @@
 //! Who sends what: the StoreActor sends [`LeaseEvents`] (grants, revokes, a snapshot
 //! installed), the RaftActor [`Leading`] (whether this node leads), the router
 //! [`ServeLease`] (renewals and what leases have left, on the leader); the LeaseActor sends
-//! the router [`routing::Write`] of the revokes of expired leases, and the StoreActor
+//! the router [`ServeHere`] the revokes of expired leases (proposed here or not at all), and
+//! the StoreActor
 //! [`ListLeases`] and [`ReadLease`].
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use crate::command::lease::{LeaseAnswer, LeaseAsk, LeaseStatus};
 use crate::command::{Command, CommandResponse};
 use crate::error::{CeteError, CeteResult};
 use crate::raft::Leading;
-use crate::routing::{self, RouteError, ServeLease};
+use crate::routing::{LeaderRequest, RouteError, ServeHere, ServeLease, Served};
 use crate::store::leases::{LeaseEvent, LeaseEvents, ListLeases, ReadLease, WatchLeases};
 use crate::store::StoreActor;
 
@@ -50,16 +51,16 @@ struct Countdown {
 
 pub struct LeaseActor {
     store: Addr<StoreActor>,
-    /// Where the revokes of expired leases go: the router, which serves them here while this
-    /// node leads.
-    proposals: Recipient<routing::Write>,
+    /// Where the revokes of expired leases go: the router's "here", never routed on: a node
+    /// that stopped leading leaves the lease to its successor's countdown.
+    proposals: Recipient<ServeHere>,
     leases: HashMap<u64, Countdown>,
     /// The term this node leads in.
     leading: Option<u64>,
 }
 
 impl LeaseActor {
-    pub fn new(store: Addr<StoreActor>, proposals: Recipient<routing::Write>) -> Self {
+    pub fn new(store: Addr<StoreActor>, proposals: Recipient<ServeHere>) -> Self {
         LeaseActor { store, proposals, leases: HashMap::new(), leading: None }
     }
 
@@ -104,12 +105,14 @@ impl LeaseActor {
                 countdown.revoking = Some(now);
             }
             log::info!("lease {id} expired; revoking it");
-            let revoke = self.proposals.send(routing::Write(Command::LeaseRevoke { id }));
+            let revoke = self.proposals.send(ServeHere(LeaderRequest::Write(Command::LeaseRevoke { id })));
             ctx.spawn(revoke.into_actor(self).map(move |answer, actor, _| match answer {
-                Ok(Ok(CommandResponse::NoSuchLease { .. })) => {
+                Ok(Ok(Served::Applied(CommandResponse::NoSuchLease { .. }))) => {
                     actor.leases.remove(&id);
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => crate::metrics::LEASE_EXPIRIES.inc(),
+                // Its successor counts the lease down from the start.
+                Ok(Err(RouteError::NotLeader(_))) => {}
                 Ok(Err(e)) => log::warn!("could not revoke expired lease {id} (retrying): {e}"),
                 Err(e) => log::warn!("could not revoke expired lease {id} (retrying): {e}"),
             }));

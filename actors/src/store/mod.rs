@@ -1010,6 +1010,8 @@ pub struct StoreStats {
     /// Rows of the change history, and the oldest revision it serves (0: none yet).
     pub history_changes: u64,
     pub history_floor: u64,
+    /// Leases granted and not yet revoked or expired.
+    pub leases: u64,
 }
 
 impl Handler<Stats> for StoreActor {
@@ -1022,6 +1024,7 @@ impl Handler<Stats> for StoreActor {
         let (sessions, session_sequences) =
             SessionTable::open(txn).and_then(|table| table.rows()).map_err(|e| fail(&e))?;
         let history_changes = txn.open_table(HISTORY).map_err(|e| fail(&e))?.len().map_err(|e| fail(&e))?;
+        let leases = txn.open_table(LEASES).map_err(|e| fail(&e))?.len().map_err(|e| fail(&e))?;
         Ok(StoreStats {
             keys,
             sessions,
@@ -1029,6 +1032,7 @@ impl Handler<Stats> for StoreActor {
             revision: self.revision.unwrap_or(0),
             history_changes,
             history_floor: self.floor.unwrap_or(0),
+            leases,
         })
     }
 }

@@ -25,6 +25,10 @@ pub async fn bench(plan: Arc<Plan>) -> anyhow::Result<Summary> {
     if plan.preload {
         connections = preload(&plan, connections).await?;
     }
+    let lease_load = match &plan.leases {
+        Some(load) => Some(load.start(&plan.client).await?),
+        None => None,
+    };
     let counters = Arc::new(Counters::new(&plan));
     let progress = Progress::run(plan.duration, plan.total, counters.done_handle());
     let started = Instant::now();
@@ -39,7 +43,11 @@ pub async fn bench(plan: Arc<Plan>) -> anyhow::Result<Summary> {
     }
     let elapsed = started.elapsed();
     progress.finish();
-    Ok(Summary::new(plan.setup.clone(), tally, elapsed))
+    let mut summary = Summary::new(plan.setup.clone(), tally, elapsed);
+    if let Some(running) = lease_load {
+        summary.leases = Some(running.stop().await);
+    }
+    Ok(summary)
 }
 
 /// One connection per client, client `i` to endpoint `i % endpoints`, all dialled at once.

@@ -121,6 +121,9 @@ pub struct Summary {
     pub throughput: f64,
     pub latency_ms: LatencyMs,
     pub error_samples: Vec<ErrorSample>,
+    /// The lease load beside the run (`--leases`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases: Option<super::leases::LeaseReport>,
 }
 
 impl Summary {
@@ -140,6 +143,7 @@ impl Summary {
             throughput,
             latency_ms: LatencyMs::of(&mut tally.latencies_us),
             error_samples,
+            leases: None,
         }
     }
 
@@ -166,6 +170,9 @@ impl Summary {
         );
         for sample in &self.error_samples {
             let _ = writeln!(text, "  error ({}x) {}", sample.count, sample.message);
+        }
+        if let Some(leases) = &self.leases {
+            text.push_str(&leases.text(self.elapsed_secs));
         }
         text
     }
