@@ -147,7 +147,13 @@ async fn renew_on_one_stream(
         .into_inner();
     loop {
         asks.send(LeaseKeepAliveRequest { id }).await.map_err(|_| Lost::Broken(anyhow!("the stream closed")))?;
-        let answer = stream.message().await.map_err(|s| Lost::Broken(status_error(s)))?;
+        // A node that takes the renewal and never answers must not hold the lease's holder up
+        // past the point where the lease may have expired.
+        let within = ttl.unwrap_or(Duration::from_secs(2));
+        let answer = tokio::time::timeout(within, stream.message())
+            .await
+            .map_err(|_| Lost::Broken(anyhow!("no answer to a renewal within {}s", within.as_secs())))?
+            .map_err(|s| Lost::Broken(status_error(s)))?;
         let answer = answer.ok_or_else(|| Lost::Broken(anyhow!("the node ended the stream")))?;
         if answer.ttl <= 0 {
             return Err(Lost::Gone(anyhow!("lease {id} has expired or was revoked")));

@@ -21,6 +21,7 @@ mod join;
 mod leader;
 mod lease;
 mod leave;
+mod lock;
 mod metrics;
 mod node;
 mod scan;
@@ -81,6 +82,18 @@ pub enum Command {
     Snapshot(ClientArgs),
     /// Leases: grant, revoke, keepalive, get, list
     Lease(lease::LeaseArgs),
+    /// Run COMMAND while holding the lock NAME (`cete lock NAME -- COMMAND [ARGS...]`)
+    ///
+    /// Waiters are served in the order they came. The lock is held through a lease, kept
+    /// alive while COMMAND runs and revoked when it exits; if the holder dies, the lock is
+    /// released once the lease's TTL runs out. It exits with COMMAND's status (128 + the
+    /// signal that killed it), or 1 if the lock was lost while COMMAND ran (COMMAND is then
+    /// killed). Interrupted while waiting, it leaves the queue; interrupted while COMMAND
+    /// runs, it gives COMMAND 5 s to exit before killing it (a second interrupt kills it at
+    /// once), and releases the lock once COMMAND has exited.
+    /// COMMAND finds its waiter key (`__cete_lock/NAME/<lease id>`) in CETE_LOCK_KEY and the
+    /// lease in CETE_LOCK_LEASE.
+    Lock(lock::LockArgs),
     /// Stream every change (set, delete, join, leave) as JSON lines
     Watch(watch::WatchArgs),
     /// Print the Prometheus metrics text
@@ -131,6 +144,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Leader(args) => leader::run(args).await,
         Command::Snapshot(args) => snapshot::run(args).await,
         Command::Lease(args) => lease::run(args).await,
+        Command::Lock(args) => lock::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::Metrics(args) => metrics::run(args).await,
         Command::Version => version::run(),
@@ -229,5 +243,21 @@ mod tests {
             panic!("not txn");
         };
         assert!(args.file.is_none());
+    }
+
+    #[test]
+    fn lock_takes_the_command_after_a_double_dash() {
+        let cli = Cli::parse_from(["cete", "lock", "jobs", "--ttl", "5", "--", "sh", "-c", "exit 3", "--ttl"]);
+        let Command::Lock(args) = cli.command else {
+            panic!("not lock");
+        };
+        assert_eq!((args.name.as_str(), args.ttl), ("jobs", 5));
+        assert_eq!(args.command, ["sh", "-c", "exit 3", "--ttl"]);
+        let Command::Lock(args) = Cli::parse_from(["cete", "lock", "jobs", "--", "true"]).command else {
+            panic!("not lock");
+        };
+        assert_eq!((args.ttl, args.client.grpc_address.as_str()), (10, ":9000"));
+        assert!(Cli::try_parse_from(["cete", "lock", "jobs"]).is_err(), "a command is required");
+        assert!(Cli::try_parse_from(["cete", "lock", "jobs", "true"]).is_err(), "the command follows --");
     }
 }

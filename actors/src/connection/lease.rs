@@ -160,12 +160,13 @@ pub(super) fn lease_not_found(id: u64) -> CeteError {
     CeteError::NotFound(format!("lease {id} not found (it expired, was revoked, or never was)"))
 }
 
-/// A fresh lease id: random, positive as an int64 (what etcd's and gRPC clients hold), never 0.
+/// A fresh lease id: random, never 0, and below 2^53, so that it is exact wherever JSON is
+/// read into a double (JavaScript, jq), as well as in an int64 (etcd's and gRPC clients).
 fn random_lease_id() -> u64 {
     static DRAWN: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::hash::RandomState::new().build_hasher();
     hasher.write_u64(DRAWN.fetch_add(1, Ordering::Relaxed));
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     hasher.write_u128(nanos);
-    (hasher.finish() & (i64::MAX as u64)).max(1)
+    (hasher.finish() & ((1 << 53) - 1)).max(1)
 }
