@@ -7,15 +7,16 @@ use actix::Addr;
 use cete_actors::command::lease::LeaseStatus;
 use cete_actors::connection::lease::{LeaseGrant, LeaseKeepAlive, LeaseList, LeaseRevoke, LeaseTimeToLive};
 use cete_actors::connection::ConnectionActor;
-use cete_actors::CeteError;
 use cete_proto::kvs;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{connection_of, status};
 
-/// Renewals of one keep-alive stream in flight at once (answered in the order asked).
-const RENEWALS_IN_FLIGHT: usize = 64;
+/// Renewals of one keep-alive stream sent to the leader as one request, at most.
+const MAX_RENEWALS_PER_REQUEST: usize = 1024;
+/// Requests of one keep-alive stream in flight at once (answered in the order asked).
+const REQUESTS_IN_FLIGHT: usize = 8;
 
 fn mailbox(err: actix::MailboxError) -> Status {
     status(err.into())
@@ -75,24 +76,30 @@ pub async fn list(request: Request<()>) -> Result<Response<kvs::LeaseListRespons
 
 pub type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<kvs::LeaseKeepAliveResponse, Status>> + Send>>;
 
-/// One answer per renewal, in order: the TTL, or 0 for a lease that expired (as etcd answers
-/// it, so one stream can keep many leases and learn of each one's end). Another failure (no
-/// leader within the deadline) ends the stream with its status.
+/// One answer per renewal, in order: the TTL, or 0 for a lease that is gone (as etcd answers
+/// it, so one stream can keep many leases and learn of each one's end). The renewals that have
+/// arrived together go to the leader as one request, confirmed by one quorum round. Another
+/// failure (no leader within the deadline) ends the stream with its status.
 pub async fn keep_alive(
     request: Request<Streaming<kvs::LeaseKeepAliveRequest>>,
 ) -> Result<Response<KeepAliveStream>, Status> {
     let conn: Addr<ConnectionActor> = connection_of(&request)?;
-    let renewals = request.into_inner().map(move |asked| {
+    let batches = request.into_inner().ready_chunks(MAX_RENEWALS_PER_REQUEST).map(move |asked| {
         let conn = conn.clone();
         async move {
-            let id = asked?.id;
-            let answer = conn.send(LeaseKeepAlive { id: lease_id(id)? }).await.map_err(mailbox)?;
-            match answer {
-                Ok(lease) => Ok(kvs::LeaseKeepAliveResponse { id, ttl: lease.ttl_seconds as i64 }),
-                Err(CeteError::NotFound(_)) => Ok(kvs::LeaseKeepAliveResponse { id, ttl: 0 }),
-                Err(e) => Err(status(e)),
-            }
+            let asked: Vec<i64> = asked.into_iter().map(|ask| ask.map(|ask| ask.id)).collect::<Result<_, _>>()?;
+            // An id no lease can have (0, negative) is a lease that is gone.
+            let ids: Vec<u64> = asked.iter().map(|id| u64::try_from(*id).unwrap_or(0)).collect();
+            let ttls = conn.send(LeaseKeepAlive { ids }).await.map_err(mailbox)?.map_err(status)?;
+            let answers = asked
+                .into_iter()
+                .zip(ttls)
+                .map(|(id, ttl)| kvs::LeaseKeepAliveResponse { id, ttl: ttl.unwrap_or(0) as i64 });
+            Ok::<_, Status>(answers.map(Ok).collect::<Vec<_>>())
         }
     });
-    Ok(Response::new(Box::pin(renewals.buffered(RENEWALS_IN_FLIGHT)) as KeepAliveStream))
+    let answers = batches
+        .buffered(REQUESTS_IN_FLIGHT)
+        .flat_map(|batch| futures::stream::iter(batch.unwrap_or_else(|status| vec![Err(status)])));
+    Ok(Response::new(Box::pin(answers) as KeepAliveStream))
 }

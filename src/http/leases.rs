@@ -88,9 +88,14 @@ async fn time_to_live(req: HttpRequest, PathTail(id): PathTail) -> Answer {
 
 /// `PUT /v1/leases/{id}/keepalive`: `{"id","ttl"}`; 404 once it has expired.
 async fn keep_alive(req: HttpRequest) -> Answer {
-    let id = req.match_info().get("id").unwrap_or_default();
-    let status = connection(&req)?.send(LeaseKeepAlive { id: parse_id(id)? }).await??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "id": status.id.to_string(), "ttl": status.ttl_seconds })))
+    let id = parse_id(req.match_info().get("id").unwrap_or_default())?;
+    let renewed = connection(&req)?.send(LeaseKeepAlive { ids: vec![id] }).await??;
+    match renewed.first().copied().flatten() {
+        Some(ttl) => Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id.to_string(), "ttl": ttl }))),
+        None => {
+            Err(CeteError::NotFound(format!("lease {id} not found (it expired, was revoked, or never was)")).into())
+        }
+    }
 }
 
 /// `DELETE /v1/leases/{id}`: the lease and its keys go at one revision; `{"revision":R}`.

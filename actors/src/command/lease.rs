@@ -10,8 +10,9 @@ pub const MAX_LEASE_TTL_SECONDS: u64 = 9_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LeaseAsk {
-    /// Restart lease `id`'s countdown from its granted TTL.
-    KeepAlive { id: u64 },
+    /// Restart the countdown of each lease from its granted TTL: one request for every renewal
+    /// a keep-alive stream has ready, one quorum confirmation for all of them.
+    KeepAlive { ids: Vec<u64> },
     /// Lease `id`'s TTL and what it has left, with its keys.
     TimeToLive { id: u64 },
     /// Every lease, with its TTL and what it has left.
@@ -32,7 +33,10 @@ pub struct LeaseStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LeaseAnswer {
-    /// The lease, after a renewal or as asked; a renewal answers its TTL (all of it is left).
+    /// Per lease renewed, in order: its TTL (all of which it has again), or None when it is
+    /// gone (expired, revoked, or never was).
+    Renewed(Vec<Option<u64>>),
+    /// The lease asked about.
     Lease(LeaseStatus),
     List(Vec<LeaseStatus>),
 }

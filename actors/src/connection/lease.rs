@@ -90,19 +90,26 @@ impl Handler<LeaseRevoke> for ConnectionActor {
     }
 }
 
-/// Restart a lease's countdown; answers its TTL. `NotFound` once it has expired.
+/// Restart the countdown of each lease; answers, in order, each one's TTL, or None for a lease
+/// that is gone (expired, revoked, or never was).
 #[derive(Message)]
-#[rtype(result = "CeteResult<LeaseStatus>")]
+#[rtype(result = "CeteResult<Vec<Option<u64>>>")]
 pub struct LeaseKeepAlive {
-    pub id: u64,
+    pub ids: Vec<u64>,
 }
 
 impl Handler<LeaseKeepAlive> for ConnectionActor {
-    type Result = ResponseFuture<CeteResult<LeaseStatus>>;
+    type Result = ResponseFuture<CeteResult<Vec<Option<u64>>>>;
 
     fn handle(&mut self, msg: LeaseKeepAlive, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        self.serve(async move { one_lease(&handles, LeaseAsk::KeepAlive { id: msg.id }).await })
+        self.serve(async move {
+            let asked = msg.ids.len();
+            match ask_leader(&handles, LeaseAsk::KeepAlive { ids: msg.ids }).await? {
+                LeaseAnswer::Renewed(ttls) if ttls.len() == asked => Ok(ttls),
+                other => Err(CeteError::Internal(format!("{asked} renewals were answered {other:?}"))),
+            }
+        })
     }
 }
 

@@ -119,6 +119,17 @@ impl LeaseActor {
         }
     }
 
+    /// Restarts lease `id`'s countdown; its TTL in seconds, or None when it is gone. Once run
+    /// out, a lease stays expired, whether or not its revoke is applied yet.
+    fn renew(&mut self, id: u64, now: Instant) -> Option<u64> {
+        let countdown = self.leases.get_mut(&id)?;
+        if countdown.revoking.is_some() || countdown.deadline.is_some_and(|deadline| deadline <= now) {
+            return None;
+        }
+        countdown.deadline = Some(now + countdown.ttl);
+        Some(countdown.ttl.as_secs())
+    }
+
     /// Lease `id` as the countdowns have it, unless it has run out.
     fn status(&self, id: u64) -> Option<LeaseStatus> {
         let countdown = self.leases.get(&id)?;
@@ -204,23 +215,10 @@ impl Handler<ServeLease> for LeaseActor {
             return Box::pin(fut::ready(Err(RouteError::NotLeader(None))));
         }
         match msg.0 {
-            LeaseAsk::KeepAlive { id } => {
+            LeaseAsk::KeepAlive { ids } => {
                 let now = Instant::now();
-                let answer = match self.leases.get_mut(&id) {
-                    // Once run out, a lease stays expired, whether or not its revoke is applied.
-                    Some(countdown) if countdown.revoking.is_none() && countdown.deadline.is_none_or(|d| d > now) => {
-                        countdown.deadline = Some(now + countdown.ttl);
-                        let ttl_seconds = countdown.ttl.as_secs();
-                        Ok(LeaseAnswer::Lease(LeaseStatus {
-                            id,
-                            ttl_seconds,
-                            remaining_seconds: ttl_seconds,
-                            keys: Vec::new(),
-                        }))
-                    }
-                    _ => Err(not_found(id)),
-                };
-                Box::pin(fut::ready(answer))
+                let renewed = ids.iter().map(|id| self.renew(*id, now)).collect();
+                Box::pin(fut::ready(Ok(LeaseAnswer::Renewed(renewed))))
             }
             LeaseAsk::TimeToLive { id } => {
                 let Some(status) = self.status(id) else { return Box::pin(fut::ready(Err(not_found(id)))) };

@@ -40,8 +40,10 @@ pub struct LeaseReport {
     pub renewals: u64,
     /// Renewals answered with TTL 0: the lease had expired, which must not happen.
     pub expired: u64,
-    /// Streams that failed (each is opened again).
+    /// Streams that failed (each is opened again), and the first failure.
     pub stream_errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_stream_error: Option<String>,
 }
 
 impl LeaseReport {
@@ -65,6 +67,7 @@ pub struct Running {
     renewals: Arc<AtomicU64>,
     expired: Arc<AtomicU64>,
     stream_errors: Arc<AtomicU64>,
+    first_stream_error: Arc<std::sync::OnceLock<String>>,
     stop: Arc<AtomicBool>,
     streams: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -80,18 +83,20 @@ impl Running {
             renewals: self.renewals.load(Ordering::Relaxed),
             expired: self.expired.load(Ordering::Relaxed),
             stream_errors: self.stream_errors.load(Ordering::Relaxed),
+            first_stream_error: self.first_stream_error.get().cloned(),
             ..self.report
         }
     }
 }
 
 impl LeaseLoad {
-    /// Grants the leases (a TTL of three renewal periods, at least 5 s), then starts renewing.
+    /// Grants the leases (a TTL of three renewal periods, at least 10 s: the grants take a
+    /// while, and the first must not expire before the renewals start), then starts renewing.
     pub async fn start(&self, client: &ClientArgs) -> anyhow::Result<Running> {
         if self.streams == 0 || self.every.is_zero() {
             bail!("--lease-streams and --lease-keepalive-every must be above zero");
         }
-        let ttl = (self.every * 3).max(Duration::from_secs(5)).as_secs().max(5) as i64;
+        let ttl = (self.every * 3).max(Duration::from_secs(10)).as_secs() as i64;
         let ids = self.grant_all(client, ttl).await?;
         let (renewals, expired, stream_errors) = Default::default();
         let stop = Arc::new(AtomicBool::new(false));
@@ -105,6 +110,7 @@ impl LeaseLoad {
             renewals,
             expired,
             stream_errors,
+            first_stream_error: Default::default(),
             stop,
             streams: Vec::new(),
         };
@@ -119,6 +125,7 @@ impl LeaseLoad {
                 renewals: running.renewals.clone(),
                 expired: running.expired.clone(),
                 stream_errors: running.stream_errors.clone(),
+                first_stream_error: running.first_stream_error.clone(),
                 stop: running.stop.clone(),
             };
             running.streams.push(tokio::spawn(renewer.run()));
@@ -159,6 +166,7 @@ struct Renewer {
     renewals: Arc<AtomicU64>,
     expired: Arc<AtomicU64>,
     stream_errors: Arc<AtomicU64>,
+    first_stream_error: Arc<std::sync::OnceLock<String>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -167,6 +175,7 @@ impl Renewer {
         while !self.stop.load(Ordering::Relaxed) {
             if let Err(e) = self.renew_on_one_stream().await {
                 log::debug!("a keep-alive stream failed: {e:#}");
+                let _ = self.first_stream_error.set(format!("{e:#}"));
                 self.stream_errors.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
