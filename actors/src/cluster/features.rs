@@ -30,7 +30,8 @@ pub const READ_BY_THIS_BUILD: &[&str] = &[REVISIONS, HISTORY, TRANSACTIONS, LEAS
 /// only once they all do (`routing`'s `serve_here`).
 pub fn needed_by(command: &Command) -> Option<&'static str> {
     match command {
-        Command::Set { .. } | Command::Delete { .. } | Command::Guarded { .. } => None,
+        Command::Set { .. } | Command::Delete { .. } => None,
+        Command::Guarded { command, .. } => needed_by(command),
         Command::StartRevisions => Some(REVISIONS),
         Command::Compact { .. } => Some(HISTORY),
         // A transaction that attaches a key to a lease needs both; an earlier build with
@@ -46,4 +47,37 @@ pub fn needed_by(command: &Command) -> Option<&'static str> {
 /// Whether a feature list a peer gave names `feature`.
 pub fn names(features: &[String], feature: &str) -> bool {
     features.iter().any(|f| f == feature)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::command::txn::{Txn, TxnOp};
+    use crate::command::{Condition, RequestId};
+
+    fn put(lease: u64) -> TxnOp {
+        TxnOp::Put { key: "k".into(), value: Bytes::new(), lease }
+    }
+
+    #[test]
+    fn plain_writes_need_nothing_and_leased_ones_need_leases_however_wrapped() {
+        let set = Command::Set { key: "k".into(), value: Bytes::new(), content_type: None };
+        let leased = Command::SetLeased { key: "k".into(), value: Bytes::new(), content_type: None, lease: 7 };
+        let guarded =
+            |command: &Command| Command::Guarded { condition: Condition::Absent, command: Box::new(command.clone()) };
+        let request = |command: &Command| Command::Request {
+            id: RequestId { session: 1, sequence: 1 },
+            command: Box::new(command.clone()),
+            low_water: 0,
+        };
+        assert_eq!(needed_by(&set), None);
+        assert_eq!(needed_by(&guarded(&set)), None);
+        assert_eq!(needed_by(&request(&guarded(&leased))), Some(LEASES));
+        assert_eq!(needed_by(&Command::Batch(vec![set.clone(), Command::LeaseRevoke { id: 7 }])), Some(LEASES));
+        let txn = |op| Command::Txn(Txn { success: vec![op], ..Txn::default() });
+        assert_eq!(needed_by(&txn(put(0))), Some(TRANSACTIONS));
+        assert_eq!(needed_by(&txn(put(7))), Some(LEASES));
+    }
 }

@@ -100,11 +100,15 @@ impl LeaseActor {
                 in_flight += 1;
             }
         }
+        match expired.as_slice() {
+            [] => {}
+            [id] => log::info!("lease {id} expired; revoking it"),
+            [first, ..] => log::info!("{} leases expired ({first} and others); revoking them", expired.len()),
+        }
         for id in expired {
             if let Some(countdown) = self.leases.get_mut(&id) {
                 countdown.revoking = Some(now);
             }
-            log::info!("lease {id} expired; revoking it");
             let revoke = self.proposals.send(ServeHere(LeaderRequest::Write(Command::LeaseRevoke { id })));
             ctx.spawn(revoke.into_actor(self).map(move |answer, actor, _| match answer {
                 Ok(Ok(Served::Applied(CommandResponse::NoSuchLease { .. }))) => {
