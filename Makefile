@@ -7,7 +7,7 @@ BINARY := $(BIN_DIR)/cete
 # Flags for `make start`, e.g. make start START_FLAGS='--id=node1 --data-directory=/tmp/cete/node1'
 START_FLAGS ?=
 
-.PHONY: all build start deps test fmt lint clean
+.PHONY: all build start deps pydeps test fmt lint clean
 
 all: build
 
@@ -27,15 +27,27 @@ deps:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || \
 		echo "cargo-nextest not found (cargo install cargo-nextest --locked); using cargo test" >&2
 
+# Python clients nobody on the project wrote (grpcio's health checking and reflection, from
+# PyPI, versions in tests/python/requirements.txt), in a virtualenv of the project's own; the
+# tests that run them find it through CETE_TEST_PYTHON and, under make test, fail without it.
+PYENV := $(TARGET_DIR)/pyenv
+$(PYENV)/.installed: tests/python/requirements.txt
+	$(PYTHON) -m venv $(PYENV)
+	$(PYENV)/bin/pip install --quiet -r tests/python/requirements.txt
+	touch $@
+
+pydeps: $(PYENV)/.installed
+
 # The tests run against a build with the crash and fault points compiled in (tests/crash.rs
 # arms them); release builds leave the feature off.
 TEST_FEATURES := --features failpoints
+TEST_ENV := CETE_TEST_PYTHON=$(abspath $(PYENV))/bin/python
 
-test: deps
+test: deps pydeps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace $(TEST_FEATURES) --no-fail-fast; \
+		$(TEST_ENV) $(CARGO) nextest run --workspace $(TEST_FEATURES) --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace $(TEST_FEATURES) --no-fail-fast; \
+		$(TEST_ENV) $(CARGO) test --workspace $(TEST_FEATURES) --no-fail-fast; \
 	fi
 
 fmt:

@@ -20,6 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .cloned()
             .collect(),
     };
+    // What clients on --grpc-address may reflect on: kvs.proto and its imports (the Raft
+    // service is served on --raft-address, to peers only).
+    std::fs::write(out_dir.join("kvs_descriptors.bin"), only("kvs.proto").encode_to_vec())?;
     tonic_prost_build::configure().bytes(".").compile_fds(only("raft.proto"))?;
     // kvs.KVS in two parts: the messages and the client as tonic-prost makes them, and the
     // server with a codec of its own (src/codec.rs), which reports a request it cannot decode

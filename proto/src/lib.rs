@@ -16,8 +16,12 @@ pub mod raft {
     tonic::include_proto!("cete.raft");
 }
 
-/// The encoded descriptor set of every Cete proto, for gRPC reflection.
+/// The encoded descriptor set of every Cete proto.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+/// The encoded descriptor set of `kvs.proto` and what it imports: what gRPC reflection on
+/// `--grpc-address` describes.
+pub const KVS_FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kvs_descriptors.bin"));
 
 /// The type URL under which a message is packed into `google.protobuf.Any`.
 pub fn type_url(message: &str) -> String {

@@ -1,11 +1,13 @@
-//! The gRPC front doors: `kvs.KVS` for clients on `--grpc-address`, and the node-to-node
-//! `cete.raft.Raft` service on `--raft-address`.
+//! The gRPC front doors: `kvs.KVS` for clients on `--grpc-address` (beside the standard
+//! health and reflection services, [`health`]), and the node-to-node `cete.raft.Raft` service
+//! on `--raft-address`.
 //!
 //! Every accepted client connection gets its own ConnectionActor: the accepted socket is
 //! wrapped in [`ConnectionIo`], whose connect info (copied by tonic into every request's
 //! extensions) carries the actor's address, and whose drop — when hyper lets go of the
 //! connection — stops the actor.
 
+mod health;
 mod kvs;
 mod lease;
 mod limit;
@@ -164,6 +166,7 @@ pub fn serve_clients(
     stopping: &Stopping,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     let max_message = handles.max_value_bytes.saturating_add(1 << 20);
+    let handles_cluster = handles.cluster.clone();
     let incoming = accept_connections(listen, handles, "grpc")?;
     let shutdown = stopping.clone().wait();
     // tonic's own limit stays as a backstop; MessageLimit refuses first, with the right code.
@@ -171,7 +174,13 @@ pub fn serve_clients(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(usize::MAX);
     let service = limit::MessageLimit::new(service, max_message);
-    let router = server_builder(tls)?.add_service(service);
+    let health = health::service(handles_cluster, stopping);
+    let (reflection, reflection_v1alpha) = health::reflection()?;
+    let router = server_builder(tls)?
+        .add_service(service)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha);
     Ok(async move {
         let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
         Ok(result?)
