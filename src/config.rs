@@ -78,6 +78,11 @@ pub struct StartArgs {
     #[arg(long, env = "CETE_COMMON_NAME", value_name = "NAME")]
     pub common_name: Option<String>,
 
+    /// CA certificate(s) (PEM) that issue client certificates: with it, every client of the
+    /// gRPC and HTTP APIs must present one (mTLS) [default: none, no client certificates]
+    #[arg(long, env = "CETE_CLIENT_CA_FILE", value_name = "FILE", value_parser = optional_path())]
+    pub client_ca_file: Option<PathBuf>,
+
     /// ERROR, WARN, INFO, DEBUG or TRACE [default: INFO]
     #[arg(long, env = "CETE_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -153,6 +158,7 @@ pub struct Config {
     pub certificate_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub common_name: Option<String>,
+    pub client_ca_file: Option<PathBuf>,
     /// Upper case, one of ERROR, WARN, INFO, DEBUG, TRACE.
     pub log_level: String,
     pub log_file: Option<PathBuf>,
@@ -201,6 +207,7 @@ impl StartArgs {
             certificate_file: self.certificate_file.or(lower.certificate_file),
             key_file: self.key_file.or(lower.key_file),
             common_name: self.common_name.or(lower.common_name),
+            client_ca_file: self.client_ca_file.or(lower.client_ca_file),
             log_level: self.log_level.or(lower.log_level),
             log_file: self.log_file.or(lower.log_file),
             log_max_size: self.log_max_size.or(lower.log_max_size),
@@ -224,6 +231,7 @@ impl StartArgs {
             certificate_file: non_empty_path(self.certificate_file),
             key_file: non_empty_path(self.key_file),
             common_name: self.common_name.filter(|s| !s.is_empty()),
+            client_ca_file: non_empty_path(self.client_ca_file),
             log_level: self.log_level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.into()).to_uppercase(),
             log_file: non_empty_path(self.log_file),
             log_max_size_mb: self.log_max_size.unwrap_or(DEFAULT_LOG_MAX_SIZE_MB),
@@ -262,6 +270,9 @@ impl Config {
         }
         if self.snapshot_every == 0 {
             bail!("snapshot_every must be more than 0");
+        }
+        if self.client_ca_file.is_some() && self.certificate_file.is_none() {
+            bail!("client_ca_file is set but certificate_file is not: client certificates need TLS");
         }
         // A server needs both halves of its identity; one without the other is a typo.
         match (&self.certificate_file, &self.key_file) {
@@ -341,6 +352,7 @@ peer_grpc_address: yaml-peer:9000
 certificate_file: /yaml/cert.pem
 key_file: /yaml/key.pem
 common_name: yaml.example
+client_ca_file: /yaml/clients.pem
 log_level: debug
 log_file: /yaml/cete.log
 log_max_size: 1
@@ -363,6 +375,7 @@ history_retention: 90s
             certificate_file: Some("/yaml/cert.pem".into()),
             key_file: Some("/yaml/key.pem".into()),
             common_name: Some("yaml.example".into()),
+            client_ca_file: Some("/yaml/clients.pem".into()),
             log_level: "DEBUG".into(),
             log_file: Some("/yaml/cete.log".into()),
             log_max_size_mb: 1,
@@ -390,6 +403,7 @@ history_retention: 90s
                 certificate_file: None,
                 key_file: None,
                 common_name: None,
+                client_ca_file: None,
                 log_level: "INFO".into(),
                 log_file: None,
                 log_max_size_mb: 500,
@@ -432,6 +446,7 @@ history_retention: 90s
             "--certificate-file=/flag/cert.pem",
             "--key-file=/flag/key.pem",
             "--common-name=flag.example",
+            "--client-ca-file=/flag/clients.pem",
             "--log-level=trace",
             "--log-file=/flag/cete.log",
             "--log-max-size=10",
@@ -455,6 +470,7 @@ history_retention: 90s
                 certificate_file: Some("/flag/cert.pem".into()),
                 key_file: Some("/flag/key.pem".into()),
                 common_name: Some("flag.example".into()),
+                client_ca_file: Some("/flag/clients.pem".into()),
                 log_level: "TRACE".into(),
                 log_file: Some("/flag/cete.log".into()),
                 log_max_size_mb: 10,

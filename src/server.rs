@@ -10,7 +10,7 @@ use cete_actors::raft::Bootstrap;
 use cete_actors::system::{start_node, NodeSettings};
 use cete_actors::wire::address::listen_addr;
 use cete_actors::wire::tls::ClientTls;
-use tonic::transport::{Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::Config;
 use crate::stopping::StopSignal;
@@ -52,7 +52,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
 
     let (stop_signal, stopping) = StopSignal::new();
     let raft_server =
-        crate::grpc::serve_raft(raft_listen, node.handles.clone(), tls.as_ref().map(|t| t.grpc.clone()), &stopping)
+        crate::grpc::serve_raft(raft_listen, node.handles.clone(), tls.as_ref().map(|t| t.raft.clone()), &stopping)
             .with_context(|| format!("cannot listen for raft on {}", config.raft_address))?;
     let grpc_server =
         crate::grpc::serve_clients(grpc_listen, node.handles.clone(), tls.as_ref().map(|t| t.grpc.clone()), &stopping)
@@ -150,7 +150,10 @@ async fn drain(name: &str, task: tokio::task::JoinHandle<anyhow::Result<()>>) {
 /// node has a certificate and key.
 struct NodeTls {
     http: rustls::ServerConfig,
+    /// The client API, which asks clients for a certificate with `--client-ca-file`.
     grpc: ServerTlsConfig,
+    /// The node-to-node port, where peers are known by the node certificate they trust.
+    raft: ServerTlsConfig,
     peers: ClientTls,
 }
 
@@ -159,13 +162,19 @@ impl NodeTls {
         let (Some(certificate), Some(key)) = (&config.certificate_file, &config.key_file) else {
             return Ok(None);
         };
-        let http = cete_actors::wire::tls::server_config(certificate, key)?;
+        let client_ca = config.client_ca_file.as_deref();
+        let http = cete_actors::wire::tls::server_config(certificate, key, client_ca)?;
         let read =
             |path: &std::path::Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
-        let grpc = ServerTlsConfig::new().identity(Identity::from_pem(read(certificate)?, read(key)?));
-        // Peers present the same certificate; they are checked against --common-name.
-        let peers = ClientTls::new(certificate, config.common_name.as_deref())?;
-        Ok(Some(NodeTls { http, grpc, peers }))
+        let raft = ServerTlsConfig::new().identity(Identity::from_pem(read(certificate)?, read(key)?));
+        let grpc = match client_ca {
+            Some(ca) => raft.clone().client_ca_root(Certificate::from_pem(read(ca)?)),
+            None => raft.clone(),
+        };
+        // Peers present the same certificate; they are checked against --common-name. A node
+        // that joins through another's client API shows it as its client certificate.
+        let peers = ClientTls::new(certificate, config.common_name.as_deref())?.with_identity(certificate, key)?;
+        Ok(Some(NodeTls { http, grpc, raft, peers }))
     }
 }
 

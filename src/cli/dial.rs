@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use cete_actors::wire::tls::ClientTls;
+use cete_actors::wire::tls::{refused_client_certificate, ClientTls};
 use cete_proto::kvs::kvs_client::KvsClient;
 use tonic::transport::Channel;
 
@@ -27,13 +27,36 @@ impl ClientArgs {
     /// `--common-name` (default: localhost for `:port`, else the host dialled).
     pub async fn connect_to(&self, address: &str) -> anyhow::Result<Client> {
         let tls = match &self.certificate_file {
-            Some(path) => Some(ClientTls::new(path, self.common_name.as_deref())?),
+            Some(path) => {
+                let tls = ClientTls::new(path, self.common_name.as_deref())?;
+                Some(match (&self.client_certificate_file, &self.client_key_file) {
+                    (Some(certificate), Some(key)) => tls.with_identity(certificate, key)?,
+                    _ => tls,
+                })
+            }
             None => None,
         };
+        let dialled = match (&tls, &self.client_certificate_file) {
+            (None, _) => Dialled::Plaintext,
+            (Some(_), None) => Dialled::Tls,
+            (Some(_), Some(_)) => Dialled::TlsWithClientCertificate,
+        };
+        let _ = DIALLED.set(dialled);
         let channel = cete_actors::wire::tls::connect(address, tls.as_ref(), CONNECT_TIMEOUT).await?;
         // The node enforces its own value limit; the client takes whatever it is sent.
         Ok(KvsClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
     }
+}
+
+/// How this process dialled, for what a broken call means ([`status_error`]): a client CLI
+/// makes its calls with one set of flags.
+static DIALLED: std::sync::OnceLock<Dialled> = std::sync::OnceLock::new();
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialled {
+    Plaintext,
+    Tls,
+    TlsWithClientCertificate,
 }
 
 /// A failed call as one line: the node's message, or what the status code means.
@@ -42,15 +65,26 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
     let broken_protocol = ["transport error", "h2 protocol error", "http2 error", "frame with invalid size"]
         .iter()
         .any(|sign| message.contains(sign));
-    if matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Unavailable)
-        && broken_protocol
-    {
-        return anyhow!("transport error: the node did not speak gRPC; if it runs with TLS, pass --certificate-file");
-    }
-    if status.message().is_empty() {
-        anyhow!("{}", status.code().description())
-    } else {
-        anyhow!("{}", status.message())
+    let broken = matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Unavailable)
+        && broken_protocol;
+    // Over TLS 1.3 a node that turns a client's certificate down (or finds none) says so after
+    // the client's side of the handshake is done: the client sees its first call break, as a
+    // transport error or a cancelled call, and never the alert.
+    let cut_off = broken || (status.code() == tonic::Code::Cancelled && message.contains("operation was canceled"));
+    match (DIALLED.get(), cut_off || refused_client_certificate(&status)) {
+        (Some(Dialled::Tls), true) => anyhow!(
+            "the node cut the connection off: if it asks for client certificates (--client-ca-file), pass \
+             --client-certificate-file and --client-key-file with one its CA issued"
+        ),
+        (Some(Dialled::TlsWithClientCertificate), true) => anyhow!(
+            "the node cut the connection off: it may have turned this client certificate down (is it issued by \
+             the node's --client-ca-file?)"
+        ),
+        _ if broken => {
+            anyhow!("transport error: the node did not speak gRPC; if it runs with TLS, pass --certificate-file")
+        }
+        _ if message.is_empty() => anyhow!("{}", status.code().description()),
+        _ => anyhow!("{message}"),
     }
 }
 
@@ -59,7 +93,13 @@ mod tests {
     use super::*;
 
     fn client_args(address: &str) -> ClientArgs {
-        ClientArgs { grpc_address: address.into(), certificate_file: None, common_name: None }
+        ClientArgs {
+            grpc_address: address.into(),
+            certificate_file: None,
+            common_name: None,
+            client_certificate_file: None,
+            client_key_file: None,
+        }
     }
 
     #[tokio::test]

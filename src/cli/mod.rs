@@ -119,6 +119,14 @@ pub struct ClientArgs {
     /// else the host dialled]
     #[arg(long, value_name = "NAME")]
     pub common_name: Option<String>,
+
+    /// Client certificate (PEM) to present to a node that asks for one (--client-ca-file)
+    #[arg(long, value_name = "FILE", requires_all = ["certificate_file", "client_key_file"])]
+    pub client_certificate_file: Option<PathBuf>,
+
+    /// Private key (PEM) of --client-certificate-file
+    #[arg(long, value_name = "FILE", requires = "client_certificate_file")]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// Runs a client subcommand and returns the process's exit code.

@@ -59,8 +59,9 @@ impl CertificateAuthority {
         CertificateAuthority { cert, key, dir }
     }
 
-    /// A server certificate `file_name` for CN `common_name`, with `subject_alt_names`
-    /// (e.g. `DNS:localhost,IP:127.0.0.1`), signed by this CA.
+    /// A certificate `file_name` for CN `common_name`, with `subject_alt_names` (e.g.
+    /// `DNS:localhost,IP:127.0.0.1`), signed by this CA, for servers and clients alike (a node
+    /// shows its own as a client certificate when it joins through another's client API).
     pub fn issue(&self, file_name: &str, common_name: &str, subject_alt_names: &str) -> Issued {
         static SERIAL: AtomicU32 = AtomicU32::new(1000);
         let at = |suffix: &str| self.dir.path().join(format!("{file_name}{suffix}"));
@@ -68,7 +69,7 @@ impl CertificateAuthority {
             (at("-key.pem"), at(".csr"), at(".pem"), at(".ext"), at("-chain.pem"));
         let extension_text = format!(
             "subjectAltName={subject_alt_names}\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n"
         );
         fs::write(&extensions, extension_text).expect("write the extensions file");
         openssl(&format!(

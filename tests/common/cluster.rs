@@ -23,6 +23,8 @@ pub struct Cluster {
     /// Flags every node gets (TLS, snapshot policy, ...).
     extra: Vec<String>,
     https_ca: Option<PathBuf>,
+    /// With mTLS: the client certificate the test's HTTPS requests present.
+    client_identity: Option<super::ClientIdentity>,
 }
 
 impl Cluster {
@@ -48,10 +50,31 @@ impl Cluster {
         Cluster::start_full(size, &[], Some(ca_file), node_flags)
     }
 
+    /// Like [`Cluster::start_https_each`] for nodes that ask clients for a certificate
+    /// (`--client-ca-file` in their flags): the test's HTTPS requests present `client`.
+    pub fn start_mtls_each(
+        size: usize,
+        ca_file: &Path,
+        client: &super::ClientIdentity,
+        node_flags: &dyn Fn(&str) -> Vec<String>,
+    ) -> Cluster {
+        Cluster::start_full_as(size, &[], Some(ca_file), Some(client), node_flags)
+    }
+
     fn start_full(
         size: usize,
         extra: &[&str],
         https_ca: Option<&Path>,
+        node_flags: &dyn Fn(&str) -> Vec<String>,
+    ) -> Cluster {
+        Cluster::start_full_as(size, extra, https_ca, None, node_flags)
+    }
+
+    fn start_full_as(
+        size: usize,
+        extra: &[&str],
+        https_ca: Option<&Path>,
+        client: Option<&super::ClientIdentity>,
         node_flags: &dyn Fn(&str) -> Vec<String>,
     ) -> Cluster {
         assert!(size >= 1, "a cluster has at least one node");
@@ -59,6 +82,7 @@ impl Cluster {
             nodes: Vec::new(),
             extra: extra.iter().map(|arg| arg.to_string()).collect(),
             https_ca: https_ca.map(Path::to_path_buf),
+            client_identity: client.cloned(),
         };
         let own = node_flags("node1");
         let first = cluster.spawn_node("node1", &own.iter().map(String::as_str).collect::<Vec<_>>());
@@ -92,9 +116,10 @@ impl Cluster {
     pub fn spawn_node(&self, id: &str, extra: &[&str]) -> Node {
         let mut args: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
-        match &self.https_ca {
-            Some(ca) => Node::start_https(id, &args, ca),
-            None => Node::start_with(id, &args),
+        match (&self.https_ca, &self.client_identity) {
+            (Some(ca), Some(client)) => Node::start_mtls(id, &args, ca, client),
+            (Some(ca), None) => Node::start_https(id, &args, ca),
+            (None, _) => Node::start_with(id, &args),
         }
     }
 

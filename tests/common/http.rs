@@ -118,6 +118,21 @@ pub fn curl(
     cacert: &std::path::Path,
     timeout: Duration,
 ) -> Result<Reply, CurlError> {
+    curl_as(method, url, body, cacert, None, timeout)
+}
+
+/// A client certificate and its key (PEM files).
+pub type ClientIdentity = (std::path::PathBuf, std::path::PathBuf);
+
+/// [`curl`], presenting `client` as the client certificate (`--cert`, `--key`) when given.
+pub fn curl_as(
+    method: &str,
+    url: &str,
+    body: &[u8],
+    cacert: &std::path::Path,
+    client: Option<&ClientIdentity>,
+    timeout: Duration,
+) -> Result<Reply, CurlError> {
     let dir = super::temp_dir();
     let body_in = dir.path().join("request");
     let body_out = dir.path().join("response");
@@ -134,6 +149,9 @@ pub fn curl(
         .arg(&body_out)
         .arg("--dump-header")
         .arg(&headers_out);
+    if let Some((certificate, key)) = client {
+        command.arg("--cert").arg(certificate).arg("--key").arg(key);
+    }
     if !body.is_empty() {
         command.arg("--data-binary").arg(format!("@{}", body_in.display()));
         command.args(["--header", "Content-Type:"]);

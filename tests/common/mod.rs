@@ -32,7 +32,8 @@ pub use certs::{CertificateAuthority, Issued, SelfSigned};
 pub use cli::{assert_cli_success, cli, cli_ok, cli_with_stdin, BackgroundCli};
 pub use cluster::{cluster_status, node_state, Cluster, FORM_TIMEOUT};
 pub use http::{
-    answers_http, client as http_client, curl, http, read_reply, try_http, try_http_within, CurlError, Reply,
+    answers_http, client as http_client, curl, curl_as, http, read_reply, try_http, try_http_within, ClientIdentity,
+    CurlError, Reply,
 };
 pub use metrics::{applied_index, assert_snapshot_covers, metric, metric_value, node_metric};
 pub use node::{address_args, node_json, Node};

@@ -10,7 +10,7 @@ use cete_proto::kvs::kvs_client::KvsClient;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
-use super::http::{client, curl, http, try_http_within, CurlError, Reply};
+use super::http::{client, curl, curl_as, http, try_http_within, ClientIdentity, CurlError, Reply};
 use super::{grpc_client, hermetic_command, temp_dir, Addresses, EXIT_TIMEOUT, POLL_INTERVAL, READY_TIMEOUT};
 
 /// Free ports are released before the node binds them, so another test may grab one first.
@@ -36,6 +36,8 @@ pub struct Node {
     https_ca: Option<PathBuf>,
     /// Stopped with SIGSTOP: it would take any request and never answer.
     paused: bool,
+    /// With mTLS on: the client certificate HTTPS requests present.
+    client_identity: Option<ClientIdentity>,
 }
 
 impl Node {
@@ -51,16 +53,28 @@ impl Node {
 
     /// Like [`Node::start_with`], with `CETE_*` variables in the environment.
     pub fn start_with_env(id: &str, extra: &[&str], envs: &[(&str, &str)]) -> Node {
-        Node::start_full(id, extra, envs, None)
+        Node::start_full(id, extra, envs, None, None)
     }
 
     /// A node serving HTTPS (its TLS flags are in `extra`); the test's HTTPS requests, the
     /// readiness probe included, trust `ca_file`.
     pub fn start_https(id: &str, extra: &[&str], ca_file: &Path) -> Node {
-        Node::start_full(id, extra, &[], Some(ca_file))
+        Node::start_full(id, extra, &[], Some(ca_file), None)
     }
 
-    fn start_full(id: &str, extra: &[&str], envs: &[(&str, &str)], https_ca: Option<&Path>) -> Node {
+    /// Like [`Node::start_https`] for a node that asks clients for a certificate
+    /// (`--client-ca-file` in `extra`): the test's HTTPS requests present `client`.
+    pub fn start_mtls(id: &str, extra: &[&str], ca_file: &Path, client: &ClientIdentity) -> Node {
+        Node::start_full(id, extra, &[], Some(ca_file), Some(client))
+    }
+
+    fn start_full(
+        id: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        https_ca: Option<&Path>,
+        client: Option<&ClientIdentity>,
+    ) -> Node {
         let envs: Vec<(String, String)> =
             envs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
         for attempt in 1..=START_ATTEMPTS {
@@ -71,6 +85,7 @@ impl Node {
             args.extend(extra.iter().map(|arg| arg.to_string()));
             let mut node = Node::unlaunched(dir, args, envs.clone(), addresses);
             node.https_ca = https_ca.map(Path::to_path_buf);
+            node.client_identity = client.cloned();
             node.launch();
             match node.try_wait_ready() {
                 Ok(()) => return node,
@@ -98,7 +113,7 @@ impl Node {
     }
 
     fn unlaunched(dir: TempDir, args: Vec<String>, envs: Vec<(String, String)>, addresses: Addresses) -> Node {
-        Node { addresses, dir, args, envs, child: None, https_ca: None, paused: false }
+        Node { addresses, dir, args, envs, child: None, https_ca: None, paused: false, client_identity: None }
     }
 
     /// The `--id` it was started with (`node1`, the default, when none was given).
@@ -316,7 +331,9 @@ impl Node {
                 let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
                 try_http_within(method, &url, body, timeout).map_err(|e| format!("{e}"))
             }
-            Some(ca) => curl(method, &url, &body, ca, timeout).map_err(|e| format!("{e:?}")),
+            Some(ca) => {
+                curl_as(method, &url, &body, ca, self.client_identity.as_ref(), timeout).map_err(|e| format!("{e:?}"))
+            }
         }
     }
 

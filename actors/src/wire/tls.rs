@@ -52,14 +52,39 @@ fn provider() -> Arc<CryptoProvider> {
     CryptoProvider::get_default().cloned().unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
-/// The rustls server configuration for a node's certificate and key (HTTPS).
-pub fn server_config(certificate_file: &Path, key_file: &Path) -> CeteResult<rustls::ServerConfig> {
+/// The rustls server configuration for a node's certificate and key (HTTPS); with
+/// `client_ca_file`, every client must present a certificate that CA issued (mTLS), or the
+/// handshake fails.
+pub fn server_config(
+    certificate_file: &Path,
+    key_file: &Path,
+    client_ca_file: Option<&Path>,
+) -> CeteResult<rustls::ServerConfig> {
     let certs = read_certificates(certificate_file)?;
     let key = read_private_key(key_file)?;
-    rustls::ServerConfig::builder_with_provider(provider())
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| CeteError::internal("tls", e))?;
+    let builder = match client_ca_file {
+        Some(path) => builder.with_client_cert_verifier(client_verifier(path)?),
+        None => builder.with_no_client_auth(),
+    };
+    builder
+        .with_single_cert(certs, key)
         .map_err(|e| CeteError::InvalidArgument(format!("certificate and key do not make a TLS identity: {e}")))
+}
+
+/// Accepts the client certificates the CA(s) in `path` issued, and no client without one.
+fn client_verifier(path: &Path) -> CeteResult<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certificates(path)? {
+        roots.add(cert).map_err(|e| {
+            CeteError::InvalidArgument(format!("{} holds a certificate that cannot be a CA: {e}", path.display()))
+        })?;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| CeteError::InvalidArgument(format!("cannot verify clients with {}: {e}", path.display())))
 }
 
 /// What a client trusts: the configured certificate(s), and the name servers must carry
@@ -68,6 +93,8 @@ pub fn server_config(certificate_file: &Path, key_file: &Path) -> CeteResult<rus
 pub struct ClientTls {
     trusted: Vec<CertificateDer<'static>>,
     common_name: Option<String>,
+    /// The certificate chain and key this client presents, to servers that ask for one (mTLS).
+    identity: Option<Arc<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>>,
 }
 
 impl fmt::Debug for ClientTls {
@@ -79,19 +106,36 @@ impl fmt::Debug for ClientTls {
 impl ClientTls {
     pub fn new(certificate_file: &Path, common_name: Option<&str>) -> CeteResult<Self> {
         let trusted = read_certificates(certificate_file)?;
-        Ok(ClientTls { trusted, common_name: common_name.filter(|n| !n.is_empty()).map(str::to_string) })
+        let common_name = common_name.filter(|n| !n.is_empty()).map(str::to_string);
+        Ok(ClientTls { trusted, common_name, identity: None })
+    }
+
+    /// This client, presenting the certificate (chain) and key in these files to servers that
+    /// ask for a client certificate.
+    pub fn with_identity(self, certificate_file: &Path, key_file: &Path) -> CeteResult<Self> {
+        let identity = (read_certificates(certificate_file)?, read_private_key(key_file)?);
+        Ok(ClientTls { identity: Some(Arc::new(identity)), ..self })
     }
 
     /// The rustls client configuration for connecting to `address`.
     fn config_for(&self, address: &str) -> CeteResult<Arc<ClientConfig>> {
         let expected = self.common_name.clone().unwrap_or_else(|| default_expected_name(address));
         let verifier = PinnedOrWebPki::new(self.trusted.clone(), &expected)?;
-        let mut config = ClientConfig::builder_with_provider(provider())
+        let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| CeteError::internal("tls", e))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let mut config = match &self.identity {
+            Some(identity) => {
+                builder.with_client_auth_cert(identity.0.clone(), identity.1.clone_key()).map_err(|e| {
+                    CeteError::InvalidArgument(format!(
+                        "the client certificate and key do not make a TLS identity: {e}"
+                    ))
+                })?
+            }
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))
     }
@@ -187,10 +231,28 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// `io::Error`, whose `source` skips the error it wraps): how a transport error is told
 /// apart by its type, never by its text.
 pub fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(err), |e| e.source()).any(|e| {
-        e.is::<E>()
-            || e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|inner| inner.is::<E>())
+    cause::<E>(err).is_some()
+}
+
+/// The first `E` among `err` and the errors that caused it (see [`caused_by`]).
+fn cause<'a, E: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
+    std::iter::successors(Some(err), |e| e.source()).find_map(|e| {
+        e.downcast_ref::<E>()
+            .or_else(|| e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|i| i.downcast_ref()))
     })
+}
+
+/// Whether the server turned this client's certificate down, or asked for one it did not get
+/// (a node with `--client-ca-file`): the TLS alert that says so, as the handshake's (TLS 1.3:
+/// the first request's) failure.
+pub fn refused_client_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
+    use rustls::AlertDescription::*;
+    matches!(
+        cause::<rustls::Error>(err),
+        Some(rustls::Error::AlertReceived(
+            CertificateRequired | BadCertificate | UnknownCA | CertificateUnknown | UnsupportedCertificate
+        ))
+    )
 }
 
 /// Whether a call failed in the TLS handshake (a certificate one side refuses): retrying
