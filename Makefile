@@ -131,6 +131,7 @@ docker-build:
 # caught up, the leader partitioned away, a node killed and restarted on its volume.
 test-docker: docker-build
 	$(PYTHON) tests/docker/cluster_test.py --image $(DOCKER_IMAGE)
+	$(PYTHON) tests/docker/compose_test.py --image $(DOCKER_IMAGE)
 
 # Cete against etcd 3.4, 3 nodes each on loopback, the same loads through their HTTP APIs; prints a
 # table (benches/compare.sh; installs etcd-server when missing). BENCH_DURATION=10s by default.

@@ -26,6 +26,13 @@ impl ClientArgs {
     /// `--certificate-file`, the node must present that certificate (or one it issued) for
     /// `--common-name` (default: localhost for `:port`, else the host dialled).
     pub async fn connect_to(&self, address: &str) -> anyhow::Result<Client> {
+        let channel = self.channel_to(address).await?;
+        // The node enforces its own value limit; the client takes whatever it is sent.
+        Ok(KvsClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+    }
+
+    /// A channel to the node at `address`, for any of its services.
+    pub async fn channel_to(&self, address: &str) -> anyhow::Result<Channel> {
         let tls = match &self.certificate_file {
             Some(path) => {
                 let tls = ClientTls::new(path, self.common_name.as_deref())?;
@@ -42,9 +49,7 @@ impl ClientArgs {
             (Some(_), Some(_)) => Dialled::TlsWithClientCertificate,
         };
         let _ = DIALLED.set(dialled);
-        let channel = cete_actors::wire::tls::connect(address, tls.as_ref(), CONNECT_TIMEOUT).await?;
-        // The node enforces its own value limit; the client takes whatever it is sent.
-        Ok(KvsClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+        Ok(cete_actors::wire::tls::connect(address, tls.as_ref(), CONNECT_TIMEOUT).await?)
     }
 }
 

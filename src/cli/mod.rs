@@ -50,7 +50,7 @@ pub enum Command {
     /// Print the cluster as JSON
     Cluster(ClientArgs),
     /// Print liveness and readiness as JSON; exit non-zero when not ready
-    Healthcheck(ClientArgs),
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Store a value (read from stdin when VALUE is omitted)
     Set(set::SetArgs),
     /// Print the raw value of a key
