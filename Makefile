@@ -27,9 +27,10 @@ deps:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || \
 		echo "cargo-nextest not found (cargo install cargo-nextest --locked); using cargo test" >&2
 
-# Python clients nobody on the project wrote (grpcio's health checking and reflection, from
-# PyPI, versions in tests/python/requirements.txt), in a virtualenv of the project's own; the
-# tests that run them find it through CETE_TEST_PYTHON and, under make test, fail without it.
+# Python tools nobody on the project wrote (grpcio's health checking and reflection clients,
+# openapi-spec-validator, schemathesis; from PyPI, versions in tests/python/requirements.txt), in
+# a virtualenv of the project's own; the tests that run them find it through CETE_TEST_PYTHON
+# and, under make test, fail without it.
 PYENV := $(TARGET_DIR)/pyenv
 $(PYENV)/.installed: tests/python/requirements.txt
 	$(PYTHON) -m venv $(PYENV)

@@ -50,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/txn").post(txn).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/watch").get(watch).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/metrics").get(metrics).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/openapi.json").get(openapi).default_service(web::to(method_not_allowed)))
         .configure(super::leases::configure)
         .default_service(web::to(not_found));
 }
@@ -400,6 +401,14 @@ async fn watch(req: HttpRequest, stopping: web::Data<Stopping>) -> Answer {
     // A stopping node ends the stream (a graceful stop waits for responses in flight).
     let lines = stopping.cut_off(lines, json_line(serde_json::json!({ "error": "the node is stopping" })));
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(lines))
+}
+
+/// The OpenAPI 3 document of every route here (`src/http/openapi.json`, kept in step with
+/// this file and `leases.rs` by `tests/openapi.rs`).
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::json()).body(OPENAPI)
 }
 
 async fn metrics(req: HttpRequest) -> Answer {
