@@ -155,6 +155,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         store: store.clone(),
         cluster,
         max_value_bytes: settings.max_value_bytes,
+        data_directory: settings.data_directory.clone(),
     };
     Ok(RunningNode { handles, store_arbiter })
 }

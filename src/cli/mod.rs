@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 
+mod backup;
 mod bench;
 mod cluster;
 mod delete;
@@ -80,6 +81,8 @@ pub enum Command {
     Leader(leader::LeaderArgs),
     /// Make the node take a Raft snapshot now
     Snapshot(ClientArgs),
+    /// Write a consistent, checksummed backup of the node's state (data, revisions, leases) to FILE
+    Backup(backup::BackupArgs),
     /// Leases: grant, revoke, keepalive, get, list
     Lease(lease::LeaseArgs),
     /// Run COMMAND while holding the lock NAME (`cete lock NAME -- COMMAND [ARGS...]`)
@@ -151,6 +154,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Leave(args) => leave::run(args).await,
         Command::Leader(args) => leader::run(args).await,
         Command::Snapshot(args) => snapshot::run(args).await,
+        Command::Backup(args) => backup::run(args).await,
         Command::Lease(args) => lease::run(args).await,
         Command::Lock(args) => lock::run(args).await,
         Command::Watch(args) => watch::run(args).await,

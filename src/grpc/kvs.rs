@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::{connection_of, lease, status, txn};
+use super::{backup, connection_of, lease, status, txn};
 use crate::stopping::Stopping;
 
 use cete_actors::command::Condition;
@@ -302,6 +302,12 @@ impl Kvs for KvsService {
         request: Request<tonic::Streaming<kvs::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         observed("LeaseKeepAlive", lease::keep_alive(request)).await
+    }
+
+    type BackupStream = backup::BackupStream;
+
+    async fn backup(&self, request: Request<()>) -> Result<Response<Self::BackupStream>, Status> {
+        observed("Backup", backup::backup(request)).await
     }
 
     type WatchStream = WatchStream;

@@ -7,6 +7,7 @@
 //! extensions) carries the actor's address, and whose drop — when hyper lets go of the
 //! connection — stops the actor.
 
+mod backup;
 mod health;
 mod kvs;
 mod lease;

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use cete_actors::cluster::node::NodeInfo;
 use cete_actors::command::Condition;
+use cete_actors::connection::backup::TakeBackup;
 use cete_actors::connection::*;
 use cete_actors::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use cete_actors::store::ScanRange;
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/watch").get(watch).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/metrics").get(metrics).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/openapi.json").get(openapi).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/backup").get(backup).default_service(web::to(method_not_allowed)))
         .configure(super::leases::configure)
         .default_service(web::to(not_found));
 }
@@ -401,6 +403,30 @@ async fn watch(req: HttpRequest, stopping: web::Data<Stopping>) -> Answer {
     // A stopping node ends the stream (a graceful stop waits for responses in flight).
     let lines = stopping.cut_off(lines, json_line(serde_json::json!({ "error": "the node is stopping" })));
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(lines))
+}
+
+/// `GET /v1/backup`: a consistent copy of the node's applied state (the snapshot file format,
+/// checksummed), streamed as it is read; `X-Cete-Revision` is the revision it was taken at.
+async fn backup(req: HttpRequest) -> Answer {
+    let backup = connection(&req)?.send(TakeBackup).await??;
+    let file = tokio::fs::File::from_std(backup.file);
+    let chunks = futures::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = BytesMut::with_capacity(1 << 16);
+        match file.read_buf(&mut chunk).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok::<_, actix_web::Error>(chunk.freeze()), file)),
+            Err(e) => Some((Err(actix_web::error::ErrorInternalServerError(e)), file)),
+        }
+    });
+    let mut answer = HttpResponse::Ok();
+    answer
+        .content_type("application/octet-stream")
+        .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"cete.backup\""));
+    if let Some(revision) = backup.revision {
+        answer.insert_header((REVISION_HEADER, revision.to_string()));
+    }
+    Ok(answer.no_chunking(backup.bytes).streaming(chunks))
 }
 
 /// The OpenAPI 3 document of every route here (`src/http/openapi.json`, kept in step with

@@ -4,6 +4,7 @@
 //! consistency, which actor serves it — happens here. What only the leader serves goes to the
 //! router ([`crate::routing`]), which finds the leader.
 
+pub mod backup;
 pub mod lease;
 pub mod watch;
 
@@ -41,6 +42,8 @@ pub struct NodeHandles {
     pub store: Addr<StoreActor>,
     pub cluster: Addr<ClusterActor>,
     pub max_value_bytes: usize,
+    /// Where backups are written before they are sent (beside the data, not in /tmp).
+    pub data_directory: std::path::PathBuf,
 }
 
 /// How fresh a read must be.

@@ -160,6 +160,12 @@ impl Actor for LeaseActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // A node whose start fails later (a port taken) drops this actor unstarted, outside the
+        // runtime, and actix starts it there as it drops: no timer can be made then, and a
+        // panic would hide the error that stopped the node.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         ctx.set_mailbox_capacity(16_384);
         self.store.do_send(WatchLeases(ctx.address().recipient()));
         self.reload(ctx);

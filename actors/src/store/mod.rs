@@ -104,7 +104,7 @@ impl StoredValue {
     }
 
     /// A record of a store with revisions (`with_revisions`) or without.
-    pub(crate) fn decode(record: &[u8], with_revisions: bool) -> CeteResult<Self> {
+    pub fn decode(record: &[u8], with_revisions: bool) -> CeteResult<Self> {
         let corrupt = || CeteError::Internal("corrupt record in the store".into());
         let (revisions, record) = match with_revisions {
             true => KeyRevisions::decode(record).map(|(r, rest)| (Some(r), rest)).ok_or_else(corrupt)?,
