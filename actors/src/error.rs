@@ -42,6 +42,11 @@ impl CeteError {
     pub fn unavailable(context: &str, err: impl std::fmt::Display) -> Self {
         CeteError::Unavailable(format!("{context}: {err}"))
     }
+
+    /// A lease that does not exist (any more): every door answers it as not found.
+    pub fn lease_not_found(id: u64) -> Self {
+        CeteError::NotFound(format!("lease {id} not found (it expired, was revoked, or never was)"))
+    }
 }
 
 impl From<actix::MailboxError> for CeteError {

@@ -92,9 +92,7 @@ async fn keep_alive(req: HttpRequest) -> Answer {
     let renewed = connection(&req)?.send(LeaseKeepAlive { ids: vec![id] }).await??;
     match renewed.first().copied().flatten() {
         Some(ttl) => Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id.to_string(), "ttl": ttl }))),
-        None => {
-            Err(CeteError::NotFound(format!("lease {id} not found (it expired, was revoked, or never was)")).into())
-        }
+        None => Err(CeteError::lease_not_found(id).into()),
     }
 }
 

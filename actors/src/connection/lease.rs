@@ -83,7 +83,7 @@ impl Handler<LeaseRevoke> for ConnectionActor {
         self.serve(async move {
             needs_revisions(&handles, "leases").await?;
             match propose(&handles, Command::LeaseRevoke { id: msg.id }).await? {
-                CommandResponse::NoSuchLease { lease } => Err(lease_not_found(lease)),
+                CommandResponse::NoSuchLease { lease } => Err(CeteError::lease_not_found(lease)),
                 response => Ok(response.revision()),
             }
         })
@@ -125,7 +125,12 @@ impl Handler<LeaseTimeToLive> for ConnectionActor {
 
     fn handle(&mut self, msg: LeaseTimeToLive, _: &mut Self::Context) -> Self::Result {
         let handles = self.handles.clone();
-        self.serve(async move { one_lease(&handles, LeaseAsk::TimeToLive { id: msg.id }).await })
+        self.serve(async move {
+            match ask_leader(&handles, LeaseAsk::TimeToLive { id: msg.id }).await? {
+                LeaseAnswer::Lease(status) => Ok(status),
+                other => Err(CeteError::Internal(format!("a lease's time to live was answered {other:?}"))),
+            }
+        })
     }
 }
 
@@ -148,23 +153,12 @@ impl Handler<LeaseList> for ConnectionActor {
     }
 }
 
-async fn one_lease(handles: &NodeHandles, ask: LeaseAsk) -> CeteResult<LeaseStatus> {
-    match ask_leader(handles, ask).await? {
-        LeaseAnswer::Lease(status) => Ok(status),
-        other => Err(CeteError::Internal(format!("a lease request was answered {other:?}"))),
-    }
-}
-
 /// Routes a lease request to the leader's countdowns.
 async fn ask_leader(handles: &NodeHandles, ask: LeaseAsk) -> CeteResult<LeaseAnswer> {
     let routed = tokio::time::timeout(CLIENT_WRITE, handles.router.send(routing::Lease(ask)));
     routed.await.map_err(|_| {
         CeteError::Unavailable(format!("no leader answered within {CLIENT_WRITE:?} (no quorum reachable?)"))
     })??
-}
-
-pub(super) fn lease_not_found(id: u64) -> CeteError {
-    CeteError::NotFound(format!("lease {id} not found (it expired, was revoked, or never was)"))
 }
 
 /// A fresh lease id: random, never 0, and below 2^53, so that it is exact wherever JSON is

@@ -205,7 +205,7 @@ fn check_new_key(key: &str) -> CeteResult<()> {
 async fn write(handles: NodeHandles, command: Command) -> CeteResult<Option<u64>> {
     match propose(&handles, command).await? {
         CommandResponse::Refused { mod_revision } => Err(CeteError::ConditionFailed { mod_revision }),
-        CommandResponse::NoSuchLease { lease } => Err(lease::lease_not_found(lease)),
+        CommandResponse::NoSuchLease { lease } => Err(CeteError::lease_not_found(lease)),
         response => Ok(response.revision()),
     }
 }
@@ -321,7 +321,7 @@ impl Handler<KvTxn> for ConnectionActor {
             needs_revisions(&handles, "transactions").await?;
             match propose(&handles, Command::Txn(msg.0)).await? {
                 CommandResponse::Txn(answer) => Ok(answer),
-                CommandResponse::NoSuchLease { lease } => Err(lease::lease_not_found(lease)),
+                CommandResponse::NoSuchLease { lease } => Err(CeteError::lease_not_found(lease)),
                 // A resend that found its first sending applied: what it answered is gone.
                 CommandResponse::Applied => Err(CeteError::Unavailable(
                     "the transaction was applied, but its answer was lost in a leader change; read the keys to \

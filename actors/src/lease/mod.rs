@@ -153,7 +153,7 @@ impl LeaseActor {
 }
 
 fn not_found(id: u64) -> RouteError {
-    RouteError::Failed(CeteError::NotFound(format!("lease {id} not found (it expired, was revoked, or never was)")))
+    RouteError::Failed(CeteError::lease_not_found(id))
 }
 
 impl Actor for LeaseActor {
