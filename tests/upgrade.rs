@@ -7,9 +7,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{temp_dir, Addresses, Node};
+use common::{temp_dir, Addresses, Node, READY_TIMEOUT};
 
 /// The raft address the fixture's node ran on (its membership records it).
 const FIXTURE_RAFT_ADDRESS: &str = "127.0.0.1:47100";
@@ -48,8 +48,16 @@ fn start_on(dir: tempfile::TempDir, raft_address: &str) -> Node {
         format!("--data-directory={}", dir.path().join("data").display()),
     ];
     let mut node = Node::spawn(dir, args, Vec::new(), addresses);
-    node.wait_ready();
-    node
+    // The fixture's raft address is fixed, and in Linux's ephemeral range: another test's
+    // outgoing connection may hold that port for a moment. Start again until it is free.
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match node.try_wait_ready() {
+            Ok(()) => return node,
+            Err(_) if node.lost_a_port() && Instant::now() < deadline => node.relaunch(),
+            Err(why) => panic!("node1 on the 0.9 data directory did not become ready: {why}\n{}", node.log()),
+        }
+    }
 }
 
 /// What the fixture holds: some keys from its snapshot, some from the log after it (the

@@ -307,7 +307,7 @@ impl Node {
         fs::read(self.log_path()).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
     }
 
-    fn lost_a_port(&self) -> bool {
+    pub fn lost_a_port(&self) -> bool {
         self.log().contains("Address already in use")
     }
 
