@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Start(args) => start(args),
+        // Offline, with actors of its own: not a client of a node.
+        cli::Command::Restore(args) => cli::restore::run(args),
         command => run_client(command),
     };
     match result {

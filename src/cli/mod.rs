@@ -25,6 +25,7 @@ mod leave;
 mod lock;
 mod metrics;
 mod node;
+pub mod restore;
 mod scan;
 mod set;
 mod snapshot;
@@ -83,6 +84,8 @@ pub enum Command {
     Snapshot(ClientArgs),
     /// Write a consistent, checksummed backup of the node's state (data, revisions, leases) to FILE
     Backup(backup::BackupArgs),
+    /// Build a new data directory from a backup, offline: the node started on it forms a new one-node cluster holding exactly that state
+    Restore(restore::RestoreArgs),
     /// Leases: grant, revoke, keepalive, get, list
     Lease(lease::LeaseArgs),
     /// Run COMMAND while holding the lock NAME (`cete lock NAME -- COMMAND [ARGS...]`)
@@ -139,8 +142,8 @@ pub struct ClientArgs {
 /// message meant for stderr (print it with `{:#}`), after which the process exits with 1.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Start(_) => {
-            anyhow::bail!("`cete start` is run by main, not by the client commands")
+        Command::Start(_) | Command::Restore(_) => {
+            anyhow::bail!("`cete start` and `cete restore` are run by main, not by the client commands")
         }
         Command::Node(args) => node::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,

@@ -994,6 +994,27 @@ impl StoreActor {
     }
 }
 
+/// Drops every client session, durably. Only for `cete restore`: a backup restored starts a
+/// new cluster, whose log the sessions' entry indexes and in-flight writes do not belong to.
+#[derive(Message)]
+#[rtype(result = "CeteResult<()>")]
+pub struct ForgetSessions;
+
+impl Handler<ForgetSessions> for StoreActor {
+    type Result = CeteResult<()>;
+
+    fn handle(&mut self, _: ForgetSessions, _: &mut Self::Context) -> Self::Result {
+        let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("forget sessions: {e}"));
+        if self.open.is_some() {
+            return Err(CeteError::Internal("forget sessions: entries are being applied".into()));
+        }
+        let mut txn = self.db.begin_write().map_err(|e| fail(&e))?;
+        txn.set_durability(Durability::Immediate).map_err(|e| fail(&e))?;
+        SessionTable::open(&txn).map_err(|e| fail(&e))?.clear().map_err(|e| fail(&e))?;
+        txn.commit().map_err(|e| fail(&e))
+    }
+}
+
 /// Key count and the size of the sessions record, for metrics.
 #[derive(Message)]
 #[rtype(result = "CeteResult<StoreStats>")]
