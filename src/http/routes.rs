@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/readiness_check").get(readiness).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/node").get(node).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/cluster").get(cluster).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/status").get(status).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/cluster/{id}").put(join).delete(leave).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v1/leader/transfer").post(transfer_leader).default_service(web::to(method_not_allowed)),
@@ -131,6 +132,12 @@ async fn node(req: HttpRequest) -> Answer {
 async fn cluster(req: HttpRequest) -> Answer {
     let cluster = connection(&req)?.send(ClusterStatus).await??;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "cluster": cluster })))
+}
+
+/// Every member's Raft progress: term, log, commit and applied indexes, and lag.
+async fn status(req: HttpRequest) -> Answer {
+    check_query(req.query_string())?;
+    Ok(HttpResponse::Ok().json(connection(&req)?.send(RaftProgress).await??))
 }
 
 async fn join(req: HttpRequest, PathTail(id): PathTail, payload: web::Payload) -> Answer {

@@ -13,6 +13,7 @@ pub mod handover;
 pub mod node;
 pub mod peer;
 pub mod removal;
+pub mod status;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -62,6 +62,9 @@ pub enum Forwarded {
     Features,
     /// A lease request only the leader answers ([`crate::command::lease`]).
     Lease(LeaseAsk),
+    /// Report your Raft's progress (for `/v1/status`); answered with
+    /// [`ForwardReply::RaftStatus`]. Only asked off the stream ([`Ask`]), like `Features`.
+    RaftStatus,
 }
 
 /// The answer to a [`Forwarded`] request.
@@ -86,6 +89,8 @@ pub enum ForwardReply {
     Applied(CommandResponse),
     /// The answer to a [`Forwarded::Lease`].
     Lease(LeaseAnswer),
+    /// The answer to a [`Forwarded::RaftStatus`].
+    RaftStatus(crate::cluster::status::RaftStatus),
 }
 
 /// What a peer says when polled.

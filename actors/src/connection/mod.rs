@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::node::{ClusterInfo, NodeInfo};
 use crate::cluster::peer::{ForwardReply, Forwarded};
+use crate::cluster::status::{DescribeRaft, DescribeStatus, StatusReport};
 use crate::cluster::{
     ClusterActor, DescribeCluster, DescribeNode, DescribeToPeer, LatestMetrics, Readiness, WasRemoved,
 };
@@ -427,6 +428,20 @@ impl Handler<ClusterStatus> for ConnectionActor {
     }
 }
 
+/// Every member's Raft progress, each as it answered (`/v1/status`).
+#[derive(Message)]
+#[rtype(result = "CeteResult<StatusReport>")]
+pub struct RaftProgress;
+
+impl Handler<RaftProgress> for ConnectionActor {
+    type Result = ResponseFuture<CeteResult<StatusReport>>;
+
+    fn handle(&mut self, _: RaftProgress, _: &mut Self::Context) -> Self::Result {
+        let cluster = self.handles.cluster.clone();
+        self.serve(async move { Ok(cluster.send(DescribeStatus).await?) })
+    }
+}
+
 /// Whether this node can serve (a leader is known); when not, why.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
@@ -544,6 +559,9 @@ impl Handler<HandleForwarded> for ConnectionActor {
                 )),
                 Forwarded::Poll => {
                     handles.cluster.send(DescribeToPeer).await.map(ForwardReply::Polled).map_err(Into::into)
+                }
+                Forwarded::RaftStatus => {
+                    handles.cluster.send(DescribeRaft).await.map(ForwardReply::RaftStatus).map_err(Into::into)
                 }
                 Forwarded::PrepareToJoin => prepare_to_join(&handles).await.map(|()| ForwardReply::Done),
                 Forwarded::Campaign { leaving } => {

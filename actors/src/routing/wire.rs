@@ -35,6 +35,7 @@ impl TryFrom<Forwarded> for LeaderRequest {
             Forwarded::Lease(ask) => LeaderRequest::Lease(ask),
             other @ (Forwarded::Status
             | Forwarded::Poll
+            | Forwarded::RaftStatus
             | Forwarded::PrepareToJoin
             | Forwarded::Campaign { .. }
             | Forwarded::Features) => return Err(other),
@@ -71,7 +72,10 @@ pub fn from_wire(reply: CeteResult<ForwardReply>) -> Result<Served, RouteError> 
         ForwardReply::NotLeader(leader) => Err(RouteError::NotLeader(leader)),
         ForwardReply::NotSent(why) => Err(RouteError::NotSent(why)),
         ForwardReply::Failed(e) => Err(RouteError::Failed(e)),
-        other @ (ForwardReply::Status(_) | ForwardReply::Polled(_) | ForwardReply::Features(_)) => {
+        other @ (ForwardReply::Status(_)
+        | ForwardReply::Polled(_)
+        | ForwardReply::Features(_)
+        | ForwardReply::RaftStatus(_)) => {
             Err(CeteError::Internal(format!("a peer answered a leader request with {other:?}")).into())
         }
     }
