@@ -7,7 +7,7 @@ BINARY := $(BIN_DIR)/cete
 # Flags for `make start`, e.g. make start START_FLAGS='--id=node1 --data-directory=/tmp/cete/node1'
 START_FLAGS ?=
 
-.PHONY: all build start deps pydeps test fmt lint clean
+.PHONY: all build start deps pydeps browser test fmt lint clean
 
 all: build
 
@@ -39,12 +39,24 @@ $(PYENV)/.installed: tests/python/requirements.txt
 
 pydeps: $(PYENV)/.installed
 
+# A real browser for the dashboard's test: Debian's Chromium and its WebDriver, installed with
+# apt-get where they are missing (as root, or through sudo); the test skips loudly without them.
+CHROMIUM_PACKAGES := chromium chromium-driver
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing $(CHROMIUM_PACKAGES) for the dashboard's browser test" >&2; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(CHROMIUM_PACKAGES) >/dev/null \
+			|| echo "could not install $(CHROMIUM_PACKAGES): the browser test will be skipped" >&2; \
+	else echo "no apt-get: install Chromium and chromedriver for the browser test" >&2; fi
+
 # The tests run against a build with the crash and fault points compiled in (tests/crash.rs
 # arms them); release builds leave the feature off.
 TEST_FEATURES := --features failpoints
 TEST_ENV := CETE_TEST_PYTHON=$(abspath $(PYENV))/bin/python
 
-test: deps pydeps
+test: deps pydeps browser
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(TEST_ENV) $(CARGO) nextest run --workspace $(TEST_FEATURES) --no-fail-fast; \
 	else \

@@ -39,7 +39,7 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         "file": args.file,
         "data_directory": restored.data_directory,
         "id": config.id,
-        "revision": restored.revision,
+        "revision": restored.revision.unwrap_or(0),
         "keys": restored.keys,
     }))?;
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ mod failpoints;
 mod leases;
 mod routes;
 mod target;
+mod ui;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

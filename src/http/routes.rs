@@ -55,6 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/openapi.json").get(openapi).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/backup").get(backup).default_service(web::to(method_not_allowed)))
         .configure(super::leases::configure)
+        .configure(super::ui::configure)
         .default_service(web::to(not_found));
 }
 

@@ -46,6 +46,9 @@ pub struct StatusReport {
     pub id: String,
     #[serde(flatten)]
     pub raft: RaftStatus,
+    /// This node's store revision (left out while it has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
     pub members: BTreeMap<String, MemberStatus>,
 }
 
@@ -72,7 +75,7 @@ impl StatusReport {
                 (name, status)
             })
             .collect();
-        StatusReport { id, raft, members }
+        StatusReport { id, raft, revision: None, members }
     }
 }
 
@@ -127,7 +130,8 @@ impl Handler<DescribeStatus> for ClusterActor {
             let asked = join_all(asks.into_iter().map(|(name, link)| async move {
                 let answer = match link.send(Ask(Forwarded::RaftStatus)).await {
                     Ok(Ok(ForwardReply::RaftStatus(status))) => Ok(status),
-                    Ok(Ok(other)) => Err(format!("it answered {other:?} (a build without /v1/status?)")),
+                    Ok(Ok(ForwardReply::NotSent(why))) => Err(format!("could not be reached: {why}")),
+                    Ok(Ok(other)) => Err(format!("it answered {other:?}, not its status (an earlier build?)")),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };

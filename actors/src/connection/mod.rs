@@ -437,8 +437,12 @@ impl Handler<RaftProgress> for ConnectionActor {
     type Result = ResponseFuture<CeteResult<StatusReport>>;
 
     fn handle(&mut self, _: RaftProgress, _: &mut Self::Context) -> Self::Result {
-        let cluster = self.handles.cluster.clone();
-        self.serve(async move { Ok(cluster.send(DescribeStatus).await?) })
+        let (cluster, store) = (self.handles.cluster.clone(), self.handles.store.clone());
+        self.serve(async move {
+            let mut report = cluster.send(DescribeStatus).await?;
+            report.revision = store.send(StoreRevision).await??;
+            Ok(report)
+        })
     }
 }
 
