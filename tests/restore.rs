@@ -207,3 +207,47 @@ fn a_damaged_backup_or_a_used_directory_is_refused_and_nothing_is_written() {
     let refused = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!refused.status.success() && !elsewhere.path().join("data").exists());
 }
+
+#[test]
+fn a_cluster_restored_on_the_old_addresses_never_mixes_with_the_old_one() {
+    let mut old = Cluster::start(3);
+    wait_for_revisions(&old.nodes[0]);
+    for n in 0..20 {
+        old.nodes[0].put(&data(&format!("k/{n:02}")), "before").assert_success();
+    }
+    let dir = temp_dir();
+    let file = dir.path().join("old.backup");
+    let output = cli(&["backup", file.to_str().unwrap(), "--grpc-address", &old.nodes[0].addresses.grpc]);
+    assert!(output.status.success(), "cete backup: {}", String::from_utf8_lossy(&output.stderr));
+    // node1 is lost; a node is restored in its place, on its addresses, while node2 and node3
+    // of the old cluster run on (and still count node1 a member).
+    let addresses = old.nodes[0].addresses.clone();
+    old.nodes[0].kill9();
+    let node_dir = temp_dir();
+    let (output, args) = restore(&file, "node1", &addresses, node_dir.path());
+    assert!(output.status.success(), "cete restore: {}", String::from_utf8_lossy(&output.stderr));
+    let mut restored = Node::spawn(node_dir, args, Vec::new(), addresses);
+    restored.wait_ready();
+    restored.put(&data("new/after"), "restored").assert_success();
+    let survivor = &old.nodes[1];
+    eventually("the old cluster writes on", FORM_TIMEOUT, || {
+        (200..300).contains(&survivor.put(&data("old/after"), "old").status).then_some(())
+    });
+    // The old cluster's leader keeps trying node1's address, and is refused: its status
+    // says why, and the restored node logs it.
+    eventually("the old cluster is refused", FORM_TIMEOUT, || {
+        let status = survivor.get("/v1/status").json();
+        let error = status["members"]["node1"]["error"].as_str().unwrap_or_default().to_string();
+        error.contains("belongs to cluster").then_some(())
+    });
+    eventually("the refusal logged", FORM_TIMEOUT, || {
+        restored.log().contains("refused a peer's request").then_some(())
+    });
+    // The restored cluster is still its own: one member, its write, none of the old one's.
+    let cluster = restored.get("/v1/cluster").json();
+    assert_eq!(cluster["cluster"]["nodes"].as_object().unwrap().len(), 1, "{cluster}");
+    assert_eq!(cluster["cluster"]["leader"], "node1", "{cluster}");
+    assert_eq!(restored.get(&data("new/after")).text(), "restored");
+    assert_eq!(restored.get(&data("old/after")).status, 404);
+    assert_eq!(survivor.get(&data("new/after")).status, 404);
+}

@@ -31,6 +31,7 @@ pub mod failpoints;
 pub mod lease;
 pub mod metrics;
 pub mod raft;
+pub mod random;
 pub mod restore;
 pub mod routing;
 pub mod store;

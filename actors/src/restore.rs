@@ -6,7 +6,8 @@
 //! the backup, taken a snapshot and purged its log: the store holds the backup's keys,
 //! revisions and leases with the genesis entry (index 0, term 0, led by this node) applied and
 //! a membership of this node alone; `snapshots/` holds a snapshot of exactly that; and the Raft
-//! log is empty, purged up to the genesis entry. So a node that joins is sent the snapshot (the
+//! log is empty, purged up to the genesis entry; and `cluster-id` holds a new cluster id
+//! ([`crate::wire::identity`]). So a node that joins is sent the snapshot (the
 //! log it would need is gone), never a log that starts from nothing and misses the data. The
 //! restored cluster starts its own log and terms from the beginning: it shares no entry with
 //! the cluster the backup came from.
@@ -29,6 +30,7 @@ use crate::error::{CeteError, CeteResult};
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::StateMachine;
 use crate::store::{snapshot_file, ForgetSessions, ReplaceState, StoreActor};
+use crate::wire::identity::ClusterIdentity;
 
 /// What a restore wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,5 +133,8 @@ async fn fill(store: Addr<StoreActor>, backup: &Path, dir: &Path, me: Member) ->
     machine.get_snapshot_builder().await.build_snapshot().await.map_err(|e| fail("snapshot", &e))?;
     let mut log = LogStore::open(&dir.join("raft-log")).map_err(|e| fail("raft log", &e))?;
     log.purge(genesis).await.map_err(|e| fail("raft log", &e))?;
+    // A cluster of its own: its nodes and those of the cluster the backup came from refuse
+    // each other's requests.
+    ClusterIdentity::open(dir).and_then(|identity| identity.create()).map_err(|e| fail("cluster id", &e))?;
     Ok(keys)
 }

@@ -24,6 +24,7 @@ use crate::raft::{RaftActor, RaftObservers, RaftParts};
 use crate::routing::ports::{ClusterPorts, RaftPorts};
 use crate::routing::{self, LeaderBatcher, RouterActor};
 use crate::store::{StoreActor, StoreRevision};
+use crate::wire::identity::ClusterIdentity;
 use crate::wire::tls::ClientTls;
 
 /// What a node needs to know to start.
@@ -99,6 +100,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     let store = StoreActor::start_in_arbiter(&store_arbiter.handle(), move |_| store);
 
     let log_store = LogStore::open(&dir.join("raft-log")).map_err(|e| CeteError::internal("raft log", e))?;
+    let identity = ClusterIdentity::open(dir).map_err(|e| CeteError::internal("cluster id", e))?;
     let record = RemovalRecord::in_directory(dir);
     let standing = Standing::open(&settings.me.name, record.clone())
         .map_err(|e| CeteError::internal(&format!("cannot read {}", record.path().display()), e))?;
@@ -115,7 +117,8 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         me: settings.me.clone(),
         id: node_id(&settings.me.name),
         config: Arc::new(raft_config(&settings)?),
-        network: Network::new(settings.peer_tls.clone()),
+        network: Network::new(settings.peer_tls.clone(), identity.clone()),
+        identity: identity.clone(),
         log_store,
         store: store.clone(),
         snapshot_dir: dir.join("snapshots"),
@@ -134,6 +137,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     cluster_context.run(ClusterActor::new(
         settings.me.clone(),
         settings.peer_tls.clone(),
+        identity.clone(),
         standing,
         raft.clone().recipient(),
     ));
@@ -156,6 +160,7 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
         cluster,
         max_value_bytes: settings.max_value_bytes,
         data_directory: settings.data_directory.clone(),
+        identity,
     };
     Ok(RunningNode { handles, store_arbiter })
 }

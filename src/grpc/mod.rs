@@ -197,10 +197,10 @@ pub fn serve_raft(
     tls: Option<ServerTlsConfig>,
     stopping: &Stopping,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
-    let raft = handles.raft.clone();
+    let (raft, identity) = (handles.raft.clone(), handles.identity.clone());
     let incoming = accept_connections(listen, handles, "peer")?;
     let shutdown = stopping.clone().wait();
-    let service = cete_proto::raft::raft_server::RaftServer::new(RaftService::new(raft, stopping.clone()))
+    let service = cete_proto::raft::raft_server::RaftServer::new(RaftService::new(raft, identity, stopping.clone()))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     let router = server_builder(tls)?.add_service(service);

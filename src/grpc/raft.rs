@@ -11,6 +11,7 @@ use cete_actors::raft::peer_rpc::{
     DeliverAppendEntries, DeliverAppendStream, DeliverPreVote, DeliverSnapshot, DeliverTransferLeader, DeliverVote,
 };
 use cete_actors::raft::RaftActor;
+use cete_actors::wire::identity::ClusterIdentity;
 use cete_proto::raft::{raft_server::Raft, RaftPayload};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -21,13 +22,20 @@ use crate::stopping::Stopping;
 
 pub struct RaftService {
     raft: Addr<RaftActor>,
+    /// This node's cluster: a request from a node of another is refused.
+    identity: ClusterIdentity,
     /// Ends the peers' long-lived streams when this node stops (see [`Stopping`]).
     stopping: Stopping,
 }
 
 impl RaftService {
-    pub fn new(raft: Addr<RaftActor>, stopping: Stopping) -> Self {
-        RaftService { raft, stopping }
+    pub fn new(raft: Addr<RaftActor>, identity: ClusterIdentity, stopping: Stopping) -> Self {
+        RaftService { raft, identity, stopping }
+    }
+
+    /// Refuses a request from a node of another cluster ([`ClusterIdentity::admit`]).
+    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.identity.admit(request.metadata())
     }
 
     /// A stream of replies that ends when this node is stopping, telling the peer why.
@@ -86,6 +94,7 @@ type Replies = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RaftPayload, 
 #[tonic::async_trait]
 impl Raft for RaftService {
     async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.admit(&request)?;
         self.deliver(request.into_inner(), DeliverAppendEntries).await
     }
 
@@ -98,6 +107,7 @@ impl Raft for RaftService {
         request: Request<Streaming<RaftPayload>>,
     ) -> Result<Response<Replies>, Status> {
         not_cut_off()?;
+        self.admit(&request)?;
         // A request that does not decode ends the stream: the leader sees it end and retries.
         let requests = request
             .into_inner()
@@ -124,16 +134,19 @@ impl Raft for RaftService {
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.admit(&request)?;
         self.deliver(request.into_inner(), DeliverVote).await
     }
 
     async fn pre_vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.admit(&request)?;
         self.deliver(request.into_inner(), DeliverPreVote).await
     }
 
     /// A whole snapshot: the header, then the data, written to disk as it arrives.
     async fn snapshot(&self, request: Request<Streaming<RaftPayload>>) -> Result<Response<RaftPayload>, Status> {
         not_cut_off()?;
+        self.admit(&request)?;
         let mut messages = request.into_inner();
         let header = messages.message().await?.ok_or_else(|| Status::invalid_argument("a snapshot without header"))?;
         let header: SnapshotHeader =
@@ -147,6 +160,7 @@ impl Raft for RaftService {
     }
 
     async fn transfer_leader(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.admit(&request)?;
         self.deliver(request.into_inner(), DeliverTransferLeader).await
     }
 
@@ -155,6 +169,7 @@ impl Raft for RaftService {
     /// A peer link's stream of routed requests: each is handed to this connection's actor as
     /// it arrives, and answered, under its id, when done (several are served at once).
     async fn forward_stream(&self, request: Request<Streaming<RaftPayload>>) -> Result<Response<Replies>, Status> {
+        self.admit(&request)?;
         let connection = super::connection_of(&request)?;
         let replies = request
             .into_inner()
@@ -179,8 +194,13 @@ impl Raft for RaftService {
     /// A request routed here by a peer: handed to this connection's actor.
     async fn forward(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let connection = super::connection_of(&request)?;
+        let metadata = request.metadata().clone();
         let forwarded: Forwarded = decode(&request.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("undecodable forwarded request: {e}")))?;
+        // A node is asked to give up its own one-node cluster by the cluster that adds it.
+        if !matches!(forwarded, Forwarded::PrepareToJoin) {
+            self.identity.admit(&metadata)?;
+        }
         let reply =
             connection.send(HandleForwarded(forwarded)).await.map_err(|e| Status::unavailable(e.to_string()))?;
         let data = encode(&reply).map_err(|e| Status::internal(format!("cannot encode reply: {e}")))?;

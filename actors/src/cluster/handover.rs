@@ -4,12 +4,13 @@
 use crate::cluster::peer::{call_peer, ForwardReply, Forwarded};
 use crate::command::Member;
 use crate::deadlines::HAND_OVER;
+use crate::wire::identity::ClusterIdentity;
 use crate::wire::tls::ClientTls;
 
 /// Tells `successor` that `leaving`, the leader, has left: it is to campaign.
-pub async fn hand_over(successor: Member, leaving: String, tls: Option<ClientTls>) {
-    let client = match crate::raft::network::peer_channel(&successor.raft_address, tls.as_ref()) {
-        Ok(channel) => Some(cete_proto::raft::raft_client::RaftClient::new(channel)),
+pub async fn hand_over(successor: Member, leaving: String, tls: Option<ClientTls>, identity: ClusterIdentity) {
+    let client = match crate::raft::network::peer_client(&successor.raft_address, tls.as_ref(), &identity) {
+        Ok(client) => Some(client),
         Err(e) => {
             log::warn!("cannot hand the leadership over to {}: {e}", successor.name);
             return;

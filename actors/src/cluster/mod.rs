@@ -33,6 +33,7 @@ use crate::error::{CeteError, CeteResult};
 use crate::metrics::LEADER_CHANGES;
 use crate::raft::handover::successor;
 use crate::raft::{MetricsUpdate, RaftStateReset, Shutdown};
+use crate::wire::identity::ClusterIdentity;
 use crate::wire::tls::ClientTls;
 
 /// A node's state as API.md names it.
@@ -56,6 +57,8 @@ pub struct ClusterActor {
     /// Stops this node's Raft once it is removed.
     raft: Recipient<Shutdown>,
     tls: Option<ClientTls>,
+    /// The cluster's id, which every request to a peer carries.
+    identity: ClusterIdentity,
     /// One link per other member, with the record it was opened for.
     links: HashMap<String, (Member, Addr<PeerLinkActor>)>,
     /// Each peer's state as its link last polled it.
@@ -66,7 +69,13 @@ pub struct ClusterActor {
 }
 
 impl ClusterActor {
-    pub fn new(me: Member, tls: Option<ClientTls>, standing: Standing, raft: Recipient<Shutdown>) -> Self {
+    pub fn new(
+        me: Member,
+        tls: Option<ClientTls>,
+        identity: ClusterIdentity,
+        standing: Standing,
+        raft: Recipient<Shutdown>,
+    ) -> Self {
         let latest = RaftMetrics::new_initial(node_id(&me.name));
         ClusterActor {
             me,
@@ -75,6 +84,7 @@ impl ClusterActor {
             standing,
             raft,
             tls,
+            identity,
             links: HashMap::new(),
             peer_states: HashMap::new(),
             features_read: None,
@@ -127,11 +137,11 @@ impl ClusterActor {
     /// ([`crate::raft::handover`]): only once its Raft is stopped, so that it heartbeats no more.
     fn stepped_out(&mut self, successor: Option<Member>, ctx: &mut Context<Self>) {
         let raft = self.raft.clone();
-        let (leaving, tls) = (self.me.name.clone(), self.tls.clone());
+        let (leaving, tls, identity) = (self.me.name.clone(), self.tls.clone(), self.identity.clone());
         actix::spawn(async move {
             let _ = raft.send(Shutdown).await;
             if let Some(successor) = successor {
-                hand_over(successor, leaving, tls).await;
+                hand_over(successor, leaving, tls, identity).await;
             }
         });
         self.sync_links(ctx);
@@ -177,7 +187,9 @@ impl ClusterActor {
         self.peer_states.retain(|name, _| members.contains_key(name));
         for (name, member) in members {
             if !self.links.contains_key(&name) {
-                let link = PeerLinkActor::new(member.clone(), self.tls.as_ref(), ctx.address().recipient()).start();
+                let link =
+                    PeerLinkActor::new(member.clone(), self.tls.as_ref(), &self.identity, ctx.address().recipient())
+                        .start();
                 self.links.insert(name, (member, link));
             }
         }
@@ -444,7 +456,9 @@ impl ClusterActor {
         match self.links.get(&leader.name) {
             Some((member, link)) if member == leader => link.clone(),
             _ => {
-                let link = PeerLinkActor::new(leader.clone(), self.tls.as_ref(), ctx.address().recipient()).start();
+                let link =
+                    PeerLinkActor::new(leader.clone(), self.tls.as_ref(), &self.identity, ctx.address().recipient())
+                        .start();
                 self.links.insert(leader.name.clone(), (leader.clone(), link.clone()));
                 link
             }
@@ -462,11 +476,10 @@ impl Handler<PrepareJoiner> for ClusterActor {
     type Result = ResponseFuture<CeteResult<()>>;
 
     fn handle(&mut self, msg: PrepareJoiner, _: &mut Self::Context) -> Self::Result {
-        let tls = self.tls.clone();
+        let (tls, identity) = (self.tls.clone(), self.identity.clone());
         Box::pin(async move {
-            let channel = crate::raft::network::peer_channel(&msg.0.raft_address, tls.as_ref())
+            let client = crate::raft::network::peer_client(&msg.0.raft_address, tls.as_ref(), &identity)
                 .map_err(|e| CeteError::InvalidArgument(format!("bad raft address {:?}: {e}", msg.0.raft_address)))?;
-            let client = cete_proto::raft::raft_client::RaftClient::new(channel);
             match call_peer(Some(client), &msg.0, &Forwarded::PrepareToJoin, PREPARE_JOINER).await? {
                 ForwardReply::Done => Ok(()),
                 ForwardReply::Failed(e) => Err(e),

@@ -12,19 +12,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::prelude::*;
-use cete_proto::raft::raft_client::RaftClient;
 use cete_proto::raft::RaftPayload;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::cluster::node::NodeInfo;
 use crate::command::lease::{LeaseAnswer, LeaseAsk};
 use crate::command::{decode, encode, Command, CommandResponse, LogId, Member, StoredMembership};
 use crate::deadlines::{LONGEST_FORWARD, POLL_ANSWER, POLL_EVERY};
 use crate::error::{CeteError, CeteResult};
-use crate::raft::network::peer_channel;
+use crate::raft::network::peer_client;
+use crate::wire::identity::{ClusterIdentity, PeerClient};
 use crate::wire::tls::{never_connected, ClientTls};
 
 /// A request a follower sends to the leader (or, for `Status`, `Poll`, `PrepareToJoin` and
@@ -106,7 +105,7 @@ pub struct PeerView {
 /// One link to one peer.
 pub struct PeerLinkActor {
     peer: Member,
-    client: Option<RaftClient<Channel>>,
+    client: Option<PeerClient>,
     /// Who to tell about the peer's state.
     observer: Recipient<PeerState>,
     /// The open forward stream (its requests' sending side and its number), if any.
@@ -125,9 +124,14 @@ pub struct PeerLinkActor {
 const STREAM_BUFFER: usize = 1024;
 
 impl PeerLinkActor {
-    pub fn new(peer: Member, tls: Option<&ClientTls>, observer: Recipient<PeerState>) -> Self {
-        let client = match peer_channel(&peer.raft_address, tls) {
-            Ok(channel) => Some(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
+    pub fn new(
+        peer: Member,
+        tls: Option<&ClientTls>,
+        identity: &ClusterIdentity,
+        observer: Recipient<PeerState>,
+    ) -> Self {
+        let client = match peer_client(&peer.raft_address, tls, identity) {
+            Ok(client) => Some(client),
             Err(e) => {
                 log::warn!("peer {} has an unusable raft address {:?}: {e}", peer.name, peer.raft_address);
                 None
@@ -228,7 +232,7 @@ fn lost_contact(peer: &Member, why: &str) -> ForwardReply {
 
 /// Sends one forwarded request over `client` and decodes the reply.
 pub async fn call_peer(
-    client: Option<RaftClient<Channel>>,
+    client: Option<PeerClient>,
     peer: &Member,
     request: &Forwarded,
     timeout: Duration,
@@ -244,7 +248,7 @@ pub async fn call_peer(
 /// One forwarded request: the peer's reply, or the gRPC status the call ended with (`Err`
 /// outside: it could not be made or its reply not read).
 async fn call(
-    client: Option<RaftClient<Channel>>,
+    client: Option<PeerClient>,
     peer: &Member,
     request: &Forwarded,
     timeout: Duration,
@@ -297,7 +301,7 @@ impl Actor for PeerLinkActor {
 }
 
 /// What `peer` says of itself; `None` when it does not answer.
-async fn poll(client: Option<RaftClient<Channel>>, peer: &Member) -> Option<PeerView> {
+async fn poll(client: Option<PeerClient>, peer: &Member) -> Option<PeerView> {
     match call(client.clone(), peer, &Forwarded::Poll, POLL_ANSWER).await {
         Ok(Ok(ForwardReply::Polled(view))) => Some(view),
         // A node of an earlier version (during a rolling upgrade) knows only Status: it

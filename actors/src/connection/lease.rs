@@ -2,9 +2,6 @@
 //! writes; renewals and what leases have left are the leader's countdowns' to answer, routed
 //! there.
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use actix::prelude::*;
 
 use super::{needs_revisions, propose, ConnectionActor, NodeHandles};
@@ -164,10 +161,5 @@ async fn ask_leader(handles: &NodeHandles, ask: LeaseAsk) -> CeteResult<LeaseAns
 /// A fresh lease id: random, never 0, and below 2^53, so that it is exact wherever JSON is
 /// read into a double (JavaScript, jq), as well as in an int64 (etcd's and gRPC clients).
 fn random_lease_id() -> u64 {
-    static DRAWN: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    hasher.write_u64(DRAWN.fetch_add(1, Ordering::Relaxed));
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    hasher.write_u128(nanos);
-    (hasher.finish() & ((1 << 53) - 1)).max(1)
+    (crate::random::random_u64() & ((1 << 53) - 1)).max(1)
 }

@@ -45,6 +45,8 @@ pub struct NodeHandles {
     pub max_value_bytes: usize,
     /// Where backups are written before they are sent (beside the data, not in /tmp).
     pub data_directory: std::path::PathBuf,
+    /// The cluster's id: a peer's request must carry it ([`crate::wire::identity`]).
+    pub identity: crate::wire::identity::ClusterIdentity,
 }
 
 /// How fresh a read must be.

@@ -30,10 +30,14 @@ impl Handler<Bootstrap> for RaftActor {
     fn handle(&mut self, _: Bootstrap, _: &mut Self::Context) -> Self::Result {
         let raft = self.raft.clone();
         let me = self.parts.me.clone();
+        let identity = self.parts.identity.clone();
         Box::pin(async move {
             if raft.is_initialized().await.map_err(|e| CeteError::unavailable("raft", e))? {
                 return Ok(false);
             }
+            // A new cluster: a new id, on disk before the first entry.
+            let id = identity.create().map_err(|e| CeteError::internal("cannot record the cluster id", e))?;
+            log::info!("formed cluster {id:016x}");
             let members = BTreeMap::from([(node_id(&me.name), me)]);
             raft.initialize(members).await.map_err(|e| CeteError::internal("cannot initialize the cluster", e))?;
             Ok(true)
@@ -222,7 +226,11 @@ impl Handler<ResetForJoin> for RaftActor {
         let raft = self.raft.clone();
         let parts = self.parts.clone();
         let reset = async move {
+            let forget = || parts.identity.forget().map_err(|e| CeteError::internal("forget the cluster id", e));
             if !raft.is_initialized().await.map_err(|e| CeteError::unavailable("raft", e))? {
+                // No Raft state, so no cluster: an id left by a start that failed half-way
+                // would refuse the cluster that adds it.
+                forget()?;
                 return Ok(None);
             }
             let keys = parts.store.send(Stats).await??.keys;
@@ -249,6 +257,7 @@ impl Handler<ResetForJoin> for RaftActor {
             parts.store.send(empty).await??;
             crate::raft::state_machine::remove_snapshots(&parts.snapshot_dir)
                 .map_err(|e| CeteError::internal("remove snapshots", e))?;
+            forget()?;
             Ok(Some(parts.build().await?))
         };
         AtomicResponse::new(Box::pin(reset.into_actor(self).map(|result, actor, ctx| {

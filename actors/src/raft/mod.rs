@@ -54,6 +54,9 @@ pub struct RaftParts {
     pub log_store: LogStore,
     pub store: Addr<StoreActor>,
     pub snapshot_dir: PathBuf,
+    /// The cluster's id: drawn when this node forms a cluster, forgotten when it gives its
+    /// state up to join another.
+    pub identity: crate::wire::identity::ClusterIdentity,
 }
 
 /// A Raft instance, and the floor under every read index it hands out.

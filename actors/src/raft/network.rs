@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cete_proto::raft::raft_client::RaftClient;
 use cete_proto::raft::RaftPayload;
 use futures::{Stream, StreamExt};
 use openraft::base::{BoxFuture, BoxStream};
@@ -39,6 +38,7 @@ use tonic::transport::Channel;
 use crate::command::{decode, encode, Member, NodeId, SnapshotMeta, TypeConfig, Vote};
 use crate::error::CeteResult;
 use crate::raft::state_machine::Snapshot;
+use crate::wire::identity::{ClusterIdentity, PeerClient};
 use crate::wire::tls::ClientTls;
 
 type RpcError = RPCError<TypeConfig>;
@@ -64,15 +64,16 @@ pub struct SnapshotHeader {
 ///
 /// openraft asks for a client per replication stream, but also one per peer for its heartbeats
 /// and each election; a channel each would mean a TCP and HTTP/2 handshake each time.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
     tls: Option<ClientTls>,
+    identity: ClusterIdentity,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Network {
-    pub fn new(tls: Option<ClientTls>) -> Self {
-        Network { tls, channels: Arc::default() }
+    pub fn new(tls: Option<ClientTls>, identity: ClusterIdentity) -> Self {
+        Network { tls, identity, channels: Arc::default() }
     }
 
     /// The channel to `address`, made on first use; it reconnects by itself.
@@ -92,12 +93,17 @@ pub fn peer_channel(address: &str, tls: Option<&ClientTls>) -> CeteResult<Channe
     crate::wire::tls::channel(address, tls, std::time::Duration::from_secs(2))
 }
 
+/// A client of the Raft service at `address` whose requests carry this node's cluster id.
+pub fn peer_client(address: &str, tls: Option<&ClientTls>, identity: &ClusterIdentity) -> CeteResult<PeerClient> {
+    peer_channel(address, tls).map(|channel| identity.client(channel))
+}
+
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerRaftClient;
 
     async fn new_client(&mut self, _target: NodeId, node: &Member) -> PeerRaftClient {
         let client = match self.channel(&node.raft_address) {
-            Ok(channel) => Ok(RaftClient::new(channel).max_decoding_message_size(usize::MAX)),
+            Ok(channel) => Ok(self.identity.client(channel)),
             Err(e) => Err(format!("bad raft address {:?} of {}: {e}", node.raft_address, node.name)),
         };
         PeerRaftClient { member: node.clone(), client }
@@ -107,7 +113,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// The Raft RPC client for one peer.
 pub struct PeerRaftClient {
     member: Member,
-    client: Result<RaftClient<Channel>, String>,
+    client: Result<PeerClient, String>,
 }
 
 /// Encodes a message for the wire, or says why it cannot go.
@@ -116,7 +122,7 @@ fn payload<T: Serialize>(value: &T) -> Result<RaftPayload, NetworkError<TypeConf
 }
 
 impl PeerRaftClient {
-    fn client(&self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
+    fn client(&self) -> Result<PeerClient, Unreachable<TypeConfig>> {
         if crate::failpoints::isolated() {
             return Err(Unreachable::from_string(self.describe("cut off by the raft-isolate failpoint")));
         }

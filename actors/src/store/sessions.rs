@@ -24,9 +24,7 @@
 //! origin becoming a session whose applied ids are kept until it expires.
 
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{LazyLock, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
 
@@ -78,11 +76,7 @@ static PROCESS_SESSION: LazyLock<ClientSession> = LazyLock::new(|| ClientSession
 /// A fresh random id: a restarted process starts a new session, so its numbering owes nothing
 /// to the last run's (nor to the clock, which may step back).
 fn random_session_id() -> u64 {
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    hasher.finish()
+    crate::random::random_u64()
 }
 
 impl ClientSession {
