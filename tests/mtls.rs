@@ -49,6 +49,14 @@ fn only_clients_with_a_certificate_from_the_client_ca_are_served() {
         assert!(refused.is_err(), "a client with {client:?} was served: {refused:?}");
     }
 
+    // The dashboard too: its page and files (whose calls go to the same origin, over the same
+    // handshake) only to a client with a certificate.
+    for path in ["/ui", "/ui/app.js"] {
+        let page = curl_as("GET", &node.url(path), b"", &ca.cert, Some(&good), timeout).expect("served");
+        assert_eq!(page.status, 200, "{path}: {page:?}");
+        assert!(curl_as("GET", &node.url(path), b"", &ca.cert, None, timeout).is_err(), "{path} without a certificate");
+    }
+
     // gRPC, through the CLI: the same.
     let mut get = vec!["get", "secret"];
     get.extend(grpc_args(&node.addresses.grpc, &ca.cert, Some(&good)));
