@@ -117,7 +117,7 @@ fn a_backup_holds_leases_and_one_that_cannot_be_taken_leaves_no_file() {
     let dir = temp_dir();
     let file = dir.path().join("node.backup");
     let answer = backup_with_cli(&node, &file);
-    assert!(std::fs::read(&file).unwrap().starts_with(b"CETESNAP5"), "leases need the format that carries them");
+    assert!(std::fs::read(&file).unwrap().starts_with(b"CETESNAP6"), "a backup's format carries leases and history");
     assert_eq!(answer["keys"], 2, "{answer}");
     // A backup that cannot be taken leaves no file behind, whole or part.
     let gone = cli(&["backup", dir.path().join("none.backup").to_str().unwrap(), "--grpc-address", "127.0.0.1:1"]);

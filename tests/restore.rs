@@ -11,8 +11,8 @@ use std::thread;
 
 use cete_actors::store::snapshot_file::Pairs;
 use cete_actors::store::StoredValue;
-use common::FORM_TIMEOUT;
 use common::{address_args, cli, data, eventually, temp_dir, wait_for_revisions, Addresses, Cluster, Node};
+use common::{NdjsonWatch, FORM_TIMEOUT};
 use serde_json::Value;
 
 /// A key as the backup holds it and as scans answer it: value, create and mod revision,
@@ -143,8 +143,23 @@ fn a_backup_restored_into_a_new_three_node_cluster_holds_every_key_and_revision(
     let written = nodes[2].put(&data("after/restore"), "new");
     written.assert_success();
     assert_eq!(written.number("X-Cete-Revision"), revision + 1);
-    // The history starts at the backup: a watch from before it is told so.
-    let watch = nodes[0].get(&format!("/v1/watch?prefix=w&start_revision={revision}"));
+    // The restored node has the backup's change history: a watch resumes from before the
+    // backup, through it, into the new cluster's writes.
+    let from = revision - 9;
+    let watch = NdjsonWatch::open(&nodes[0], &format!("start_revision={from}"));
+    for expected in from..=revision + 1 {
+        let change = watch.next_change(FORM_TIMEOUT);
+        assert_eq!(change["revision"], expected, "{change}");
+        let key = change["data"]["key"].as_str().unwrap();
+        if let Some(record) = backed_up.get(key).filter(|record| record.2 == expected) {
+            assert_eq!(change["data"]["value"].as_str().unwrap().as_bytes(), record.0.as_slice(), "{change}");
+        }
+        if expected == revision + 1 {
+            assert_eq!((key, &change["data"]["value"]), ("after/restore", &Value::from("new")), "{change}");
+        }
+    }
+    // A node that joined got the state in a snapshot, which carries no history.
+    let watch = nodes[1].get(&format!("/v1/watch?start_revision={revision}"));
     assert_eq!(watch.status, 410, "{}", watch.text());
 }
 

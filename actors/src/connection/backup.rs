@@ -39,7 +39,7 @@ impl Handler<TakeBackup> for ConnectionActor {
             let dir = handles.data_directory.clone();
             let written = tokio::task::spawn_blocking(move || -> std::io::Result<(File, u64, u64)> {
                 let temp = tempfile::Builder::new().prefix(".backup-").tempfile_in(&dir)?;
-                let keys = crate::store::snapshot_file::write(temp.path(), view)?;
+                let keys = crate::store::snapshot_file::write_backup(temp.path(), view)?;
                 let file = temp.reopen()?;
                 let bytes = file.metadata()?.len();
                 // Unlinked now; the open file keeps its bytes until the sending is done.

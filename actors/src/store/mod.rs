@@ -643,7 +643,7 @@ pub(crate) fn read_revision(txn: &ReadTransaction) -> CeteResult<Option<u64>> {
 }
 
 /// The history's floor in a view of the store, and whether changes below it are left.
-fn read_floor(txn: &ReadTransaction) -> CeteResult<(Option<u64>, bool)> {
+pub(crate) fn read_floor(txn: &ReadTransaction) -> CeteResult<(Option<u64>, bool)> {
     let fail = |e: &dyn std::fmt::Display| CeteError::Internal(format!("store history: {e}"));
     let meta = txn.open_table(SM_META).map_err(|e| fail(&e))?;
     let floor = match meta.get(history::FLOOR).map_err(|e| fail(&e))? {
@@ -925,18 +925,22 @@ impl StoreActor {
         txn.set_durability(Durability::Immediate).map_err(|e| fail(&e))?;
         let mut keys = 0;
         let mut revision = None;
+        let floor;
         {
             let mut kv = txn.open_table(KV).map_err(|e| fail(&e))?;
             kv.retain(|_, _| false).map_err(|e| fail(&e))?;
             let mut sessions = SessionTable::open(&txn).map_err(|e| fail(&e))?;
             sessions.clear().map_err(|e| fail(&e))?;
-            // The snapshot carries no history: this node keeps it from the snapshot on.
+            // A Raft snapshot carries no history: this node keeps it from the snapshot on (a
+            // backup carries its node's, below).
             txn.delete_table(HISTORY).map_err(|e| fail(&e))?;
-            txn.open_table(HISTORY).map_err(|e| fail(&e))?;
+            let mut history = txn.open_table(HISTORY).map_err(|e| fail(&e))?;
             let mut leases = txn.open_table(LEASES).map_err(|e| fail(&e))?;
             leases.retain(|_, _| false).map_err(|e| fail(&e))?;
             let mut lease_keys = txn.open_table(LEASE_KEYS).map_err(|e| fail(&e))?;
             lease_keys.retain(|_, _| false).map_err(|e| fail(&e))?;
+            // A backup carries its node's change history (from the floor it had then).
+            let mut history_floor = None;
             if let Some(path) = &msg.source {
                 let mut pairs = crate::store::snapshot_file::Pairs::open(path).map_err(|e| fail(&e))?;
                 revision = pairs.revision();
@@ -958,6 +962,10 @@ impl StoreActor {
                         Part::Lease { id, ttl_seconds } => {
                             leases.insert(id, ttl_seconds).map_err(|e| fail(&e))?;
                         }
+                        Part::History { revision, n, record } => {
+                            history.insert((revision, n), record.as_slice()).map_err(|e| fail(&e))?;
+                        }
+                        Part::HistoryFloor(floor) => history_floor = Some(floor),
                     }
                 }
             }
@@ -978,15 +986,16 @@ impl StoreActor {
                 None => meta.remove(REVISION).map(drop),
             }
             .map_err(|e| fail(&e))?;
-            match revision {
-                Some(revision) => meta.insert(history::FLOOR, (revision + 1).to_le_bytes().as_slice()).map(drop),
+            floor = history_floor.or(revision.map(|r| r + 1)).filter(|_| revision.is_some());
+            match floor {
+                Some(floor) => meta.insert(history::FLOOR, floor.to_le_bytes().as_slice()).map(drop),
                 None => meta.remove(history::FLOOR).map(drop),
             }
             .map_err(|e| fail(&e))?;
         }
         txn.commit().map_err(|e| fail(&e))?;
         self.revision = revision;
-        self.floor = revision.map(|r| r + 1);
+        self.floor = floor;
         self.compacting = false;
         self.failed = None;
         self.tell_lessor(vec![LeaseEvent::Reset]);

@@ -23,17 +23,33 @@ use std::path::Path;
 use redb::ReadableTable;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::store::history::HISTORY;
 use crate::store::leases::LEASES;
 use crate::store::sessions::{RequestId, SessionPart};
 use crate::store::{SnapshotView, KV};
 
-/// What follows the pairs: the client sessions, and the leases.
+/// What follows the pairs: the client sessions, and the leases; in a backup, the change
+/// history too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
     Session(SessionPart),
-    Lease { id: u64, ttl_seconds: u64 },
+    Lease {
+        id: u64,
+        ttl_seconds: u64,
+    },
+    /// A row of the change history ([`crate::store::history`]), as the table keeps it.
+    History {
+        revision: u64,
+        n: u32,
+        record: Vec<u8>,
+    },
+    /// The history's floor: the oldest revision it holds every change of.
+    HistoryFloor(u64),
 }
 
+/// A backup: the fifth format, and the node's change history after the leases. Only backups
+/// are written so (Raft snapshots carry no history, and stay readable by earlier builds).
+const MAGIC_V6: &[u8] = b"CETESNAP6";
 /// The format of a store that holds leases.
 const MAGIC_V5: &[u8] = b"CETESNAP5";
 const MAGIC: &[u8] = b"CETESNAP4";
@@ -46,6 +62,8 @@ const MAGIC_V1: &[u8] = b"CETESNAP1";
 const SESSION_TAG: u8 = 1;
 const SEQUENCES_TAG: u8 = 2;
 const LEASE_TAG: u8 = 3;
+const HISTORY_TAG: u8 = 4;
+const HISTORY_FLOOR_TAG: u8 = 5;
 const BUFFER_BYTES: usize = 1 << 20;
 
 fn corrupt(why: String) -> std::io::Error {
@@ -72,15 +90,31 @@ impl<W: Write> Write for Hashed<W> {
 
 /// Writes every pair of the view to `path`, fsyncs it, and returns the key count.
 pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
+    write_with(path, view, false)
+}
+
+/// Like [`write`], with the change history too (from its floor on): a backup's file, which
+/// `cete restore` installs, so that watches can resume from before the backup's revision.
+pub fn write_backup(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
+    write_with(path, view, true)
+}
+
+fn write_with(path: &Path, view: SnapshotView, with_history: bool) -> std::io::Result<u64> {
     let file = BufWriter::with_capacity(BUFFER_BYTES, File::create(path)?);
     let mut out = Hashed { out: file, hash: Xxh3::new() };
     // A store without revisions is written as the earlier builds wrote it, so that they can
     // still read it while a cluster is upgraded (its revisions start only after that).
     let leases = crate::store::leases::all(&view.txn.open_table(LEASES).map_err(std::io::Error::other)?)
         .map_err(std::io::Error::other)?;
-    match crate::store::read_revision(&view.txn).map_err(std::io::Error::other)? {
+    let revision = crate::store::read_revision(&view.txn).map_err(std::io::Error::other)?;
+    let with_history = with_history && revision.is_some();
+    match revision {
         Some(revision) => {
-            out.write_all(if leases.is_empty() { MAGIC } else { MAGIC_V5 })?;
+            out.write_all(match (with_history, leases.is_empty()) {
+                (true, _) => MAGIC_V6,
+                (false, false) => MAGIC_V5,
+                (false, true) => MAGIC,
+            })?;
             out.write_all(&revision.to_le_bytes())?;
         }
         None => out.write_all(MAGIC_V3)?,
@@ -103,6 +137,9 @@ pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
         frame.extend_from_slice(&ttl_seconds.to_le_bytes());
         write_frame(&mut out, &frame)?;
     }
+    if with_history {
+        write_history(&mut out, &view)?;
+    }
     write_frame(&mut out, b"")?;
     let checksum = out.hash.digest();
     let mut file = out.out;
@@ -110,6 +147,28 @@ pub fn write(path: &Path, view: SnapshotView) -> std::io::Result<u64> {
     let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(keys)
+}
+
+/// The history's floor, then its rows from the floor on (rows below it, which a compaction
+/// has yet to delete, are never read, and are left out).
+fn write_history(out: &mut impl Write, view: &SnapshotView) -> std::io::Result<()> {
+    let (floor, _) = crate::store::read_floor(&view.txn).map_err(std::io::Error::other)?;
+    let Some(floor) = floor else { return Ok(()) };
+    let mut frame = vec![HISTORY_FLOOR_TAG];
+    frame.extend_from_slice(&floor.to_le_bytes());
+    write_frame(out, &frame)?;
+    let history = view.txn.open_table(HISTORY).map_err(std::io::Error::other)?;
+    for row in history.range((floor, 0)..).map_err(std::io::Error::other)? {
+        let (at, record) = row.map_err(std::io::Error::other)?;
+        let (revision, n) = at.value();
+        let mut frame = Vec::with_capacity(13 + record.value().len());
+        frame.push(HISTORY_TAG);
+        frame.extend_from_slice(&revision.to_le_bytes());
+        frame.extend_from_slice(&n.to_le_bytes());
+        frame.extend_from_slice(record.value());
+        write_frame(out, &frame)?;
+    }
+    Ok(())
 }
 
 fn session_frame(part: &SessionPart) -> Vec<u8> {
@@ -145,7 +204,7 @@ pub struct Pairs {
     remaining: u64,
     /// Of everything read so far; `None` for a first-format file, which has no checksum.
     hash: Option<Xxh3>,
-    /// The format's number (1 to 4).
+    /// The format's number (1 to 6).
     format: u8,
     /// The store's revision (None: a store without revisions).
     revision: Option<u64>,
@@ -165,6 +224,7 @@ impl Pairs {
         let magic =
             pairs.read_exact_vec(MAGIC.len()).map_err(|_| corrupt(format!("{} is too short", path.display())))?;
         pairs.format = match magic.as_slice() {
+            MAGIC_V6 => 6,
             MAGIC_V5 => 5,
             MAGIC => 4,
             MAGIC_V3 => 3,
@@ -266,6 +326,16 @@ impl Pairs {
         }
         let malformed = || corrupt("a malformed session record".into());
         let (tag, body) = frame.split_first().ok_or_else(malformed)?;
+        if self.format >= 6 && *tag == HISTORY_TAG {
+            if body.len() < 12 {
+                return Err(corrupt("a malformed history record".into()));
+            }
+            let (revision, rest) = body.split_at(8);
+            let (n, record) = rest.split_at(4);
+            let revision = u64::from_le_bytes(revision.try_into().expect("8 bytes"));
+            let n = u32::from_le_bytes(n.try_into().expect("4 bytes"));
+            return Ok(Some((Part::History { revision, n, record: record.to_vec() }, None)));
+        }
         if body.len() % 8 != 0 || body.is_empty() {
             return Err(malformed());
         }
@@ -281,6 +351,7 @@ impl Pairs {
             (LEASE_TAG, 16) if self.format >= 5 => {
                 Part::Lease { id: session, ttl_seconds: words.next().expect("2 words") }
             }
+            (HISTORY_FLOOR_TAG, 8) if self.format >= 6 => Part::HistoryFloor(session),
             _ => return Err(malformed()),
         };
         Ok(Some((part, None)))
@@ -379,6 +450,7 @@ mod tests {
             .map(|part| match part {
                 Part::Session(session) => session,
                 Part::Lease { .. } => panic!("a lease in a file without leases"),
+                other => panic!("{other:?} in a file of sessions only"),
             })
             .collect();
         Ok((kv, sessions))
