@@ -2,13 +2,14 @@
 //! once over the peer links; a member that does not answer shows why.
 mod common;
 
-use common::{data, eventually, Cluster, FORM_TIMEOUT};
+use common::{cli, data, eventually, wait_for_revisions, Cluster, FORM_TIMEOUT};
 use serde_json::Value;
 
 #[test]
 fn status_shows_every_members_progress_and_who_does_not_answer() {
     let mut cluster = Cluster::start(3);
     let leader = cluster.nodes[cluster.leader()].id();
+    wait_for_revisions(&cluster.nodes[0]);
     for n in 0..20 {
         cluster.nodes[n % 3].put(&data(&format!("s/{n}")), "x").assert_success();
     }
@@ -30,6 +31,16 @@ fn status_shows_every_members_progress_and_who_does_not_answer() {
         assert_eq!(member["term"], status["term"], "{name}: {status}");
         assert_eq!(member["applied_index"], on_leader["committed_index"], "{name}: {status}");
     }
+    // The CLI (gRPC Status) says the same.
+    let output = cli(&["status", "--grpc-address", &cluster.nodes[asked].addresses.grpc]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let said: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((&said["id"], &said["leader"]), (&status["id"], &status["leader"]), "{said}");
+    assert_eq!(said["members"].as_object().unwrap().len(), 3, "{said}");
+    assert_eq!(said["members"][&leader]["state"], "Leader", "{said}");
+    assert_eq!(said["revision"], status["revision"], "{said}");
+    assert!(said["revision"].as_u64().is_some_and(|r| r >= 20), "{said}");
+
     // A member killed shows why it did not answer; the others still do.
     let gone = cluster.followers().into_iter().find(|i| *i != asked).unwrap();
     let gone_id = cluster.nodes[gone].id();

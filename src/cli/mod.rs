@@ -29,6 +29,7 @@ pub mod restore;
 mod scan;
 mod set;
 mod snapshot;
+mod status;
 mod txn;
 mod version;
 mod watch;
@@ -84,6 +85,8 @@ pub enum Command {
     Snapshot(ClientArgs),
     /// Write a consistent, checksummed backup of the node's state (data, revisions, leases) to FILE
     Backup(backup::BackupArgs),
+    /// Print every member's Raft progress (term, last log, commit and applied index, lag) as JSON
+    Status(ClientArgs),
     /// Build a new data directory from a backup, offline: the node started on it forms a new one-node cluster holding exactly that state
     Restore(restore::RestoreArgs),
     /// Leases: grant, revoke, keepalive, get, list
@@ -158,6 +161,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Leader(args) => leader::run(args).await,
         Command::Snapshot(args) => snapshot::run(args).await,
         Command::Backup(args) => backup::run(args).await,
+        Command::Status(args) => status::run(args).await,
         Command::Lease(args) => lease::run(args).await,
         Command::Lock(args) => lock::run(args).await,
         Command::Watch(args) => watch::run(args).await,

@@ -137,6 +137,14 @@ impl Kvs for KvsService {
         .await
     }
 
+    async fn status(&self, request: Request<()>) -> Result<Response<kvs::StatusResponse>, Status> {
+        observed("Status", async {
+            let report = connection_of(&request)?.send(RaftProgress).await.map_err(mailbox)?.map_err(status)?;
+            Ok(Response::new(report.into()))
+        })
+        .await
+    }
+
     async fn leave(&self, request: Request<kvs::LeaveRequest>) -> Result<Response<()>, Status> {
         observed("Leave", async {
             let conn = connection_of(&request)?;

@@ -9,6 +9,8 @@ use actix::prelude::*;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
+use cete_proto::kvs;
+
 use super::peer::{Ask, ForwardReply, Forwarded};
 use super::{state_name, ClusterActor};
 
@@ -143,6 +145,67 @@ impl Handler<DescribeStatus> for ClusterActor {
     }
 }
 
+impl From<RaftStatus> for kvs::RaftStatus {
+    fn from(s: RaftStatus) -> Self {
+        kvs::RaftStatus {
+            state: s.state,
+            leader: s.leader,
+            term: s.term,
+            last_log_index: s.last_log_index,
+            committed_index: s.committed_index,
+            applied_index: s.applied_index,
+            snapshot_index: s.snapshot_index,
+        }
+    }
+}
+
+impl From<kvs::RaftStatus> for RaftStatus {
+    fn from(s: kvs::RaftStatus) -> Self {
+        RaftStatus {
+            state: s.state,
+            leader: s.leader,
+            term: s.term,
+            last_log_index: s.last_log_index,
+            committed_index: s.committed_index,
+            applied_index: s.applied_index,
+            snapshot_index: s.snapshot_index,
+        }
+    }
+}
+
+impl From<StatusReport> for kvs::StatusResponse {
+    fn from(report: StatusReport) -> Self {
+        let member = |m: MemberStatus| kvs::MemberStatus {
+            raft: m.raft.map(Into::into),
+            lag: m.lag,
+            error: m.error.unwrap_or_default(),
+        };
+        kvs::StatusResponse {
+            id: report.id,
+            raft: Some(report.raft.into()),
+            revision: report.revision,
+            members: report.members.into_iter().map(|(name, m)| (name, member(m))).collect(),
+        }
+    }
+}
+
+/// What the gRPC answer says, as `/v1/status` shows it (for `cete status`).
+impl From<kvs::StatusResponse> for StatusReport {
+    fn from(response: kvs::StatusResponse) -> Self {
+        let member = |m: kvs::MemberStatus| MemberStatus {
+            raft: m.raft.map(Into::into),
+            lag: m.lag,
+            error: (!m.error.is_empty()).then_some(m.error),
+        };
+        StatusReport {
+            id: response.id,
+            raft: response.raft.map(Into::into).unwrap_or_default(),
+            revision: response.revision,
+            members: response.members.into_iter().map(|(name, m)| (name, member(m))).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +233,9 @@ mod tests {
         assert_eq!(gathered.members["a"].lag, Some(20));
         assert_eq!(gathered.members["b"].lag, Some(0));
         assert_eq!(gathered.members["c"].lag, None);
+        // Through the gRPC answer and back, it is the same.
+        let back = StatusReport::from(kvs::StatusResponse::from(gathered.clone()));
+        assert_eq!(back, gathered);
         let json = serde_json::to_value(&gathered).unwrap();
         assert_eq!(json["members"]["a"]["applied_index"], 80);
         assert_eq!(json["members"]["c"], serde_json::json!({"error": "unreachable"}));
