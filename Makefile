@@ -39,11 +39,13 @@ $(PYENV)/.installed: tests/python/requirements.txt
 
 pydeps: $(PYENV)/.installed
 
-# A real browser for the dashboard's test: Debian's Chromium and its WebDriver, installed with
-# apt-get where they are missing (as root, or through sudo); the test skips loudly without them.
-CHROMIUM_PACKAGES := chromium chromium-driver
+# A real browser for the dashboard's test: Debian's Chromium and its WebDriver, and NSS's
+# certutil and pk12util for the browser's client certificate (mTLS), installed with apt-get
+# where they are missing (as root, or through sudo); the test skips loudly without them.
+CHROMIUM_PACKAGES := chromium chromium-driver libnss3-tools
 browser:
-	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+		&& command -v certutil >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		echo "installing $(CHROMIUM_PACKAGES) for the dashboard's browser test" >&2; \

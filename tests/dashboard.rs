@@ -1,13 +1,14 @@
 //! The dashboard at `/ui` (README, "Dashboard"), in a real browser: Debian's headless Chromium
-//! driven over WebDriver (chromedriver) by Selenium, from tests/python/dashboard.py. `make test`
-//! installs both (Chromium with apt-get, Selenium into the test virtualenv); where either cannot
-//! be had the test says so loudly and skips.
+//! driven over WebDriver (chromedriver) by Selenium, from tests/python/dashboard.py, over HTTP,
+//! HTTPS, and mTLS with a client certificate in the browser's own certificate database. `make
+//! test` installs what it takes (Chromium and libnss3-tools with apt-get, Selenium into the test
+//! virtualenv); where something cannot be had the test says so loudly and skips.
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{data, Cluster, SelfSigned};
+use common::{data, CertificateAuthority, Cluster, SelfSigned};
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -88,6 +89,38 @@ fn the_dashboard_works_over_https() {
     let cluster = Cluster::start_https(3, &flags.iter().map(String::as_str).collect::<Vec<_>>(), &cert.cert);
     let node = &cluster.nodes[0];
     let saw = drive(&python, &format!("https://{}", node.addresses.http), &["--insecure"]);
+    assert_saw_the_cluster(&saw, &cluster);
+    assert_eq!(node.get(&data("ui/from-page")).text(), "written in the browser");
+}
+
+#[test]
+fn the_dashboard_works_over_mtls_with_the_browsers_client_certificate() {
+    let Some(python) = browser_python() else { return };
+    if !["certutil", "pk12util"].iter().all(|tool| Command::new(tool).arg("-H").output().is_ok()) {
+        eprintln!(
+            "\n######## SKIPPED: no certutil and pk12util for the browser's certificate database; `make test` \
+             installs Debian's libnss3-tools (make browser) ########\n"
+        );
+        return;
+    }
+    let ca = CertificateAuthority::new("cete-test-ca");
+    let browser = ca.issue("browser", "browser", "DNS:browser");
+    let identity = (browser.chain.clone(), browser.key.clone());
+    let client_ca = ca.cert.display().to_string();
+    let cluster = Cluster::start_mtls_each(3, &ca.cert, &identity, &|id| {
+        let node = ca.issue(id, "localhost", "DNS:localhost,IP:127.0.0.1");
+        vec![
+            format!("--certificate-file={}", node.chain.display()),
+            format!("--key-file={}", node.key.display()),
+            format!("--client-ca-file={client_ca}"),
+        ]
+    });
+    let node = &cluster.nodes[cluster.followers()[0]];
+    // The browser verifies the node against the CA, and presents its own certificate.
+    let (ca_file, chain, key) =
+        (ca.cert.display().to_string(), browser.chain.display().to_string(), browser.key.display().to_string());
+    let tls = ["--ca", &ca_file, "--client-cert", &chain, "--client-key", &key];
+    let saw = drive(&python, &format!("https://{}", node.addresses.http), &tls);
     assert_saw_the_cluster(&saw, &cluster);
     assert_eq!(node.get(&data("ui/from-page")).text(), "written in the browser");
 }

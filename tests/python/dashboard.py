@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Drives the dashboard (GET /ui) of a live node in a real headless Chromium.
 
-    python dashboard.py BASE_URL [--screenshot PATH] [--insecure]
+    python dashboard.py BASE_URL [--screenshot PATH] [--insecure | --ca PEM [--client-cert PEM --client-key PEM]]
 
-BASE_URL is a node of a 3-node cluster, e.g. http://127.0.0.1:8123. The browser and its driver
+BASE_URL is a node of a 3-node cluster, e.g. http://127.0.0.1:8123. Over HTTPS, either --insecure
+(the node's certificate is accepted unverified), or --ca: the browser trusts that CA through an NSS
+database of its own (Chromium on Linux reads $HOME/.pki/nssdb; certutil and pk12util come from
+Debian's libnss3-tools), and with --client-cert/--client-key it holds that client certificate
+there and presents it to the node's origin without asking (the auto_select_certificate content
+setting), as a browser of an mTLS deployment would. The browser and its driver
 are Debian's (/usr/bin/chromium, /usr/bin/chromedriver), named explicitly so that Selenium never
 looks for one on the network. Every step waits by polling against a deadline, never by sleeping:
 
@@ -21,8 +26,11 @@ failed, what the page showed and the browser's console log on stderr, and exits 
 import argparse
 import json
 import os
+import shutil
 import ssl
+import subprocess
 import sys
+import tempfile
 import urllib.request
 
 from selenium import webdriver
@@ -57,7 +65,41 @@ def css_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def start_browser(insecure):
+class Tls:
+    """How to reach the node: plain, HTTPS unverified, or HTTPS trusting `ca`, with a client
+    certificate when `client` names one (certificate and key, PEM)."""
+
+    def __init__(self, insecure=False, ca=None, client=None):
+        self.insecure, self.ca, self.client = insecure, ca, client
+        self.home = None  # the browser's NSS database lives here, removed at the end
+
+    def context(self):
+        if self.insecure:
+            return ssl._create_unverified_context()
+        if self.ca is None:
+            return None
+        context = ssl.create_default_context(cafile=self.ca)
+        if self.client:
+            context.load_cert_chain(*self.client)
+        return context
+
+    def browser_home(self, home):
+        """An NSS database under `home` that trusts the CA and holds the client certificate."""
+        nssdb = os.path.join(home, ".pki", "nssdb")
+        os.makedirs(nssdb)
+        db = "sql:" + nssdb
+        quiet = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+        subprocess.run(["certutil", "-N", "-d", db, "--empty-password"], **quiet)
+        subprocess.run(["certutil", "-A", "-d", db, "-n", "cete-test-ca", "-t", "C,,", "-i", self.ca], **quiet)
+        if self.client:
+            p12 = os.path.join(home, "client.p12")
+            certificate, key = self.client
+            export = ["openssl", "pkcs12", "-export", "-in", certificate, "-inkey", key, "-out", p12, "-passout", "pass:"]
+            subprocess.run(export, **quiet)
+            subprocess.run(["pk12util", "-i", p12, "-d", db, "-W", ""], **quiet)
+
+
+def start_browser(tls, base_url):
     options = Options()
     options.binary_location = CHROMIUM
     for argument in (
@@ -72,11 +114,22 @@ def start_browser(insecure):
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    if insecure:
+    environment = dict(os.environ)
+    if tls.insecure:
         options.set_capability("acceptInsecureCerts", True)
+    elif tls.ca:
+        home = tls.home = tempfile.mkdtemp(prefix="cete-browser-")
+        tls.browser_home(home)
+        environment["HOME"] = home
+        if tls.client:
+            # Present the certificate to this origin without the dialog a person would answer.
+            origin = base_url.rstrip("/")
+            rule = {origin + ",*": {"setting": {"filters": [{}]}}}
+            options.add_experimental_option("prefs", {"profile.content_settings.exceptions.auto_select_certificate": rule})
     # The driver is named: Selenium Manager has nothing to look up (and offline, it would not try).
     os.environ.setdefault("SE_OFFLINE", "true")
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    service = Service(executable_path=CHROMEDRIVER, env=environment)
+    driver = webdriver.Chrome(service=service, options=options)
     # --window-size counts the window's frame too: make the page itself 1280x900.
     try:
         inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
@@ -105,8 +158,8 @@ def text_of(element):
     return element.get_property("textContent")
 
 
-def api_put(base_url, key, value, insecure):
-    context = ssl._create_unverified_context() if insecure else None
+def api_put(base_url, key, value, tls):
+    context = tls.context()
     url = base_url + "/v1/data/" + "/".join(urllib.request.quote(s, safe="") for s in key.split("/"))
     request = urllib.request.Request(
         url, data=value.encode(), method="PUT", headers={"Content-Type": "text/plain; charset=utf-8"}
@@ -135,7 +188,7 @@ def hex_from_dump(dump):
     return "".join(digits)
 
 
-def run(driver, base_url, screenshot, insecure, seen):
+def run(driver, base_url, screenshot, tls, seen):
     # 1. The cluster, live.
     seen["step"] = "1: the cluster table"
     driver.get(base_url + "/ui")
@@ -172,7 +225,7 @@ def run(driver, base_url, screenshot, insecure, seen):
         return state.get_attribute("data-state") == "watching" and state.get_attribute("data-prefix") == "ui/"
 
     wait_for(driver, "the watch to be connected on prefix ui/", watching)
-    api_put(base_url, API_KEY, API_VALUE, insecure)
+    api_put(base_url, API_KEY, API_VALUE, tls)
     entry = wait_for(
         driver,
         f"a feed entry for {API_KEY}",
@@ -252,14 +305,21 @@ def main():
     parser.add_argument("base_url", help="a node's HTTP(S) address, e.g. http://127.0.0.1:8000")
     parser.add_argument("--screenshot", metavar="PATH", help="save a PNG of the page here")
     parser.add_argument("--insecure", action="store_true", help="accept the node's certificate unverified")
+    parser.add_argument("--ca", metavar="PEM", help="trust this CA (the browser through an NSS database of its own)")
+    parser.add_argument("--client-cert", metavar="PEM", help="present this client certificate (mTLS); needs --ca")
+    parser.add_argument("--client-key", metavar="PEM", help="the key of --client-cert")
     args = parser.parse_args()
+    if bool(args.client_cert) != bool(args.client_key) or (args.client_cert and not args.ca):
+        parser.error("--client-cert and --client-key go together, with --ca")
+    client = (args.client_cert, args.client_key) if args.client_cert else None
+    tls = Tls(insecure=args.insecure, ca=args.ca, client=client)
     base_url = args.base_url.rstrip("/")
 
     driver = None
     seen = {"step": "0: starting Chromium"}
     try:
-        driver = start_browser(args.insecure)
-        result = run(driver, base_url, args.screenshot, args.insecure, seen)
+        driver = start_browser(tls, base_url)
+        result = run(driver, base_url, args.screenshot, tls, seen)
     except Exception as e:
         report_failure(driver, seen, e if isinstance(e, StepFailed) else brief(e))
         return 1
@@ -269,6 +329,8 @@ def main():
                 driver.quit()
             except Exception:
                 pass
+        if tls.home:
+            shutil.rmtree(tls.home, ignore_errors=True)
     print(json.dumps(result))
     return 0
 
