@@ -15,7 +15,7 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cete_proto::raft::raft_client::RaftClient;
@@ -65,7 +65,7 @@ impl ClusterIdentity {
     }
 
     pub fn get(&self) -> Option<u64> {
-        *self.id.lock().unwrap_or_else(|p| p.into_inner())
+        *self.held()
     }
 
     /// Draws the id of a new cluster and records it (durably) before answering it.
@@ -80,8 +80,17 @@ impl ClusterIdentity {
         self.set(None)
     }
 
+    fn held(&self) -> MutexGuard<'_, Option<u64>> {
+        self.id.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn set(&self, id: Option<u64>) -> io::Result<()> {
-        let mut held = self.id.lock().unwrap_or_else(|p| p.into_inner());
+        self.record(&mut self.held(), id)
+    }
+
+    /// Records `id` on disk, durably, then in `held` (the lock is held throughout, so that two
+    /// requests cannot each record a different id).
+    fn record(&self, held: &mut MutexGuard<'_, Option<u64>>, id: Option<u64>) -> io::Result<()> {
         match id {
             Some(id) => {
                 let tmp = self.path.with_extension("tmp");
@@ -98,7 +107,7 @@ impl ClusterIdentity {
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        *held = id;
+        **held = id;
         Ok(())
     }
 
@@ -125,7 +134,8 @@ impl ClusterIdentity {
             .ok()
             .and_then(parse)
             .ok_or_else(|| tonic::Status::invalid_argument(format!("{METADATA_KEY} is not a cluster id")))?;
-        match self.get() {
+        let mut held = self.held();
+        match *held {
             Some(own) if own == theirs => Ok(()),
             Some(own) => {
                 let why = format!(
@@ -142,7 +152,7 @@ impl ClusterIdentity {
                 Err(tonic::Status::failed_precondition(why))
             }
             None => {
-                self.set(Some(theirs)).map_err(|e| {
+                self.record(&mut held, Some(theirs)).map_err(|e| {
                     tonic::Status::unavailable(format!("cannot record the cluster id in {}: {e}", self.path.display()))
                 })?;
                 log::info!("this node is now a member of cluster {}", hex(theirs));
