@@ -210,6 +210,18 @@ fn a_damaged_backup_or_a_used_directory_is_refused_and_nothing_is_written() {
     assert!(!output.status.success() && stderr.contains("is not empty"), "{stderr}");
     assert_eq!(std::fs::read(used.path().join("data").join("store.redb")).unwrap(), b"someone's");
 
+    // A restore stopped half-way leaves a directory that no node starts on.
+    let half = temp_dir();
+    let data_dir = half.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::write(data_dir.join(cete_actors::restore::UNFINISHED), b"").unwrap();
+    let addresses = Addresses::free();
+    let mut args = vec!["--id=node1".to_string()];
+    args.extend(address_args(&addresses, half.path()));
+    let mut refused = Node::spawn(half, args, Vec::new(), addresses);
+    assert!(!refused.wait_exit_within(FORM_TIMEOUT).success());
+    assert!(refused.log().contains("holds a restore that did not finish"), "{}", refused.log());
+
     // And a good one restores (into a directory that exists and is empty).
     let fresh = temp_dir();
     std::fs::create_dir_all(fresh.path().join("data")).unwrap();

@@ -52,7 +52,20 @@ pub async fn restore(backup: &Path, dir: &Path, me: Member) -> CeteResult<Restor
         ))
     })?;
     let created = prepare(dir)?;
-    match build(backup, dir, me).await {
+    // Until the last step, the directory says it is unfinished: a restore killed half-way
+    // leaves a directory that `cete start` refuses, never a node with part of the data.
+    let unfinished = dir.join(UNFINISHED);
+    let built = async {
+        std::fs::write(&unfinished, b"cete restore did not finish\n")
+            .and_then(|()| std::fs::File::open(dir)?.sync_all())
+            .map_err(|e| CeteError::InvalidArgument(format!("cannot write in {}: {e}", dir.display())))?;
+        let keys = build(backup, dir, me).await?;
+        std::fs::remove_file(&unfinished)
+            .and_then(|()| std::fs::File::open(dir)?.sync_all())
+            .map_err(|e| CeteError::internal("restore: finishing", e))?;
+        Ok(keys)
+    };
+    match built.await {
         Ok(keys) => Ok(Restored { revision, keys, data_directory: dir.to_path_buf() }),
         Err(e) => {
             // Leave nothing half-built behind: a node started on it would be a new cluster
@@ -68,6 +81,9 @@ pub async fn restore(backup: &Path, dir: &Path, me: Member) -> CeteResult<Restor
         }
     }
 }
+
+/// A file in a data directory that a restore is still building (or that one left unfinished).
+pub const UNFINISHED: &str = "restore-unfinished";
 
 /// Makes sure `dir` exists and is empty; answers whether it was created.
 fn prepare(dir: &Path) -> CeteResult<bool> {

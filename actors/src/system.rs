@@ -94,6 +94,13 @@ pub async fn start_node(settings: NodeSettings) -> CeteResult<RunningNode> {
     let dir = &settings.data_directory;
     std::fs::create_dir_all(dir)
         .map_err(|e| CeteError::internal(&format!("cannot create data directory {}", dir.display()), e))?;
+    if dir.join(crate::restore::UNFINISHED).exists() {
+        return Err(CeteError::InvalidArgument(format!(
+            "{} holds a restore that did not finish (`cete restore` was stopped half-way): remove the directory \
+             and restore again",
+            dir.display()
+        )));
+    }
 
     let store = StoreActor::open(&dir.join("store.redb"))?;
     let store_arbiter = Arbiter::new();
